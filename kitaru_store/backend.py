@@ -1,0 +1,333 @@
+"""The LMDB environment: sub-databases, transactions, map growth. The only module that imports lmdb.
+
+One process opens one environment per path (LMDB forbids opening the same file twice in one
+process), so environments live in a registry keyed by (pid, real path). A child created by
+fork() never touches its parent's handle: it opens its own.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import TypeVar
+
+import lmdb
+
+from .errors import ReadOnlyStoreError, StoreError, StoreFullError
+from .locks import FileLock
+
+T = TypeVar("T")
+
+# Sub-databases and what they hold (docs/design.md has the byte layouts).
+DATABASES = (
+    b"meta",  # store-level settings: format, store id
+    b"objects",  # object id (32 bytes) -> record (codec.py)
+    b"touch",  # object id -> last put or reference time, ns since epoch (8 bytes, big-endian)
+    b"manifests",  # execution id (16 bytes) -> Manifest (msgpack)
+    b"exec_time",  # started_at ns (8) + execution id (16) -> ExecutionSummary (msgpack)
+    b"exec_flow",  # flow name (utf-8) + 0x00 + started_at ns (8) + execution id (16) -> b""
+    b"artifacts",  # artifact id (16 bytes) -> execution id (16 bytes)
+    b"refs",  # ref name (utf-8, e.g. "pin/NAME") -> object id (32 bytes)
+)
+
+DEFAULT_MAP_SIZE = 1 << 36  # 64 GiB of address space; the file grows only as data arrives
+MAX_READERS = 1022
+SCAN_BATCH = 2048
+
+
+def _map_size_from_env() -> int:
+    raw = os.environ.get("KITARU_MAP_SIZE")
+    if not raw:
+        return DEFAULT_MAP_SIZE
+    try:
+        return max(1 << 20, int(raw))
+    except ValueError:
+        raise StoreError(f"KITARU_MAP_SIZE={raw!r} is not a byte count") from None
+
+
+def translate(exc: lmdb.Error, path: str) -> StoreError:
+    """Map an LMDB failure onto a typed store error."""
+    if isinstance(exc, lmdb.ReadonlyError) or getattr(exc, "errno", None) in (errno.EACCES, errno.EROFS):
+        return ReadOnlyStoreError(
+            f"store {path} is read-only: {exc}", hint="open it from a writable location"
+        )
+    if isinstance(exc, lmdb.DiskError) or "No space left" in str(exc):
+        return StoreFullError(
+            f"the disk holding {path} is full: {exc}",
+            hint="free disk space; the failed write changed nothing",
+        )
+    return StoreError(f"LMDB error in {path}: {exc}")
+
+
+class ReadTxn:
+    """A read (or write) transaction with helpers over the named sub-databases."""
+
+    def __init__(self, txn: lmdb.Transaction, dbs: dict[bytes, lmdb._Database | None]) -> None:
+        self.txn = txn
+        self._dbs = dbs
+
+    def get(self, db: bytes, key: bytes) -> bytes | None:
+        value = self.txn.get(key, db=self._dbs[db])
+        return None if value is None else bytes(value)
+
+    def get_view(self, db: bytes, key: bytes) -> memoryview | None:
+        """A zero-copy view, valid only inside this transaction (needs buffers=True)."""
+        value = self.txn.get(key, db=self._dbs[db])
+        return None if value is None else memoryview(value)
+
+    def has(self, db: bytes, key: bytes) -> bool:
+        return self.txn.get(key, db=self._dbs[db]) is not None
+
+    def count(self, db: bytes) -> int:
+        return int(self.txn.stat(self._dbs[db])["entries"])
+
+    def items(
+        self, db: bytes, lo: bytes = b"", hi: bytes | None = None, *, reverse: bool = False
+    ) -> Iterator[tuple[bytes, bytes]]:
+        """Items with lo <= key < hi, in key order (or reversed)."""
+        cur = self.txn.cursor(db=self._dbs[db])
+        if not reverse:
+            if not cur.set_range(lo):
+                return
+            for key, value in cur:
+                k = bytes(key)
+                if hi is not None and k >= hi:
+                    return
+                yield k, bytes(value)
+            return
+        positioned = cur.set_range(hi) if hi is not None else cur.last()
+        if hi is not None:
+            positioned = cur.prev() if positioned else cur.last()
+        if not positioned:
+            return
+        while True:
+            k = bytes(cur.key())
+            if k < lo:
+                return
+            yield k, bytes(cur.value())
+            if not cur.prev():
+                return
+
+
+class WriteTxn(ReadTxn):
+    def put(self, db: bytes, key: bytes, value: bytes | memoryview, *, overwrite: bool = True) -> bool:
+        return bool(self.txn.put(key, value, db=self._dbs[db], overwrite=overwrite))
+
+    def delete(self, db: bytes, key: bytes) -> bool:
+        return bool(self.txn.delete(key, db=self._dbs[db]))
+
+
+class Backend:
+    """One LMDB environment in ``path`` (a directory holding data.mdb and lock.mdb)."""
+
+    def __init__(
+        self, path: str, *, readonly: bool = False, create: bool = True, lock_path: str | None = None
+    ) -> None:
+        self.path = path
+        # Every open handle holds this lock shared; compaction takes it exclusive, so the file is
+        # never swapped under a process that has it mapped.
+        self._store_lock = FileLock(lock_path) if lock_path else None
+        self.readonly = readonly
+        self._create = create
+        self._pid = -1
+        self._env: lmdb.Environment | None = None
+        self._dbs: dict[bytes, lmdb._Database | None] = {}
+        self._grow_lock = threading.Lock()
+        self._open()
+
+    def _open(self) -> None:
+        if self._store_lock is not None and not self.readonly:
+            self._store_lock.acquire(exclusive=False, timeout=60.0, what="opening the store")
+        try:
+            env = lmdb.open(
+                self.path,
+                map_size=_map_size_from_env(),
+                subdir=True,
+                readonly=self.readonly,
+                create=self._create and not self.readonly,
+                max_dbs=len(DATABASES) + 2,
+                max_readers=MAX_READERS,
+                readahead=False,
+                mode=0o600,
+                lock=True,
+            )
+        except lmdb.Error as exc:
+            if self._store_lock is not None:
+                self._store_lock.release()
+            raise translate(exc, self.path) from exc
+        # A killed process leaves its reader slot behind; clear those now, not at the 1,023rd reader.
+        env.reader_check()
+        dbs: dict[bytes, lmdb._Database | None] = {}
+        if self.readonly:
+            with env.begin() as txn:
+                for name in DATABASES:
+                    try:
+                        dbs[name] = env.open_db(name, txn=txn, create=False)
+                    except lmdb.NotFoundError:
+                        dbs[name] = None
+        else:
+            try:
+                for name in DATABASES:
+                    dbs[name] = env.open_db(name)
+            except lmdb.Error as exc:
+                raise translate(exc, self.path) from exc
+        self._env = env
+        self._dbs = dbs
+        self._pid = os.getpid()
+
+    @property
+    def env(self) -> lmdb.Environment:
+        if self._pid != os.getpid():
+            # Forked: the parent's handle must not be used (or closed) here. Keep it referenced
+            # so that it is never deallocated in the child, and open a fresh one.
+            _forked_leftovers.append(self._env)
+            if self._store_lock is not None:
+                # The flock is shared with the parent through the inherited descriptor; take our own.
+                self._store_lock = FileLock(self._store_lock.path)
+            self._open()
+        assert self._env is not None
+        return self._env
+
+    def close(self) -> None:
+        if self._env is not None and self._pid == os.getpid():
+            self._env.close()
+            if self._store_lock is not None:
+                self._store_lock.release()
+        self._env = None
+
+    # -- transactions ---------------------------------------------------------------------
+
+    def _begin(self, *, write: bool, buffers: bool = False) -> lmdb.Transaction:
+        env = self.env
+        for _ in range(3):
+            try:
+                return env.begin(write=write, buffers=buffers)  # type: ignore[call-overload]
+            except lmdb.MapResizedError:
+                env.set_mapsize(0)  # adopt the size another process grew the map to
+            except lmdb.Error as exc:
+                raise translate(exc, self.path) from exc
+        return env.begin(write=write, buffers=buffers)  # type: ignore[call-overload]
+
+    @contextmanager
+    def read(self, *, buffers: bool = False) -> Iterator[ReadTxn]:
+        txn = self._begin(write=False, buffers=buffers)
+        try:
+            yield ReadTxn(txn, self._dbs)
+        finally:
+            txn.abort()
+
+    def update(self, fn: Callable[[WriteTxn], T]) -> T:
+        """Run ``fn`` in one write transaction and commit. On a full map, grow it and run ``fn`` again.
+
+        ``fn`` must be safe to repeat: it sees a fresh transaction each time.
+        """
+        if self.readonly:
+            raise ReadOnlyStoreError(f"store {self.path} is open read-only")
+        while True:
+            txn = self._begin(write=True)
+            try:
+                result = fn(WriteTxn(txn, self._dbs))
+                txn.commit()
+                return result
+            except lmdb.MapFullError:
+                txn.abort()
+                self._grow()
+            except lmdb.Error as exc:
+                txn.abort()
+                raise translate(exc, self.path) from exc
+            except BaseException:
+                txn.abort()
+                raise
+
+    def _grow(self) -> None:
+        with self._grow_lock:
+            env = self.env
+            current = env.info()["map_size"]
+            ceiling = int(os.environ.get("KITARU_MAP_LIMIT", 1 << 44))
+            if current >= ceiling:
+                raise StoreFullError(
+                    f"store {self.path} reached its map limit of {current} bytes",
+                    hint="raise KITARU_MAP_LIMIT or run `kitaru-store gc --compact`",
+                )
+            env.set_mapsize(min(current * 2, ceiling))
+
+    def scan(
+        self, db: bytes, lo: bytes = b"", hi: bytes | None = None, *, batch: int = SCAN_BATCH
+    ) -> Iterator[tuple[bytes, bytes]]:
+        """Iterate a key range in short read transactions of ``batch`` items each.
+
+        A long scan (gc mark, fsck, stats) must not pin one snapshot for minutes while writers
+        run: that would keep every page they free from being reused.
+        """
+        start = lo
+        while True:
+            with self.read() as rt:
+                items = []
+                for item in rt.items(db, start, hi):
+                    items.append(item)
+                    if len(items) >= batch:
+                        break
+            yield from items
+            if len(items) < batch:
+                return
+            start = items[-1][0] + b"\x00"
+
+    def stat(self) -> dict[str, int]:
+        env = self.env
+        info = env.info()
+        st = env.stat()
+        return {
+            "map_size": int(info["map_size"]),
+            "last_pgno": int(info["last_pgno"]),
+            "psize": int(st["psize"]),
+            "readers": int(info["num_readers"]),
+        }
+
+    def db_stat(self, db: bytes) -> dict[str, int]:
+        with self.read() as rt:
+            st = rt.txn.stat(self._dbs[db])
+        return {k: int(v) for k, v in st.items()}  # type: ignore[call-overload]
+
+    def copy_compacted(self, dest_dir: str) -> None:
+        os.makedirs(dest_dir, mode=0o700, exist_ok=True)
+        self.env.copy(dest_dir, compact=True)
+
+
+_forked_leftovers: list[object] = []
+_registry: dict[tuple[int, str], Backend] = {}
+_registry_lock = threading.Lock()
+
+
+def open_backend(
+    path: str, *, readonly: bool = False, create: bool = True, lock_path: str | None = None
+) -> Backend:
+    """The process-wide Backend for ``path`` (opened on first use).
+
+    A read-only request is served by a writable handle that is already open; a writable request
+    replaces a read-only handle, since LMDB allows one environment per file and process.
+    """
+    real = os.path.realpath(path)
+    key = (os.getpid(), real)
+    with _registry_lock:
+        backend = _registry.get(key)
+        if backend is not None and backend._env is not None and (readonly or not backend.readonly):
+            return backend
+        if backend is not None:
+            backend.close()
+        backend = _registry[key] = Backend(real, readonly=readonly, create=create, lock_path=lock_path)
+        return backend
+
+
+def close_backend(path: str) -> None:
+    """Close every handle on ``path`` in this process (before a compaction swaps the file)."""
+    real = os.path.realpath(path)
+    with _registry_lock:
+        for key in [k for k in _registry if k == (os.getpid(), real)]:
+            _registry.pop(key).close()
+
+
+MapFullError = lmdb.MapFullError
+LmdbError = lmdb.Error

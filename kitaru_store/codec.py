@@ -1,0 +1,138 @@
+"""The frame of a stored object record, and zstd. The only module that imports zstandard.
+
+A record is ``[version:1][kind:1][codec:1][payload]``:
+
+* version -- record format, currently 1; a reader refuses a higher one.
+* kind    -- 0: the payload is the object's bytes; 1: a chunk index (see objects.py).
+* codec   -- 0: payload stored raw; 1: payload is one zstd frame (with its content size).
+
+The object id is always the hash of the uncompressed bytes, so the codec is a storage detail:
+re-compressing an object with another level or codec never changes its id.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import zstandard
+
+from .errors import StoreFormatError
+
+RECORD_VERSION = 1
+KIND_DATA = 0
+KIND_INDEX = 1
+CODEC_RAW = 0
+CODEC_ZSTD = 1
+HEADER_SIZE = 3
+
+DEFAULT_LEVEL = 3
+# Below this size compression is tried outright; above it, a sample decides first, so that
+# incompressible data (random floats, already-compressed media) does not pay for nothing.
+_SAMPLE_FROM = 64 << 10
+_SAMPLE_PIECE = 4 << 10
+# Keep compressed output only when it saves at least this fraction.
+_MIN_SAVING = 0.05
+
+_local = threading.local()
+
+
+def _compressor(level: int) -> zstandard.ZstdCompressor:
+    cache: dict[int, zstandard.ZstdCompressor] | None = getattr(_local, "c", None)
+    if cache is None:
+        cache = _local.c = {}
+    comp = cache.get(level)
+    if comp is None:
+        comp = cache[level] = zstandard.ZstdCompressor(level=level, write_content_size=True)
+    return comp
+
+
+def _decompressor() -> zstandard.ZstdDecompressor:
+    d: zstandard.ZstdDecompressor | None = getattr(_local, "d", None)
+    if d is None:
+        d = _local.d = zstandard.ZstdDecompressor()
+    return d
+
+
+def _worth_compressing(data: memoryview, level: int) -> bool:
+    n = len(data)
+    if n < _SAMPLE_FROM:
+        return True
+    comp = _compressor(level)
+    sample = b"".join(
+        bytes(data[off : off + _SAMPLE_PIECE]) for off in (0, n // 2, max(0, n - _SAMPLE_PIECE))
+    )
+    return len(comp.compress(sample)) <= len(sample) * (1 - 2 * _MIN_SAVING)
+
+
+def encode(
+    data: bytes | bytearray | memoryview, *, kind: int = KIND_DATA, level: int = DEFAULT_LEVEL
+) -> bytes:
+    """Frame ``data`` for storage, compressed only where compression pays."""
+    view = memoryview(data).cast("B") if not isinstance(data, bytes) else memoryview(data)
+    if level > 0 and len(view) >= 64 and _worth_compressing(view, level):
+        packed = _compressor(level).compress(view)
+        if len(packed) <= len(view) * (1 - _MIN_SAVING):
+            return bytes((RECORD_VERSION, kind, CODEC_ZSTD)) + packed
+    return bytes((RECORD_VERSION, kind, CODEC_RAW)) + view
+
+
+def header(record: bytes | memoryview) -> tuple[int, int]:
+    """(kind, codec) of a record; refuses records from a newer format."""
+    if len(record) < HEADER_SIZE:
+        raise ValueError("record shorter than its header")
+    version, kind, codec = record[0], record[1], record[2]
+    if version > RECORD_VERSION:
+        raise StoreFormatError(
+            f"object record format {version} is newer than this kitaru_store understands ({RECORD_VERSION})",
+            hint="upgrade kitaru to read this store",
+        )
+    if kind not in (KIND_DATA, KIND_INDEX) or codec not in (CODEC_RAW, CODEC_ZSTD):
+        raise ValueError(f"unknown record kind {kind} or codec {codec}")
+    return kind, codec
+
+
+def decode(record: bytes | memoryview) -> tuple[int, bytes | memoryview]:
+    """(kind, uncompressed payload). Raises ValueError on a malformed record."""
+    kind, codec = header(record)
+    payload = memoryview(record)[HEADER_SIZE:]
+    if codec == CODEC_RAW:
+        return kind, payload
+    try:
+        return kind, _decompressor().decompress(payload)
+    except zstandard.ZstdError as exc:
+        raise ValueError(f"zstd: {exc}") from None
+
+
+def decode_into(record: bytes | memoryview, out: memoryview) -> int:
+    """Decode a data record straight into ``out``; returns the number of bytes written."""
+    _, codec = header(record)
+    payload = memoryview(record)[HEADER_SIZE:]
+    if codec == CODEC_RAW:
+        n = len(payload)
+        if n > len(out):
+            raise ValueError("record larger than its slot")
+        out[:n] = payload
+        return n
+    try:
+        data = _decompressor().decompress(payload)
+    except zstandard.ZstdError as exc:
+        raise ValueError(f"zstd: {exc}") from None
+    n = len(data)
+    if n > len(out):
+        raise ValueError("record larger than its slot")
+    out[:n] = data
+    return n
+
+
+def stored_codec_name(record: bytes | memoryview) -> str:
+    return "zstd" if header(record)[1] == CODEC_ZSTD else "raw"
+
+
+def content_size(record: bytes | memoryview) -> int:
+    """The uncompressed payload size of a record, without decompressing it."""
+    _, codec = header(record)
+    payload = memoryview(record)[HEADER_SIZE:]
+    if codec == CODEC_RAW:
+        return len(payload)
+    size = zstandard.frame_content_size(payload)
+    return size if size >= 0 else len(_decompressor().decompress(payload))

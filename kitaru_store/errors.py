@@ -1,0 +1,194 @@
+"""The one error hierarchy shared by kitaru_store and kitaru.
+
+Every error derives from :class:`KitaruError`, carries the ids and names it concerns
+(``exec_id``, ``name``, ``object_id`` where they apply) and says what to do next in ``hint``.
+The SDK re-exports these classes; it adds its own subclasses but never a second base.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+
+class KitaruError(Exception):
+    """Base of every error raised by kitaru and kitaru_store."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        exec_id: str | None = None,
+        name: str | None = None,
+        object_id: str | None = None,
+        hint: str | None = None,
+    ) -> None:
+        self.message = message
+        self.exec_id = exec_id
+        self.name = name
+        self.object_id = object_id
+        self.hint = hint
+        super().__init__(self._render())
+
+    def _render(self) -> str:
+        return f"{self.message} ({self.hint})" if self.hint else self.message
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-able form, used by the CLI's ``--json`` error objects."""
+        out: dict[str, Any] = {"error": type(self).__name__, "message": self.message}
+        for key in ("exec_id", "name", "object_id", "hint"):
+            value = getattr(self, key)
+            if value is not None:
+                out[key] = value
+        return out
+
+
+# --- the store itself ------------------------------------------------------------------------
+
+
+class StoreError(KitaruError):
+    """A problem with the store as a whole (location, format, locking, space)."""
+
+
+class StoreNotFoundError(StoreError):
+    def __init__(self, path: str, *, looked: Sequence[str] = ()) -> None:
+        where = "; ".join(looked) if looked else path
+        super().__init__(
+            f"no kitaru store at {path}",
+            hint=f"looked at: {where}. Run a flow (which creates the store) or pass --store / KITARU_STORE",
+        )
+        self.path = path
+
+
+class NotAStoreError(StoreError):
+    def __init__(self, path: str, reason: str) -> None:
+        super().__init__(
+            f"{path} is not a kitaru store: {reason}",
+            hint="point KITARU_STORE or --store at a store directory, or at an empty or missing directory",
+        )
+        self.path = path
+
+
+class StoreFormatError(StoreError):
+    """The store (or one record in it) was written by a newer, incompatible format."""
+
+
+class StoreLockedError(StoreError):
+    """Another process holds a lock this operation needs (gc, compaction)."""
+
+
+class StoreFullError(StoreError):
+    """The disk (or the configured map limit) is full; the failed write left the store unchanged."""
+
+
+class ReadOnlyStoreError(StoreError):
+    """A write was attempted on a store opened read-only or on a read-only filesystem."""
+
+
+# --- objects ---------------------------------------------------------------------------------
+
+
+class ObjectNotFoundError(KitaruError):
+    def __init__(self, object_id: str, *, exec_id: str | None = None, name: str | None = None) -> None:
+        super().__init__(
+            f"object {object_id} is not in the store",
+            exec_id=exec_id,
+            name=name,
+            object_id=object_id,
+            hint="it may have been garbage-collected or never pushed; run `kitaru-store fsck`",
+        )
+
+
+class CorruptObjectError(KitaruError):
+    """Stored bytes do not hash to their id, or cannot be decoded. Never returns wrong data."""
+
+    def __init__(self, object_id: str, detail: str, *, exec_id: str | None = None) -> None:
+        super().__init__(
+            f"object {object_id} is corrupt: {detail}",
+            exec_id=exec_id,
+            object_id=object_id,
+            hint="saving the same value again repairs it; `kitaru-store fsck` lists every damaged object",
+        )
+
+
+class AmbiguousIdError(KitaruError):
+    """A short id (object or execution) matches more than one full id."""
+
+    def __init__(self, prefix: str, candidates: Sequence[str], *, what: str = "id") -> None:
+        self.prefix = prefix
+        self.candidates = list(candidates)
+        shown = ", ".join(self.candidates[:10]) + (" ..." if len(self.candidates) > 10 else "")
+        super().__init__(
+            f"{what} prefix {prefix!r} is ambiguous: {shown}",
+            name=prefix,
+            hint="give more characters of the id",
+        )
+
+
+class InvalidIdError(KitaruError):
+    """An id or id prefix that is not well-formed (wrong characters, too short)."""
+
+
+# --- executions and names --------------------------------------------------------------------
+
+
+class ExecutionNotFoundError(KitaruError):
+    def __init__(self, exec_id: str) -> None:
+        super().__init__(
+            f"no execution {exec_id!r} in the store",
+            exec_id=exec_id,
+            hint="list executions with `kitaru-store log` or KitaruClient().executions.list()",
+        )
+
+
+class ArtifactNotFoundError(KitaruError):
+    def __init__(self, name: str, *, exec_id: str | None, available: Sequence[str] = ()) -> None:
+        self.available = sorted(set(available))
+        where = f" in execution {exec_id}" if exec_id else ""
+        names = ", ".join(self.available) if self.available else "(none)"
+        super().__init__(
+            f"no checkpoint or artifact named {name!r}{where}",
+            exec_id=exec_id,
+            name=name,
+            hint=f"names that exist: {names}",
+        )
+
+
+class AmbiguousNameError(KitaruError):
+    """A name matches more than one entry; ``candidates`` lists every one."""
+
+    def __init__(self, name: str, *, exec_id: str | None, candidates: Sequence[dict[str, Any]]) -> None:
+        self.candidates = list(candidates)
+        lines = "; ".join(
+            f"{c['name']} (kind={c['kind']}, checkpoint={c.get('checkpoint')}, object={c['object_id'][:12]})"
+            for c in self.candidates
+        )
+        super().__init__(
+            f"name {name!r} is ambiguous in execution {exec_id}: {len(self.candidates)} matches: {lines}",
+            exec_id=exec_id,
+            name=name,
+            hint="save artifacts under unique names, or load a checkpoint output by its invocation id",
+        )
+
+
+class InvalidNameError(KitaruError):
+    """A name (artifact, checkpoint, flow, pin) that cannot be stored."""
+
+
+class InvalidArtifactTypeError(KitaruError):
+    """An artifact type that is not one of the documented ones."""
+
+
+class DuplicateNameError(KitaruError):
+    """A name saved twice in one checkpoint without ``overwrite=True``."""
+
+
+# --- values ----------------------------------------------------------------------------------
+
+
+class SerializationError(KitaruError):
+    """A value cannot be turned into bytes, or stored bytes cannot be turned back into a value."""
+
+
+class PickleNotAllowedError(SerializationError):
+    """Pickle is needed but was not opted into. A store is data, not code."""

@@ -1,0 +1,239 @@
+"""Garbage collection: mark what manifests and refs reach, sweep the rest, optionally compact.
+
+Rules (docs/design.md, "Garbage collection"):
+
+* one gc at a time (an flock that dies with its process, so never a stale lock);
+* the root set is read in short read transactions: every manifest's entries, checkpoint outputs
+  and results, and every ref (pins, in-flight objects of running writers, memory versions);
+* chunked values keep their chunks alive;
+* an object touched (put, deduplicated or referenced) within the grace period is never swept,
+  which protects what a concurrent writer is about to reference;
+* each delete re-checks the touch time inside the write transaction that deletes.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
+
+from . import codec, config, ids, objects
+from . import manifests as mf
+from .backend import WriteTxn, close_backend
+from .errors import StoreLockedError
+from .locks import FileLock
+
+if TYPE_CHECKING:
+    from .repository import Repository
+
+DEFAULT_GRACE = dt.timedelta(hours=1)
+DELETE_BATCH = 1000
+Progress = Callable[[str, int, int], None]
+
+
+@dataclass
+class GCReport:
+    dry_run: bool
+    grace_seconds: float
+    objects_total: int = 0
+    objects_live: int = 0
+    objects_removed: int = 0
+    bytes_removed: int = 0
+    objects_in_grace: int = 0
+    file_size_before: int = 0
+    file_size_after: int = 0
+    compacted: bool = False
+    compact_error: str | None = None
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+def data_file(repo: Repository) -> str:
+    return str(repo.root / config.DB_DIR / "data.mdb")
+
+
+def _file_size(repo: Repository) -> int:
+    try:
+        return os.path.getsize(data_file(repo))
+    except OSError:
+        return 0
+
+
+def mark(repo: Repository, progress: Progress | None = None) -> set[bytes]:
+    """Every object key reachable from a manifest or a ref, chunks included."""
+    backend = repo._backend()
+    live: set[bytes] = set()
+    total = repo.count_executions()
+    for n, (key, raw) in enumerate(backend.scan(b"manifests"), 1):
+        manifest = mf.decode_manifest(raw, exec_id=key.hex())
+        live.update(ids.object_key(oid) for oid in mf.referenced_ids(manifest))
+        if progress and n % 1000 == 0:
+            progress("mark", n, total)
+    for _, raw in backend.scan(b"refs"):
+        live.update(raw[i : i + ids.OBJECT_ID_BYTES] for i in range(0, len(raw), ids.OBJECT_ID_BYTES))
+    # Expand chunked values into their chunks, in short read transactions.
+    pending = list(live)
+    for start in range(0, len(pending), 4096):
+        with backend.read(buffers=True) as rt:
+            for key in pending[start : start + 4096]:
+                record = rt.get_view(b"objects", key)
+                if record is not None and len(record) >= codec.HEADER_SIZE and record[1] == codec.KIND_INDEX:
+                    live.update(objects.chunk_keys(record, key))
+    return live
+
+
+def _candidates(
+    repo: Repository, live: set[bytes], cutoff_ns: int, report: GCReport, progress: Progress | None
+) -> list[tuple[bytes, int]]:
+    backend = repo._backend()
+    found: list[tuple[bytes, int]] = []
+    start = b""
+    with backend.read() as rt:
+        total = rt.count(b"objects")
+    seen = 0
+    while True:
+        batch = 0
+        last = None
+        with backend.read(buffers=True) as rt:
+            cur = rt.txn.cursor(db=rt._dbs[b"objects"])
+            ok = cur.set_range(start)
+            while ok and batch < 4096:
+                key = bytes(cur.key())
+                last = key
+                batch += 1
+                if key not in live:
+                    touched = objects.unpack_time(rt.get(b"touch", key))
+                    if touched >= cutoff_ns:
+                        report.objects_in_grace += 1
+                    else:
+                        found.append((key, len(cur.value())))
+                ok = cur.next()
+        seen += batch
+        report.objects_total = seen
+        if progress:
+            progress("scan", seen, total)
+        if last is None or batch < 4096:
+            return found
+        start = last + b"\x00"
+
+
+def collect(
+    repo: Repository,
+    *,
+    grace: dt.timedelta | float | None = None,
+    dry_run: bool = False,
+    compact: bool = False,
+    progress: Progress | None = None,
+) -> GCReport:
+    if grace is None:
+        grace = DEFAULT_GRACE
+    grace_s = grace.total_seconds() if isinstance(grace, dt.timedelta) else float(grace)
+    if grace_s < 0:
+        raise ValueError("grace must not be negative")
+    report = GCReport(dry_run=dry_run, grace_seconds=grace_s)
+    began = time.monotonic()
+    lock = FileLock(str(repo.root / config.LOCK_DIR / "gc.lock"))
+    lock.acquire(exclusive=True, what="gc")
+    try:
+        report.file_size_before = _file_size(repo)
+        cutoff_ns = objects.now_ns() - int(grace_s * 1e9)
+        live = mark(repo, progress)
+        report.objects_live = len(live)
+        doomed = _candidates(repo, live, cutoff_ns, report, progress)
+        if dry_run:
+            report.objects_removed = len(doomed)
+            report.bytes_removed = sum(size for _, size in doomed)
+        else:
+            _sweep(repo, doomed, cutoff_ns, report, progress)
+            if compact:
+                try:
+                    compact_store(repo)
+                    report.compacted = True
+                except StoreLockedError as exc:
+                    report.compact_error = exc.message
+        report.file_size_after = _file_size(repo)
+    finally:
+        lock.release()
+    report.seconds = time.monotonic() - began
+    return report
+
+
+def _sweep(
+    repo: Repository,
+    doomed: list[tuple[bytes, int]],
+    cutoff_ns: int,
+    report: GCReport,
+    progress: Progress | None,
+) -> None:
+    backend = repo._backend()
+    for start in range(0, len(doomed), DELETE_BATCH):
+        batch = doomed[start : start + DELETE_BATCH]
+
+        def txn(wt: WriteTxn, batch: list[tuple[bytes, int]] = batch) -> tuple[int, int]:
+            n = removed = 0
+            for key, _ in batch:
+                # Re-check inside the deleting transaction: a put, dedup hit or new reference
+                # since the mark refreshed the touch time, and then the object stays.
+                if objects.unpack_time(wt.get(b"touch", key)) >= cutoff_ns:
+                    continue
+                record = wt.get_view(b"objects", key)
+                if record is None:
+                    continue
+                removed += len(record)
+                wt.delete(b"objects", key)
+                wt.delete(b"touch", key)
+                n += 1
+            return n, removed
+
+        n, removed = backend.update(txn)
+        report.objects_removed += n
+        report.bytes_removed += removed
+        if progress:
+            progress("sweep", min(start + DELETE_BATCH, len(doomed)), len(doomed))
+
+
+def compact_store(repo: Repository) -> None:
+    """Rewrite the LMDB file without free pages and swap it in atomically.
+
+    Needs the store to itself: the exclusive store lock fails while any other process has the
+    store open, and the swap happens only after a complete, synced copy exists.
+    """
+    db_dir = repo.root / config.DB_DIR
+    tmp_dir = repo.root / "db.compact"
+    close_backend(str(db_dir))
+    store_lock = FileLock(str(repo.root / config.LOCK_DIR / "store.lock"))
+    try:
+        store_lock.acquire(exclusive=True, timeout=0.0, what="compaction (close other kitaru processes)")
+    except BaseException:
+        repo._backend()
+        raise
+    try:
+        shutil.rmtree(tmp_dir, ignore_errors=True)
+        from .backend import Backend
+
+        source = Backend(str(db_dir))
+        try:
+            source.copy_compacted(str(tmp_dir))
+        finally:
+            source.close()
+        fd = os.open(tmp_dir / "data.mdb", os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp_dir / "data.mdb", db_dir / "data.mdb")
+        dfd = os.open(db_dir, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+        shutil.rmtree(tmp_dir, ignore_errors=True)
+    finally:
+        store_lock.release()
+        repo._backend()

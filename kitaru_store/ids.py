@@ -1,0 +1,85 @@
+"""Object ids, execution ids, artifact ids and their short (prefix) forms.
+
+Object ids are 32-byte BLAKE3 digests shown as 64 lowercase hex characters. Execution and
+artifact ids are random UUIDs (version 4) shown as 32 hex characters without dashes; dashed
+input is accepted. Random rather than time-ordered UUIDs keep short prefixes unique the way
+git's short hashes are: time-ordered ids share their leading characters.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from .errors import InvalidIdError
+
+OBJECT_ID_BYTES = 32
+OBJECT_ID_HEX = OBJECT_ID_BYTES * 2
+UUID_HEX = 32
+MIN_PREFIX = 4
+_HEX = frozenset("0123456789abcdef")
+
+
+def new_uuid() -> str:
+    return uuid.uuid4().hex
+
+
+def normalize_hex(text: str, *, what: str, full_length: int) -> str:
+    """Lower-case, strip dashes and whitespace, and check that ``text`` is hex of a usable length."""
+    if not isinstance(text, str):
+        raise InvalidIdError(f"{what} must be a string, not {type(text).__name__}")
+    cleaned = text.strip().lower().replace("-", "")
+    if not cleaned or not set(cleaned) <= _HEX:
+        raise InvalidIdError(
+            f"{what} {text!r} is not a hex id",
+            name=text,
+            hint=f"{what}s are hex strings of up to {full_length} characters (at least {MIN_PREFIX})",
+        )
+    if len(cleaned) > full_length:
+        raise InvalidIdError(f"{what} {text!r} is longer than {full_length} hex characters", name=text)
+    if len(cleaned) < MIN_PREFIX:
+        raise InvalidIdError(
+            f"{what} prefix {text!r} is too short", name=text, hint=f"give at least {MIN_PREFIX} characters"
+        )
+    return cleaned
+
+
+def prefix_range(hex_prefix: str) -> tuple[bytes, bytes | None]:
+    """The byte-key range [lo, hi) that holds every key whose hex form starts with ``hex_prefix``."""
+    if len(hex_prefix) % 2:
+        lo = bytes.fromhex(hex_prefix + "0")
+        hi_int = int(hex_prefix, 16) + 1
+        width = len(hex_prefix)
+        if hi_int >= 16**width:
+            return lo, None
+        return lo, bytes.fromhex(format(hi_int, f"0{width}x") + "0")
+    lo = bytes.fromhex(hex_prefix)
+    hi_int = int.from_bytes(lo, "big") + 1 if lo else 1
+    if hi_int >= 256 ** len(lo):
+        return lo, None
+    return lo, hi_int.to_bytes(len(lo), "big")
+
+
+def object_key(object_id: str) -> bytes:
+    """The LMDB key of a full object id (hex -> 32 bytes)."""
+    if len(object_id) != OBJECT_ID_HEX:
+        raise InvalidIdError(
+            f"object id {object_id!r} must be {OBJECT_ID_HEX} hex characters", name=object_id
+        )
+    try:
+        return bytes.fromhex(object_id)
+    except ValueError:
+        raise InvalidIdError(f"object id {object_id!r} is not hex", name=object_id) from None
+
+
+def uuid_key(hex_id: str) -> bytes:
+    try:
+        key = bytes.fromhex(hex_id.replace("-", ""))
+    except ValueError:
+        raise InvalidIdError(f"id {hex_id!r} is not hex", name=hex_id) from None
+    if len(key) != UUID_HEX // 2:
+        raise InvalidIdError(f"id {hex_id!r} must be {UUID_HEX} hex characters", name=hex_id)
+    return key
+
+
+def short(hex_id: str, length: int = 12) -> str:
+    return hex_id[:length]

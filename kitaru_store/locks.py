@@ -1,0 +1,48 @@
+"""Advisory file locks (flock). The kernel drops them when their process dies: never a stale lock."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import time
+
+from .errors import StoreLockedError
+
+
+class FileLock:
+    """An flock on ``path``, shared or exclusive, optionally waiting up to ``timeout`` seconds."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._fd: int | None = None
+
+    @property
+    def held(self) -> bool:
+        return self._fd is not None
+
+    def acquire(self, *, exclusive: bool, timeout: float = 0.0, what: str = "this operation") -> None:
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        mode = (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | fcntl.LOCK_NB
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(fd, mode)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    os.close(fd)
+                    raise StoreLockedError(
+                        f"another process holds the lock {os.path.basename(self.path)} needed for {what}",
+                        hint="wait for it to finish and try again (a lock dies with its process)",
+                    ) from None
+                time.sleep(0.02)
+        if exclusive:
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{os.getpid()}\n".encode())
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd is not None:
+            fd, self._fd = self._fd, None
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)

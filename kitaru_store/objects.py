@@ -1,0 +1,221 @@
+"""Content-addressed objects: hashing, chunking, dedup with verification, verified reads.
+
+Small values (up to ``CHUNK_THRESHOLD``) are one data record. Larger ones are cut into
+content-defined chunks (FastCDC); each chunk is a data record of its own and the value's id
+names an index record listing the chunks. Either way the id is the BLAKE3 of the whole value's
+bytes, so the same value always has the same id however it is stored.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import msgspec
+from pyfastcdc import FastCDC
+
+from . import codec, hashing
+from .backend import ReadTxn, WriteTxn
+from .errors import CorruptObjectError, ObjectNotFoundError
+
+CHUNK_THRESHOLD = 1 << 20
+CHUNK_MIN, CHUNK_AVG, CHUNK_MAX = 64 << 10, 256 << 10, 1 << 20
+
+Buffer = bytes | bytearray | memoryview
+
+_chunker = FastCDC(avg_size=CHUNK_AVG, min_size=CHUNK_MIN, max_size=CHUNK_MAX)
+
+
+class ChunkIndex(msgspec.Struct, array_like=True):
+    """Payload of an index record: total size and (chunk id, chunk size) in order."""
+
+    version: int
+    size: int
+    chunks: list[tuple[bytes, int]]
+
+
+_index_enc = msgspec.msgpack.Encoder()
+_index_dec = msgspec.msgpack.Decoder(ChunkIndex)
+
+
+def now_ns() -> int:
+    return time.time_ns()
+
+
+def pack_time(ns: int) -> bytes:
+    return ns.to_bytes(8, "big")
+
+
+def unpack_time(raw: bytes | None) -> int:
+    return int.from_bytes(raw, "big") if raw else 0
+
+
+@dataclass(slots=True)
+class Piece:
+    """One record to store: its key, the raw bytes, and the encoded record once staged."""
+
+    key: bytes
+    data: Buffer
+    kind: int = codec.KIND_DATA
+    record: bytes | None = None  # None: an equal, verified copy is already stored
+
+
+@dataclass(slots=True)
+class PreparedValue:
+    """A value ready to commit: its id, size and the records it needs."""
+
+    key: bytes
+    size: int
+    pieces: list[Piece] = field(default_factory=list)
+    chunked: bool = False
+
+    @property
+    def object_id(self) -> str:
+        return self.key.hex()
+
+
+def prepare(data: Buffer) -> PreparedValue:
+    """Hash (and chunk) ``data``. Nothing is compressed or written yet."""
+    view = memoryview(data).cast("B") if not isinstance(data, bytes) else data
+    size = len(view)
+    key = hashing.digest(view)
+    if size <= CHUNK_THRESHOLD:
+        return PreparedValue(key, size, [Piece(key, view)])
+    pieces: list[Piece] = []
+    entries: list[tuple[bytes, int]] = []
+    for chunk in _chunker.cut_buf(view):
+        ckey = hashing.digest(chunk.data)
+        pieces.append(Piece(ckey, chunk.data))
+        entries.append((ckey, chunk.length))
+    index = _index_enc.encode(ChunkIndex(1, size, entries))
+    pieces.append(Piece(key, index, kind=codec.KIND_INDEX))
+    return PreparedValue(key, size, pieces, chunked=True)
+
+
+def _stored_equals(record: memoryview, piece: Piece) -> bool:
+    """Whether a stored record holds exactly ``piece`` (a dedup hit is verified, never trusted)."""
+    try:
+        kind, payload = codec.decode(record)
+    except (ValueError, Exception):
+        return False
+    return kind == piece.kind and payload == piece.data
+
+
+def stage(rt: ReadTxn, prepared: PreparedValue, *, level: int, seen: set[bytes]) -> None:
+    """Decide per record: already stored and intact (touch only) or to be written (encode now).
+
+    Runs in a read transaction, before the write lock is taken, so that compression never
+    holds up other writers. A stored copy that does not match is rewritten: a new put of the
+    same content repairs a corrupt object instead of pointing at it.
+    """
+    for piece in prepared.pieces:
+        if piece.key in seen:
+            continue
+        seen.add(piece.key)
+        stored = rt.get_view(b"objects", piece.key)
+        if stored is not None and _stored_equals(stored, piece):
+            piece.record = None
+            continue
+        piece.record = codec.encode(piece.data, kind=piece.kind, level=level)
+
+
+def write(wt: WriteTxn, prepared: PreparedValue, *, stamp: bytes, level: int) -> int:
+    """Store the staged records and touch every one of them. Returns bytes written."""
+    written = 0
+    for piece in prepared.pieces:
+        if piece.record is None:
+            if not wt.has(b"objects", piece.key):  # swept between stage and write: store it after all
+                piece.record = codec.encode(piece.data, kind=piece.kind, level=level)
+            else:
+                wt.put(b"touch", piece.key, stamp)
+                continue
+        wt.put(b"objects", piece.key, piece.record)
+        wt.put(b"touch", piece.key, stamp)
+        written += len(piece.record)
+    return written
+
+
+def chunk_keys(record: bytes | memoryview, key: bytes) -> list[bytes]:
+    """The chunk keys an index record names (empty for a data record)."""
+    kind, payload = _decode_checked(record, key)
+    if kind != codec.KIND_INDEX:
+        return []
+    return [k for k, _ in _parse_index(payload, key).chunks]
+
+
+def touch(wt: WriteTxn, key: bytes, stamp: bytes) -> bool:
+    """Refresh the touch time of an object and, for a chunked one, of its chunks."""
+    record = wt.get_view(b"objects", key)
+    if record is None:
+        return False
+    wt.put(b"touch", key, stamp)
+    for ckey in chunk_keys(record, key):
+        wt.put(b"touch", ckey, stamp)
+    return True
+
+
+def _decode_checked(record: bytes | memoryview, key: bytes) -> tuple[int, Buffer]:
+    try:
+        return codec.decode(record)
+    except ValueError as exc:
+        raise CorruptObjectError(key.hex(), f"undecodable record: {exc}") from None
+
+
+def _parse_index(payload: Buffer, key: bytes) -> ChunkIndex:
+    try:
+        return _index_dec.decode(payload)
+    except msgspec.DecodeError as exc:
+        raise CorruptObjectError(key.hex(), f"bad chunk index: {exc}") from None
+
+
+def read(rt: ReadTxn, key: bytes) -> bytes | bytearray:
+    """The verified bytes of an object. Raises ObjectNotFoundError or CorruptObjectError."""
+    record = rt.get_view(b"objects", key)
+    if record is None:
+        raise ObjectNotFoundError(key.hex())
+    kind, payload = _decode_checked(record, key)
+    if kind == codec.KIND_DATA:
+        data = bytes(payload)
+        if hashing.digest(data) != key:
+            raise CorruptObjectError(key.hex(), "content does not match its id")
+        return data
+    index = _parse_index(payload, key)
+    # One buffer for the whole value, filled chunk by chunk: never two full copies at once.
+    out = bytearray(index.size)
+    view = memoryview(out)
+    pos = 0
+    for ckey, csize in index.chunks:
+        crecord = rt.get_view(b"objects", ckey)
+        if crecord is None:
+            raise CorruptObjectError(key.hex(), f"chunk {ckey.hex()} is missing")
+        if pos + csize > index.size:
+            raise CorruptObjectError(key.hex(), "chunk sizes exceed the value's size")
+        slot = view[pos : pos + csize]
+        try:
+            ckind, _ = codec.header(crecord)
+            n = codec.decode_into(crecord, slot)
+        except ValueError as exc:
+            raise CorruptObjectError(key.hex(), f"chunk {ckey.hex()} undecodable: {exc}") from None
+        if ckind != codec.KIND_DATA or n != csize:
+            raise CorruptObjectError(key.hex(), f"chunk {ckey.hex()} has the wrong size")
+        pos += csize
+    if pos != index.size:
+        raise CorruptObjectError(key.hex(), "chunk sizes do not add up to the value's size")
+    if hashing.digest(view) != key:
+        # One hash over the whole value checks every chunk; only on failure say which one.
+        pos = 0
+        for ckey, csize in index.chunks:
+            if hashing.digest(view[pos : pos + csize]) != ckey:
+                raise CorruptObjectError(key.hex(), f"chunk {ckey.hex()} does not match its id")
+            pos += csize
+        raise CorruptObjectError(key.hex(), "reassembled value does not match its id")
+    return out
+
+
+def verify(rt: ReadTxn, key: bytes) -> str | None:
+    """None if the object reads back intact, else what is wrong with it."""
+    try:
+        read(rt, key)
+    except (CorruptObjectError, ObjectNotFoundError) as exc:
+        return exc.message
+    return None

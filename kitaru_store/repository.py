@@ -1,0 +1,610 @@
+"""Repository: the store's public interface over objects, manifests, indexes and refs."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from . import config, ids, objects, serialization
+from . import manifests as mf
+from .backend import Backend, ReadTxn, WriteTxn, open_backend
+from .errors import (
+    AmbiguousIdError,
+    ExecutionNotFoundError,
+    InvalidNameError,
+    KitaruError,
+    ObjectNotFoundError,
+    StoreNotFoundError,
+)
+from .manifests import Entry, ExecutionSummary, Manifest
+from .resolve import resolve
+
+# A writer commits the objects it holds once they pass this many bytes (objects before manifest).
+FLUSH_BYTES = 64 << 20
+MAX_NAME = 255
+_pin_prefix = b"pin/"
+_inflight_prefix = b"inflight/"
+
+
+def validate_name(name: object, *, what: str = "name", exec_id: str | None = None) -> str:
+    """Names are non-empty text of at most 255 characters with no control characters or slashes."""
+    if not isinstance(name, str):
+        raise InvalidNameError(f"{what} must be a string, not {type(name).__name__}", exec_id=exec_id)
+    problem = None
+    if not name or not name.strip():
+        problem = "is empty"
+    elif len(name) > MAX_NAME:
+        problem = f"is longer than {MAX_NAME} characters"
+    elif any(ord(c) < 32 or ord(c) == 127 for c in name):
+        problem = "contains control characters"
+    elif "/" in name or "\\" in name:
+        problem = "contains a path separator"
+    elif name != name.strip():
+        problem = "has leading or trailing white space"
+    if problem:
+        raise InvalidNameError(
+            f"{what} {name[:80]!r} {problem}",
+            exec_id=exec_id,
+            name=name[:80],
+            hint="use letters, digits, '_', '-', '.', ':' and spaces; at most 255 characters",
+        )
+    return name
+
+
+@dataclass(frozen=True, slots=True)
+class StoredValue:
+    object_id: str
+    size: int
+    serializer: str
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectInfo:
+    object_id: str
+    size: int
+    stored_size: int
+    codec: str
+    chunks: int
+    touched_at: dt.datetime | None
+
+
+Mutation = Callable[[Manifest | None], Manifest]
+
+
+@dataclass
+class _Pending:
+    values: list[objects.PreparedValue] = field(default_factory=list)
+    keys: set[bytes] = field(default_factory=set)
+    bytes: int = 0
+
+
+class Writer:
+    """Collects objects and manifest changes and commits them in one LMDB write transaction.
+
+    Values are hashed and compressed when they are added, outside the write lock; the commit
+    writes what is new, touches what was already there, and applies manifest changes. An entry
+    and its object therefore become visible (and durable) together. A writer whose objects pass
+    FLUSH_BYTES commits those objects early, recording them as in-flight so that gc keeps them.
+    """
+
+    def __init__(self, repo: Repository) -> None:
+        self._repo = repo
+        self._pending = _Pending()
+        self._mutations: dict[str, list[Mutation]] = {}
+        self._touch: set[bytes] = set()
+        self._inflight: set[bytes] = set()
+        self._done = False
+
+    # -- objects ----------------------------------------------------------------------------
+
+    def put_bytes(self, data: bytes | bytearray | memoryview) -> str:
+        prepared = objects.prepare(data)
+        if prepared.key in self._pending.keys:
+            return prepared.object_id
+        with self._repo._backend().read(buffers=True) as rt:
+            objects.stage(rt, prepared, level=self._repo.level, seen=self._pending.keys)
+        self._pending.values.append(prepared)
+        self._pending.bytes += prepared.size
+        if self._pending.bytes >= FLUSH_BYTES:
+            self.flush_objects()
+        return prepared.object_id
+
+    def put_value(self, value: Any, *, allow_pickle: bool | None = None) -> StoredValue:
+        data, serializer = serialization.serialize(value, allow_pickle=allow_pickle)
+        object_id = self.put_bytes(data)
+        return StoredValue(object_id, len(data), serializer)
+
+    def reference(self, object_id: str) -> None:
+        """Name an object stored earlier (replay reuse): it must exist, and gets touched."""
+        self._touch.add(ids.object_key(object_id))
+
+    # -- manifests --------------------------------------------------------------------------
+
+    def create_execution(
+        self,
+        flow_name: str,
+        *,
+        exec_id: str | None = None,
+        replay_of: str | None = None,
+        metadata: dict[str, Any] | None = None,
+        started_at: dt.datetime | None = None,
+        status: mf.Status = "running",
+    ) -> str:
+        validate_name(flow_name, what="flow name")
+        exec_id = exec_id or ids.new_uuid()
+        ids.uuid_key(exec_id)
+        manifest = Manifest(
+            exec_id=exec_id,
+            flow_name=flow_name,
+            status=status,
+            started_at=started_at or mf.utcnow(),
+            replay_of=replay_of,
+            metadata=dict(metadata or {}),
+        )
+
+        def create(current: Manifest | None) -> Manifest:
+            if current is not None:
+                raise KitaruError(f"execution {exec_id} exists already", exec_id=exec_id)
+            return manifest
+
+        self._mutations.setdefault(exec_id, []).insert(0, create)
+        return exec_id
+
+    def mutate(self, exec_id: str, fn: Callable[[Manifest], Manifest]) -> None:
+        def apply(current: Manifest | None) -> Manifest:
+            if current is None:
+                raise ExecutionNotFoundError(exec_id)
+            return fn(current)
+
+        self._mutations.setdefault(exec_id, []).append(apply)
+
+    def add_entry(self, exec_id: str, entry: Entry) -> None:
+        key = ids.object_key(entry.object_id)
+        if key not in self._pending.keys:
+            self._touch.add(key)
+        self.mutate(exec_id, lambda m: msgspec.structs.replace(m, entries=(*m.entries, entry)))
+
+    def replace_entry(self, exec_id: str, entry: Entry) -> None:
+        """Add ``entry``, dropping an earlier entry of the same kind, name and invocation."""
+        key = ids.object_key(entry.object_id)
+        if key not in self._pending.keys:
+            self._touch.add(key)
+
+        def apply(m: Manifest) -> Manifest:
+            kept = tuple(
+                e
+                for e in m.entries
+                if not (
+                    e.name == entry.name and e.kind == entry.kind and e.invocation_id == entry.invocation_id
+                )
+            )
+            return msgspec.structs.replace(m, entries=(*kept, entry))
+
+        self.mutate(exec_id, apply)
+
+    def set_checkpoint(self, exec_id: str, record: mf.CheckpointRecord) -> None:
+        """Insert or replace the record of one checkpoint invocation."""
+        if record.output_object_id:
+            key = ids.object_key(record.output_object_id)
+            if key not in self._pending.keys:
+                self._touch.add(key)
+
+        def apply(m: Manifest) -> Manifest:
+            cps = list(m.checkpoints)
+            for i, c in enumerate(cps):
+                if c.invocation_id == record.invocation_id:
+                    cps[i] = record
+                    break
+            else:
+                cps.append(record)
+            return msgspec.structs.replace(m, checkpoints=tuple(cps))
+
+        self.mutate(exec_id, apply)
+
+    def update_execution(self, exec_id: str, **changes: Any) -> None:
+        result = changes.get("result_object_id")
+        if result:
+            key = ids.object_key(result)
+            if key not in self._pending.keys:
+                self._touch.add(key)
+        self.mutate(exec_id, lambda m: msgspec.structs.replace(m, **changes))
+
+    # -- commit -----------------------------------------------------------------------------
+
+    def flush_objects(self) -> None:
+        """Commit the objects gathered so far, kept alive as in-flight until the manifest commit."""
+        pending, self._pending = self._pending, _Pending(keys=set())
+        if not pending.values:
+            return
+        stamp_ns = objects.now_ns()
+        token = _inflight_prefix + ids.new_uuid().encode()
+        keys = [v.key for v in pending.values]
+
+        def txn(wt: WriteTxn) -> None:
+            for prepared in pending.values:
+                objects.write(wt, prepared, stamp=objects.pack_time(stamp_ns), level=self._repo.level)
+            wt.put(b"refs", token, b"".join(keys))
+
+        self._repo._backend().update(txn)
+        self._inflight.add(token)
+        self._touch.update(keys)
+
+    def commit(self) -> None:
+        if self._done:
+            raise KitaruError("this writer was committed already")
+        self._done = True
+        pending = self._pending
+        mutations = self._mutations
+        touch = self._touch - pending.keys
+        inflight = self._inflight
+        if not (pending.values or mutations or touch or inflight):
+            return
+        level = self._repo.level
+
+        def txn(wt: WriteTxn) -> None:
+            stamp = objects.pack_time(objects.now_ns())
+            for prepared in pending.values:
+                objects.write(wt, prepared, stamp=stamp, level=level)
+            for key in touch:
+                if not objects.touch(wt, key, stamp):
+                    raise ObjectNotFoundError(key.hex())
+            for exec_id, fns in mutations.items():
+                _apply_mutations(wt, exec_id, fns)
+            for token in inflight:
+                wt.delete(b"refs", token)
+
+        self._repo._backend().update(txn)
+
+    def abort(self) -> None:
+        """Drop what was not committed. Objects flushed early stay, unreferenced, for gc."""
+        self._done = True
+        if self._inflight:
+            tokens = self._inflight
+
+            def txn(wt: WriteTxn) -> None:
+                for token in tokens:
+                    wt.delete(b"refs", token)
+
+            self._repo._backend().update(txn)
+
+    def __enter__(self) -> Writer:
+        return self
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        if exc_type is None:
+            self.commit()
+        else:
+            self.abort()
+
+
+def _apply_mutations(wt: WriteTxn, exec_id: str, fns: Sequence[Mutation]) -> None:
+    key = ids.uuid_key(exec_id)
+    raw = wt.get(b"manifests", key)
+    before = mf.decode_manifest(raw, exec_id=exec_id) if raw is not None else None
+    manifest = before
+    for fn in fns:
+        manifest = fn(manifest)
+    assert manifest is not None
+    wt.put(b"manifests", key, mf.encode(manifest))
+    tkey = mf.time_key(manifest.started_at) + key
+    wt.put(b"exec_time", tkey, mf.encode(mf.summarize(manifest)))
+    if before is None:
+        wt.put(b"exec_flow", manifest.flow_name.encode() + b"\x00" + tkey, b"")
+    known = {e.artifact_id for e in before.entries} if before else set()
+    for entry in manifest.entries:
+        if entry.artifact_id not in known:
+            wt.put(b"artifacts", ids.uuid_key(entry.artifact_id), key)
+
+
+class Repository:
+    """A kitaru store: content-addressed objects plus one manifest per execution.
+
+    Open it with :meth:`open`. Instances are cheap; the LMDB environment behind them is shared
+    by every Repository on the same path in the process.
+    """
+
+    def __init__(self, location: config.Location, *, readonly: bool = False, level: int = 3) -> None:
+        self.location = location
+        self.root = location.path
+        self.readonly = readonly
+        self.level = level
+        self._db_path = str(self.root / config.DB_DIR)
+        self._lock = threading.Lock()
+        self.config = config.read_config(self.root) or {}
+        self._backend()
+
+    @classmethod
+    def open(
+        cls,
+        path: str | os.PathLike[str] | None = None,
+        *,
+        create: bool = True,
+        readonly: bool = False,
+        level: int = 3,
+    ) -> Repository:
+        """Open the store at ``path`` (or the located one). ``create=False`` refuses a missing store."""
+        loc = config.locate(path)
+        existing = config.read_config(loc.path)
+        if existing is None:
+            if readonly or not create:
+                raise StoreNotFoundError(str(loc.path), looked=loc.looked or (str(loc.path),))
+            config.init_store(loc.path)
+        return cls(loc, readonly=readonly, level=level)
+
+    def _backend(self) -> Backend:
+        return open_backend(
+            self._db_path,
+            readonly=self.readonly,
+            lock_path=str(self.root / config.LOCK_DIR / "store.lock"),
+        )
+
+    @property
+    def path(self) -> Path:
+        return self.root
+
+    def close(self) -> None:
+        """Nothing to release per instance: the shared environment stays open for the process."""
+
+    def __enter__(self) -> Repository:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def writer(self) -> Writer:
+        return Writer(self)
+
+    # -- objects ----------------------------------------------------------------------------
+
+    def put_bytes(self, data: bytes | bytearray | memoryview) -> str:
+        with self.writer() as w:
+            return w.put_bytes(data)
+
+    def put_value(self, value: Any, *, allow_pickle: bool | None = None) -> StoredValue:
+        with self.writer() as w:
+            return w.put_value(value, allow_pickle=allow_pickle)
+
+    def get_bytes(self, object_id: str) -> bytes | bytearray:
+        key = self._object_key(object_id)
+        with self._backend().read(buffers=True) as rt:
+            return objects.read(rt, key)
+
+    def get_value(self, object_id: str, *, allow_pickle: bool | None = None) -> Any:
+        return serialization.deserialize(self.get_bytes(object_id), allow_pickle=allow_pickle)
+
+    def has_object(self, object_id: str) -> bool:
+        key = ids.object_key(object_id)
+        with self._backend().read() as rt:
+            return rt.has(b"objects", key)
+
+    def _object_key(self, object_id: str) -> bytes:
+        if len(object_id) == ids.OBJECT_ID_HEX:
+            return ids.object_key(object_id.lower())
+        return ids.object_key(self.resolve_object(object_id))
+
+    def resolve_object(self, prefix: str) -> str:
+        """The full object id for a unique prefix of at least 4 hex characters."""
+        return self._resolve_prefix(b"objects", prefix, ids.OBJECT_ID_HEX, "object id")
+
+    def object_info(self, object_id: str) -> ObjectInfo:
+        key = self._object_key(object_id)
+        with self._backend().read(buffers=True) as rt:
+            record = rt.get_view(b"objects", key)
+            if record is None:
+                raise ObjectNotFoundError(key.hex())
+            touched = objects.unpack_time(rt.get(b"touch", key))
+            chunks = objects.chunk_keys(record, key)
+            stored = len(record) + sum(len(rt.get_view(b"objects", c) or b"") for c in chunks)
+            codec_name = objects.codec.stored_codec_name(record)
+        size = len(self.get_bytes(key.hex())) if not chunks else _index_size(record, key)
+        return ObjectInfo(
+            key.hex(),
+            size,
+            stored,
+            codec_name,
+            len(chunks),
+            dt.datetime.fromtimestamp(touched / 1e9, dt.UTC) if touched else None,
+        )
+
+    def _resolve_prefix(self, db: bytes, prefix: str, full: int, what: str) -> str:
+        hexp = ids.normalize_hex(prefix, what=what, full_length=full)
+        lo, hi = ids.prefix_range(hexp)
+        found: list[str] = []
+        with self._backend().read() as rt:
+            for key, _ in rt.items(db, lo, hi):
+                h = key.hex()
+                if h.startswith(hexp):
+                    found.append(h)
+                    if len(found) > 10:
+                        break
+        if not found:
+            if db == b"manifests":
+                raise ExecutionNotFoundError(prefix)
+            raise ObjectNotFoundError(prefix)
+        if len(found) > 1:
+            raise AmbiguousIdError(prefix, found, what=what)
+        return found[0]
+
+    # -- executions -------------------------------------------------------------------------
+
+    def resolve_execution(self, prefix: str) -> str:
+        return self._resolve_prefix(b"manifests", prefix, ids.UUID_HEX, "execution id")
+
+    def get_execution(self, exec_id: str) -> Manifest:
+        full = self.resolve_execution(exec_id)
+        with self._backend().read() as rt:
+            raw = rt.get(b"manifests", ids.uuid_key(full))
+        if raw is None:
+            raise ExecutionNotFoundError(exec_id)
+        return mf.decode_manifest(raw, exec_id=full)
+
+    def iter_executions(
+        self, *, flow: str | None = None, status: str | None = None
+    ) -> Iterator[ExecutionSummary]:
+        """Executions newest first, read from the time index in short transactions."""
+        backend = self._backend()
+        hi: bytes | None = None
+        while True:
+            batch: list[tuple[bytes, bytes]] = []
+            with backend.read() as rt:
+                if flow is None:
+                    for key, value in rt.items(b"exec_time", b"", hi, reverse=True):
+                        batch.append((key, value))
+                        if len(batch) >= 256:
+                            break
+                else:
+                    fprefix = flow.encode() + b"\x00"
+                    upper = fprefix + hi if hi is not None else fprefix + b"\xff" * 25
+                    for key, _ in rt.items(b"exec_flow", fprefix, upper, reverse=True):
+                        tkey = key[len(fprefix) :]
+                        summary_raw = rt.get(b"exec_time", tkey)
+                        if summary_raw is not None:
+                            batch.append((tkey, summary_raw))
+                        if len(batch) >= 256:
+                            break
+            for _, value in batch:
+                summary = mf.decode_summary(value)
+                if status is None or summary.status == status:
+                    yield summary
+            if len(batch) < 256:
+                return
+            hi = batch[-1][0]
+
+    def list_executions(
+        self, *, flow: str | None = None, status: str | None = None, limit: int = 50, offset: int = 0
+    ) -> list[ExecutionSummary]:
+        out: list[ExecutionSummary] = []
+        for i, summary in enumerate(self.iter_executions(flow=flow, status=status)):
+            if i < offset:
+                continue
+            if len(out) >= limit:
+                break
+            out.append(summary)
+        return out
+
+    def count_executions(self) -> int:
+        with self._backend().read() as rt:
+            return rt.count(b"manifests")
+
+    def latest_execution(self, *, flow: str | None = None) -> ExecutionSummary | None:
+        return next(iter(self.iter_executions(flow=flow)), None)
+
+    def create_execution(self, flow_name: str, **kwargs: Any) -> str:
+        with self.writer() as w:
+            return w.create_execution(flow_name, **kwargs)
+
+    def update_execution(self, exec_id: str, **changes: Any) -> None:
+        with self.writer() as w:
+            w.update_execution(self.resolve_execution(exec_id), **changes)
+
+    def delete_execution(self, exec_id: str) -> None:
+        """Forget an execution; its objects become garbage for the next gc (after the grace period)."""
+        full = self.resolve_execution(exec_id)
+        key = ids.uuid_key(full)
+
+        def txn(wt: WriteTxn) -> None:
+            raw = wt.get(b"manifests", key)
+            if raw is None:
+                raise ExecutionNotFoundError(full)
+            m = mf.decode_manifest(raw, exec_id=full)
+            tkey = mf.time_key(m.started_at) + key
+            wt.delete(b"manifests", key)
+            wt.delete(b"exec_time", tkey)
+            wt.delete(b"exec_flow", m.flow_name.encode() + b"\x00" + tkey)
+            for e in m.entries:
+                wt.delete(b"artifacts", ids.uuid_key(e.artifact_id))
+
+        self._backend().update(txn)
+
+    # -- names and artifacts ----------------------------------------------------------------
+
+    def resolve_name(self, exec_id: str, name: str) -> Entry:
+        return resolve(self.get_execution(exec_id), name)
+
+    def get_artifact(self, artifact_id: str) -> tuple[Manifest, Entry]:
+        full = self._resolve_prefix(b"artifacts", artifact_id, ids.UUID_HEX, "artifact id")
+        with self._backend().read() as rt:
+            exec_key = rt.get(b"artifacts", ids.uuid_key(full))
+        if exec_key is None:
+            raise KitaruError(f"no artifact {artifact_id!r}", name=artifact_id)
+        manifest = self.get_execution(exec_key.hex())
+        for entry in manifest.entries:
+            if entry.artifact_id == full:
+                return manifest, entry
+        raise KitaruError(
+            f"artifact {full} is indexed but missing from execution {manifest.exec_id}",
+            exec_id=manifest.exec_id,
+            name=full,
+            hint="run `kitaru-store fsck`",
+        )
+
+    # -- refs (pins) ------------------------------------------------------------------------
+
+    def pin(self, name: str, object_id: str) -> None:
+        """Keep an object alive under ``name`` whatever gc finds."""
+        validate_name(name, what="pin name")
+        key = self._object_key(object_id)
+
+        def txn(wt: WriteTxn) -> None:
+            if not objects.touch(wt, key, objects.pack_time(objects.now_ns())):
+                raise ObjectNotFoundError(key.hex())
+            wt.put(b"refs", _pin_prefix + name.encode(), key)
+
+        self._backend().update(txn)
+
+    def unpin(self, name: str) -> bool:
+        return self._backend().update(lambda wt: wt.delete(b"refs", _pin_prefix + name.encode()))
+
+    def pins(self) -> dict[str, str]:
+        with self._backend().read() as rt:
+            return {
+                k[len(_pin_prefix) :].decode(): v.hex()
+                for k, v in rt.items(b"refs", _pin_prefix, _pin_prefix[:-1] + b"0")
+            }
+
+    def set_ref(self, name: bytes, object_keys: Sequence[bytes]) -> None:
+        """Low-level root: a ref holds a list of object ids that gc must keep (memory, pins)."""
+        stamp = objects.pack_time(objects.now_ns())
+
+        def txn(wt: WriteTxn) -> None:
+            for k in object_keys:
+                if not objects.touch(wt, k, stamp):
+                    raise ObjectNotFoundError(k.hex())
+            wt.put(b"refs", name, b"".join(object_keys))
+
+        self._backend().update(txn)
+
+    # -- maintenance ------------------------------------------------------------------------
+
+    def gc(self, **kwargs: Any) -> Any:
+        from .gc import collect
+
+        return collect(self, **kwargs)
+
+    def fsck(self, **kwargs: Any) -> Any:
+        from .fsck import check
+
+        return check(self, **kwargs)
+
+    def stats(self) -> Any:
+        from .stats import compute
+
+        return compute(self)
+
+    def read(self, *, buffers: bool = False) -> Any:
+        return self._backend().read(buffers=buffers)
+
+
+def _index_size(record: memoryview, key: bytes) -> int:
+    _, payload = objects._decode_checked(record, key)
+    return objects._parse_index(payload, key).size
+
+
+__all__ = ["ObjectInfo", "ReadTxn", "Repository", "StoredValue", "Writer", "validate_name"]
