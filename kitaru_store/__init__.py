@@ -1,7 +1,17 @@
 """kitaru_store: a content-addressed artifact repository (BLAKE3 ids, zstd, LMDB).
 
 It never imports kitaru. The public surface is :class:`Repository` and the error classes.
+
+The error classes are imported eagerly (they need only the standard library); everything that
+pulls in lmdb, zstandard, msgspec or blake3 is imported on first use through the module-level
+``__getattr__`` below (PEP 562), so that ``kitaru-store --help`` and ``import kitaru_store.errors``
+stay fast. The public names are the same either way.
 """
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 from .errors import (
     AmbiguousIdError,
@@ -23,10 +33,48 @@ from .errors import (
     StoreLockedError,
     StoreNotFoundError,
 )
-from .manifests import ARTIFACT_TYPES, ENTRY_KINDS, STATUSES, CheckpointRecord, Entry, Failure, Manifest
-from .repository import Repository, StoredValue, Writer
+
+if TYPE_CHECKING:
+    from .manifests import (
+        ARTIFACT_TYPES,
+        ENTRY_KINDS,
+        STATUSES,
+        CheckpointRecord,
+        Entry,
+        Failure,
+        Manifest,
+    )
+    from .repository import Repository, StoredValue, Writer
 
 __version__ = "0.1.0"
+
+# Public name -> the submodule that defines it; imported when the name is first looked up.
+_LAZY = {
+    "ARTIFACT_TYPES": "manifests",
+    "ENTRY_KINDS": "manifests",
+    "STATUSES": "manifests",
+    "CheckpointRecord": "manifests",
+    "Entry": "manifests",
+    "Failure": "manifests",
+    "Manifest": "manifests",
+    "Repository": "repository",
+    "StoredValue": "repository",
+    "Writer": "repository",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
 
 __all__ = [
     "ARTIFACT_TYPES",

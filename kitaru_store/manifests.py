@@ -13,6 +13,7 @@ from typing import Any, Literal
 import msgspec
 
 from .errors import StoreFormatError
+from .names import ARTIFACT_TYPES
 
 MANIFEST_FORMAT = 1  # major version; bump only for changes an older reader would misread
 
@@ -20,11 +21,12 @@ Status = Literal["running", "waiting", "completed", "failed", "cancelled"]
 STATUSES: tuple[str, ...] = ("running", "waiting", "completed", "failed", "cancelled")
 FINISHED: frozenset[str] = frozenset({"completed", "failed", "cancelled"})
 
-EntryKind = Literal["checkpoint_output", "artifact", "llm_record", "wait_input"]
-ENTRY_KINDS: tuple[str, ...] = ("checkpoint_output", "artifact", "llm_record", "wait_input")
+EntryKind = Literal["checkpoint_output", "manual", "llm_record", "wait_input"]
+# "manual" entries come from kitaru.save(); the others from checkpoint returns, llm() and wait().
+ENTRY_KINDS: tuple[str, ...] = ("checkpoint_output", "manual", "llm_record", "wait_input")
 
 ArtifactType = Literal["prompt", "response", "context", "input", "output", "blob"]
-ARTIFACT_TYPES: tuple[str, ...] = ("prompt", "response", "context", "input", "output", "blob")
+# The tuple lives in names.py (importable without msgspec); this Literal must list the same.
 
 CheckpointStatus = Literal["running", "completed", "failed", "cached"]
 
@@ -94,6 +96,7 @@ class Manifest(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     checkpoints: tuple[CheckpointRecord, ...] = ()
     metadata: dict[str, Any] = {}
     result_object_id: str | None = None
+    input_object_id: str | None = None  # the flow's arguments, kept for replay
 
 
 class ExecutionSummary(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
@@ -169,8 +172,7 @@ def referenced_ids(m: Manifest) -> set[str]:
     """Every object id a manifest keeps alive."""
     ids = {e.object_id for e in m.entries}
     ids.update(c.output_object_id for c in m.checkpoints if c.output_object_id)
-    if m.result_object_id:
-        ids.add(m.result_object_id)
+    ids.update(oid for oid in (m.result_object_id, m.input_object_id) if oid)
     return ids
 
 

@@ -18,44 +18,18 @@ from .backend import Backend, ReadTxn, WriteTxn, open_backend
 from .errors import (
     AmbiguousIdError,
     ExecutionNotFoundError,
-    InvalidNameError,
     KitaruError,
     ObjectNotFoundError,
     StoreNotFoundError,
 )
 from .manifests import Entry, ExecutionSummary, Manifest
+from .names import validate_name
 from .resolve import resolve
 
 # A writer commits the objects it holds once they pass this many bytes (objects before manifest).
 FLUSH_BYTES = 64 << 20
-MAX_NAME = 255
 _pin_prefix = b"pin/"
 _inflight_prefix = b"inflight/"
-
-
-def validate_name(name: object, *, what: str = "name", exec_id: str | None = None) -> str:
-    """Names are non-empty text of at most 255 characters with no control characters or slashes."""
-    if not isinstance(name, str):
-        raise InvalidNameError(f"{what} must be a string, not {type(name).__name__}", exec_id=exec_id)
-    problem = None
-    if not name or not name.strip():
-        problem = "is empty"
-    elif len(name) > MAX_NAME:
-        problem = f"is longer than {MAX_NAME} characters"
-    elif any(ord(c) < 32 or ord(c) == 127 for c in name):
-        problem = "contains control characters"
-    elif "/" in name or "\\" in name:
-        problem = "contains a path separator"
-    elif name != name.strip():
-        problem = "has leading or trailing white space"
-    if problem:
-        raise InvalidNameError(
-            f"{what} {name[:80]!r} {problem}",
-            exec_id=exec_id,
-            name=name[:80],
-            hint="use letters, digits, '_', '-', '.', ':' and spaces; at most 255 characters",
-        )
-    return name
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,11 +183,12 @@ class Writer:
         self.mutate(exec_id, apply)
 
     def update_execution(self, exec_id: str, **changes: Any) -> None:
-        result = changes.get("result_object_id")
-        if result:
-            key = ids.object_key(result)
-            if key not in self._pending.keys:
-                self._touch.add(key)
+        for field_name in ("result_object_id", "input_object_id"):
+            object_id = changes.get(field_name)
+            if object_id:
+                key = ids.object_key(object_id)
+                if key not in self._pending.keys:
+                    self._touch.add(key)
         self.mutate(exec_id, lambda m: msgspec.structs.replace(m, **changes))
 
     # -- commit -----------------------------------------------------------------------------

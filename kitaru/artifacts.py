@@ -1,0 +1,108 @@
+"""``kitaru.save`` and ``kitaru.load``: named values inside checkpoints."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable
+from typing import Any
+
+from kitaru_store.errors import DuplicateNameError, InvalidArtifactTypeError
+from kitaru_store.names import ARTIFACT_TYPES, validate_name
+
+from .context import current_checkpoint
+
+
+class ArtifactType(str, enum.Enum):
+    """The artifact types kitaru validates."""
+
+    PROMPT = "prompt"
+    RESPONSE = "response"
+    CONTEXT = "context"
+    INPUT = "input"
+    OUTPUT = "output"
+    BLOB = "blob"
+
+
+def normalize_type(value: Any) -> str:
+    """An artifact type, case-insensitive; anything else is an InvalidArtifactTypeError listing them."""
+    if isinstance(value, ArtifactType):
+        return value.value
+    if isinstance(value, str) and value.strip().lower() in ARTIFACT_TYPES:
+        return value.strip().lower()
+    raise InvalidArtifactTypeError(
+        f"unknown artifact type {value!r}",
+        name=str(value),
+        hint=f"use one of: {', '.join(ARTIFACT_TYPES)}",
+    )
+
+
+def _tags(tags: Iterable[str] | None) -> tuple[str, ...]:
+    if tags is None:
+        return ()
+    if isinstance(tags, str):
+        tags = [tags]
+    return tuple(validate_name(t, what="tag") for t in tags)
+
+
+def save(
+    name: str,
+    value: Any,
+    type: str | ArtifactType = "output",
+    tags: Iterable[str] | None = None,
+    *,
+    metadata: dict[str, Any] | None = None,
+    overwrite: bool = False,
+    allow_pickle: bool | None = None,
+) -> None:
+    """Store ``value`` under ``name`` in the current checkpoint. Durable when the checkpoint ends.
+
+    Checkpoint-only. Saving a name twice in one checkpoint is a DuplicateNameError unless
+    ``overwrite=True``.
+    """
+    from kitaru_store import Entry
+    from kitaru_store.ids import new_uuid
+    from kitaru_store.manifests import utcnow
+
+    cp = current_checkpoint("kitaru.save()")
+    exec_id = cp.flow.exec_id
+    validate_name(name, what="artifact name", exec_id=exec_id)
+    artifact_type = normalize_type(type)
+    tag_tuple = _tags(tags)
+    if name in cp.saved and not overwrite:
+        raise DuplicateNameError(
+            f"artifact {name!r} was already saved in checkpoint {cp.invocation_id!r}",
+            exec_id=exec_id,
+            name=name,
+            hint="use another name, or pass overwrite=True to replace it",
+        )
+    stored = cp.writer.put_value(value, allow_pickle=allow_pickle)
+    entry = Entry(
+        artifact_id=new_uuid(),
+        name=name,
+        kind="manual",
+        artifact_type=artifact_type,  # type: ignore[arg-type]
+        object_id=stored.object_id,
+        size=stored.size,
+        serializer=stored.serializer,
+        created_at=utcnow(),
+        checkpoint=cp.name,
+        invocation_id=cp.invocation_id,
+        tags=tag_tuple,
+        metadata=dict(metadata or {}),
+    )
+    cp.writer.replace_entry(exec_id, entry)
+    cp.saved[name] = entry
+
+
+def load(exec_id: str, name: str, *, allow_pickle: bool | None = None) -> Any:
+    """The value named ``name`` in execution ``exec_id`` (a full id or a unique prefix).
+
+    Checkpoint outputs answer to their checkpoint name and invocation id, saved artifacts to
+    their name. Checkpoint-only; the read is recorded as an input of the current checkpoint.
+    """
+    cp = current_checkpoint("kitaru.load()")
+    repo = cp.flow.repo
+    entry = repo.resolve_name(exec_id, name)
+    value = repo.get_value(entry.object_id, allow_pickle=allow_pickle)
+    cp.loaded.append(entry.object_id)
+    return value

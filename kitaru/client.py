@@ -1,0 +1,228 @@
+"""KitaruClient: browse executions and artifacts from outside a flow."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from .artifacts import normalize_type
+
+if TYPE_CHECKING:
+    from kitaru_store import Repository
+    from kitaru_store.manifests import CheckpointRecord, Entry, ExecutionSummary, Manifest
+
+
+@dataclass(frozen=True)
+class Failure:
+    type: str
+    message: str
+    traceback: str = ""
+    checkpoint: str | None = None
+
+
+@dataclass(frozen=True)
+class Attempt:
+    started_at: dt.datetime
+    ended_at: dt.datetime | None
+    failure: Failure | None
+
+
+@dataclass(frozen=True)
+class ArtifactRef:
+    """A reference to one stored artifact; ``.load()`` materializes the value."""
+
+    artifact_id: str
+    name: str
+    type: str
+    kind: str  # "checkpoint_output", "manual" (kitaru.save), "llm_record" or "wait_input"
+    checkpoint: str | None
+    invocation_id: str | None
+    exec_id: str
+    object_id: str
+    size: int
+    serializer: str
+    created_at: dt.datetime
+    tags: tuple[str, ...] = ()
+    metadata: dict[str, Any] = field(default_factory=dict)
+    inputs: tuple[str, ...] = ()
+    _repo: Repository | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def is_manual_save(self) -> bool:
+        return self.kind == "manual"
+
+    def load(self, *, allow_pickle: bool | None = None) -> Any:
+        assert self._repo is not None
+        return self._repo.get_value(self.object_id, allow_pickle=allow_pickle)
+
+
+@dataclass(frozen=True)
+class CheckpointCall:
+    invocation_id: str
+    name: str
+    status: str
+    started_at: dt.datetime
+    ended_at: dt.datetime | None
+    output_object_id: str | None
+    inputs: tuple[str, ...]  # object ids (lineage)
+    upstream: tuple[str, ...]  # invocation ids whose outputs were passed in
+    attempts: tuple[Attempt, ...]
+    failure: Failure | None
+    metadata: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Execution:
+    exec_id: str
+    flow_name: str
+    status: str
+    started_at: dt.datetime
+    ended_at: dt.datetime | None
+    failure: Failure | None
+    replay_of: str | None
+    checkpoints: list[CheckpointCall]
+    artifacts: list[ArtifactRef]
+    metadata: dict[str, Any]
+    result_object_id: str | None = None
+    _repo: Repository | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def duration(self) -> dt.timedelta | None:
+        return self.ended_at - self.started_at if self.ended_at else None
+
+    def artifact(self, name: str) -> ArtifactRef:
+        """The one artifact answering to ``name`` (same lookup rules as kitaru.load)."""
+        from kitaru_store.resolve import resolve
+
+        assert self._repo is not None
+        entry = resolve(self._repo.get_execution(self.exec_id), name)
+        return _ref(entry, self.exec_id, self._repo)
+
+
+def _failure(f: Any) -> Failure | None:
+    return Failure(f.type, f.message, f.traceback, f.checkpoint) if f else None
+
+
+def _ref(e: Entry, exec_id: str, repo: Repository) -> ArtifactRef:
+    return ArtifactRef(
+        artifact_id=e.artifact_id,
+        name=e.name,
+        type=e.artifact_type,
+        kind=e.kind,
+        checkpoint=e.checkpoint,
+        invocation_id=e.invocation_id,
+        exec_id=exec_id,
+        object_id=e.object_id,
+        size=e.size,
+        serializer=e.serializer,
+        created_at=e.created_at,
+        tags=tuple(e.tags),
+        metadata=dict(e.metadata),
+        inputs=tuple(e.inputs),
+        _repo=repo,
+    )
+
+
+def _call(c: CheckpointRecord) -> CheckpointCall:
+    return CheckpointCall(
+        invocation_id=c.invocation_id,
+        name=c.name,
+        status=c.status,
+        started_at=c.started_at,
+        ended_at=c.ended_at,
+        output_object_id=c.output_object_id,
+        inputs=tuple(c.inputs),
+        upstream=tuple(c.upstream),
+        attempts=tuple(Attempt(a.started_at, a.ended_at, _failure(a.failure)) for a in c.attempts),
+        failure=_failure(c.failure),
+        metadata=dict(c.metadata),
+    )
+
+
+def _execution(m: Manifest, repo: Repository) -> Execution:
+    return Execution(
+        exec_id=m.exec_id,
+        flow_name=m.flow_name,
+        status=m.status,
+        started_at=m.started_at,
+        ended_at=m.ended_at,
+        failure=_failure(m.failure),
+        replay_of=m.replay_of,
+        checkpoints=[_call(c) for c in m.checkpoints],
+        artifacts=[_ref(e, m.exec_id, repo) for e in m.entries],
+        metadata=dict(m.metadata),
+        result_object_id=m.result_object_id,
+        _repo=repo,
+    )
+
+
+class _Executions:
+    def __init__(self, client: KitaruClient) -> None:
+        self._client = client
+
+    def get(self, exec_id: str) -> Execution:
+        """One execution by id or unique id prefix."""
+        repo = self._client.repository
+        return _execution(repo.get_execution(exec_id), repo)
+
+    def list(
+        self, *, flow: str | None = None, status: str | None = None, limit: int = 50, offset: int = 0
+    ) -> list[ExecutionSummary]:
+        """Executions newest first; filter by flow name and status."""
+        if status is not None:
+            from kitaru_store.manifests import STATUSES
+
+            from .errors import KitaruUsageError
+
+            if status not in STATUSES:
+                raise KitaruUsageError(f"unknown status {status!r}", hint=f"use one of: {', '.join(STATUSES)}")
+        return self._client.repository.list_executions(flow=flow, status=status, limit=limit, offset=offset)
+
+    def latest(self, *, flow: str | None = None) -> Execution | None:
+        """The newest execution (of ``flow``, if given), or None in an empty store."""
+        summary = self._client.repository.latest_execution(flow=flow)
+        return self.get(summary.exec_id) if summary else None
+
+
+class _Artifacts:
+    def __init__(self, client: KitaruClient) -> None:
+        self._client = client
+
+    def get(self, artifact_id: str) -> ArtifactRef:
+        """A reference to one artifact by id or unique id prefix."""
+        repo = self._client.repository
+        manifest, entry = repo.get_artifact(artifact_id)
+        return _ref(entry, manifest.exec_id, repo)
+
+    def list(self, exec_id: str, *, name: str | None = None, type: str | None = None) -> list[ArtifactRef]:
+        """The artifacts of one execution, optionally only those answering to ``name`` or of ``type``."""
+        from kitaru_store.resolve import candidates
+
+        repo = self._client.repository
+        manifest = repo.get_execution(exec_id)
+        entries = candidates(manifest, name) if name is not None else list(manifest.entries)
+        if type is not None:
+            wanted = normalize_type(type)
+            entries = [e for e in entries if e.artifact_type == wanted]
+        return [_ref(e, manifest.exec_id, repo) for e in entries]
+
+
+class KitaruClient:
+    """Programmatic access to the store: ``executions`` and ``artifacts``."""
+
+    def __init__(self, store: str | os.PathLike[str] | None = None) -> None:
+        self._store = store
+        self._repo: Repository | None = None
+        self.executions = _Executions(self)
+        self.artifacts = _Artifacts(self)
+
+    @property
+    def repository(self) -> Repository:
+        """The underlying store (opened on first use; a missing store is StoreNotFoundError)."""
+        if self._repo is None:
+            from kitaru_store import Repository
+
+            self._repo = Repository.open(self._store, create=False)
+        return self._repo
