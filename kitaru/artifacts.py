@@ -12,7 +12,7 @@ from kitaru_store.names import ARTIFACT_TYPES, validate_name
 from .context import current_checkpoint
 
 
-class ArtifactType(str, enum.Enum):
+class ArtifactType(enum.StrEnum):
     """The artifact types kitaru validates."""
 
     PROMPT = "prompt"

@@ -177,7 +177,9 @@ class _Executions:
             from .errors import KitaruUsageError
 
             if status not in STATUSES:
-                raise KitaruUsageError(f"unknown status {status!r}", hint=f"use one of: {', '.join(STATUSES)}")
+                raise KitaruUsageError(
+                    f"unknown status {status!r}", hint=f"use one of: {', '.join(STATUSES)}"
+                )
         return self._client.repository.list_executions(flow=flow, status=status, limit=limit, offset=offset)
 
     def latest(self, *, flow: str | None = None) -> Execution | None:

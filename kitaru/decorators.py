@@ -34,14 +34,27 @@ def _check_name(name: Any, what: str) -> str:
     return validate_name(name, what=what)
 
 
+def _name_of(fn: Any, name: str | None, decorator: str) -> Any:
+    """The explicit name if one was given (so that ``name=""`` is an error), else the function's."""
+    if name is not None:
+        return name
+    own = getattr(fn, "__name__", None)
+    if own is None:  # functools.partial, callable instances
+        raise KitaruUsageError(
+            f"@{decorator} cannot take a name from a {type(fn).__name__} object, which has no __name__",
+            hint=f'pass one: {decorator}(obj, name="...")',
+        )
+    return own
+
+
 class Flow(Generic[P, R]):
     """A durable workflow. Start it with ``.run(...)``; calling it directly is a usage error."""
 
     def __init__(self, fn: Callable[P, R], *, name: str | None = None) -> None:
         _check_callable(fn, "flow")
         self.fn = fn
-        self.name = _check_name(name or fn.__name__, "flow name")
-        functools.update_wrapper(self, fn)  # type: ignore[arg-type]
+        self.name = _check_name(_name_of(fn, name, "flow"), "flow name")
+        functools.update_wrapper(self, fn)
 
     def run(self, *args: P.args, **kwargs: P.kwargs) -> FlowHandle:
         """Execute the flow in this process on the configured store; returns its handle."""
@@ -53,7 +66,7 @@ class Flow(Generic[P, R]):
         raise KitaruUsageError(
             f"flow {self.name!r} was called directly",
             name=self.name,
-            hint=f"start it with {self.name}.run(...), which returns a handle; handle.wait() gives the result",
+            hint=f"start it with {self.name}.run(...); the handle's .wait() gives the result",
         )
 
     def __repr__(self) -> str:
@@ -75,15 +88,19 @@ class Checkpoint(Generic[P, R]):
         _check_callable(fn, "checkpoint")
         if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
             raise KitaruUsageError(
-                f"retries must be a whole number >= 0, not {retries!r}", hint="for example @checkpoint(retries=2)"
+                f"retries must be a whole number >= 0, not {retries!r}",
+                hint="for example @checkpoint(retries=2)",
             )
         self.fn = fn
-        self.name = _check_name(name or fn.__name__, "checkpoint name")
+        self.name = _check_name(_name_of(fn, name, "checkpoint"), "checkpoint name")
         self.retries = retries
         self.type = normalize_type(type)
         self.fixed_id = _check_name(id, "checkpoint id") if id is not None else None
-        self._takes_id = "id" in inspect.signature(fn).parameters
-        functools.update_wrapper(self, fn)  # type: ignore[arg-type]
+        try:
+            self._takes_id = "id" in inspect.signature(fn).parameters
+        except (TypeError, ValueError):  # no introspectable signature (some builtins)
+            self._takes_id = False
+        functools.update_wrapper(self, fn)
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> CheckpointOutput:
         from .runtime import call_checkpoint

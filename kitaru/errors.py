@@ -37,7 +37,7 @@ class KitaruUsageError(KitaruError):
 
 
 class FlowExecutionError(KitaruError):
-    """The flow failed; ``failure`` holds the recorded type, message and traceback, ``__cause__`` the error."""
+    """The flow failed: ``failure`` has the recorded type, message and traceback; ``__cause__`` the error."""
 
     def __init__(self, message: str, *, exec_id: str, name: str, failure: Any = None) -> None:
         super().__init__(

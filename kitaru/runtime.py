@@ -7,6 +7,7 @@ its start (the execution exists, status running) and once at its end (status, re
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import traceback
 from typing import TYPE_CHECKING, Any
@@ -49,7 +50,9 @@ def open_repository(store: str | None = None) -> Repository:
 # --- flows -----------------------------------------------------------------------------------
 
 
-def run_flow(flow: Flow, args: tuple[Any, ...], kwargs: dict[str, Any], *, store: str | None = None) -> FlowHandle:
+def run_flow(
+    flow: Flow, args: tuple[Any, ...], kwargs: dict[str, Any], *, store: str | None = None
+) -> FlowHandle:
     if context.maybe_current_flow() is not None:
         raise KitaruContextError(
             f"flow {flow.name!r} was started inside another flow",
@@ -80,6 +83,7 @@ def run_flow(flow: Flow, args: tuple[Any, ...], kwargs: dict[str, Any], *, store
         )
     finally:
         context._flow.reset(token)
+    result_id: str | None
     try:
         if isinstance(result, CheckpointOutput):
             result_id = result.object_id
@@ -138,7 +142,7 @@ def call_checkpoint(
             f"checkpoint {cp.name!r} was called inside checkpoint {outer.invocation_id if outer else '?'!r}",
             exec_id=run.exec_id,
             name=cp.name,
-            hint="checkpoints do not nest: call both from the flow body, or make the inner one a plain function",
+            hint="checkpoints do not nest: call both from the flow body, or make the inner one plain",
         )
     inv = run.next_invocation_id(cp.name, invocation_id or cp.fixed_id)
     upstream: list[str] = []
@@ -185,10 +189,8 @@ def call_checkpoint(
             )
             writer.commit()  # what the failed attempt saved stays loadable
             if final:
-                try:
+                with contextlib.suppress(AttributeError):
                     exc._kitaru_checkpoint = inv  # type: ignore[attr-defined]
-                except AttributeError:
-                    pass
                 raise
             continue
         finally:
@@ -224,4 +226,3 @@ def call_checkpoint(
             value=value,
         )
     raise AssertionError("unreachable")  # pragma: no cover
-

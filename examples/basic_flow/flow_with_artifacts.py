@@ -51,4 +51,6 @@ if __name__ == "__main__":
     print(f"follow-up execution: {second_id}")
     print(f"  result:            {second_result}")
     context = KitaruClient().executions.get(first_id).artifact("research_context")
-    print(f"  saved artifact:    {context.name} (type={context.type}, kind={context.kind}) = {context.load()}")
+    print(
+        f"  saved artifact:    {context.name} (type={context.type}, kind={context.kind}) = {context.load()}"
+    )
