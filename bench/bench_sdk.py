@@ -25,7 +25,9 @@ def _median_subprocess(code: str, runs: int) -> float:
     times = []
     for _ in range(runs):
         t0 = time.perf_counter()
-        subprocess.run([sys.executable, "-c", code], check=True, env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"})
+        subprocess.run(
+            [sys.executable, "-c", code], check=True, env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
+        )
         times.append(time.perf_counter() - t0)
     return statistics.median(times)
 
@@ -35,7 +37,11 @@ def bench_import(runs: int) -> dict[str, float]:
     kitaru = _median_subprocess("import kitaru", runs)
     # In-process import time (what -X importtime reports), without interpreter start-up.
     out = subprocess.run(
-        [sys.executable, "-c", "import time; t=time.perf_counter(); import kitaru; print(time.perf_counter()-t)"],
+        [
+            sys.executable,
+            "-c",
+            "import time; t=time.perf_counter(); import kitaru; print(time.perf_counter()-t)",
+        ],
         check=True,
         capture_output=True,
         text=True,
@@ -86,8 +92,7 @@ def bench_checkpoints(n: int, reps: int) -> dict[str, float]:
 
 def bench_saves(n: int, size: int, reps: int) -> dict[str, float]:
     import kitaru
-    from kitaru_store import Repository
-    from kitaru_store import hashing
+    from kitaru_store import Repository, hashing
     from kitaru_store.codec import encode
 
     payloads = [(f"record {i} " * (size // 10 + 1))[:size] for i in range(n)]
@@ -159,11 +164,8 @@ def main() -> None:
         f"{'import kitaru, in process':44} {imp['import_kitaru_in_process_s'] * 1000:10.1f}ms"
         f" {'':>12} {'':>7} {'< 150 ms':>10}"
     )
-    print(
-        f"{PY_C_LABEL:44} {imp['python_c_import_kitaru_s'] * 1000:10.1f}ms"
-        f" {imp['interpreter_s'] * 1000:10.1f}ms {imp['python_c_import_kitaru_s'] / imp['interpreter_s']:7.2f}"
-        f" {'':>10}"
-    )
+    with_kitaru, bare = imp["python_c_import_kitaru_s"], imp["interpreter_s"]
+    print(f"{PY_C_LABEL:44} {with_kitaru * 1000:10.1f}ms {bare * 1000:10.1f}ms {with_kitaru / bare:7.2f}")
     print(
         f"{'checkpoint overhead (100 trivial, per call)':44} {cp['per_checkpoint_ms']:10.3f}ms"
         f" {cp['synced_commit_ms']:10.3f}ms {cp['ratio_vs_commit']:7.2f} {'< 1 ms':>10}"
@@ -173,8 +175,9 @@ def main() -> None:
         f" {sv['raw_s'] * 1000:10.1f}ms {sv['ratio_vs_raw']:7.2f} {'< 200 ms':>10}"
     )
     print(f"{'  = saves per second':44} {sv['saves_per_s']:12.0f}")
-    print("baselines: interpreter start; one synced LMDB commit per checkpoint; raw hash+zstd+put of the same")
-    print("1,000 values in one synced transaction. The saves figure includes the flow's and checkpoint's commits.")
+    print("baselines: interpreter start; one synced LMDB commit per checkpoint; raw hash+zstd+put")
+    print("of the same 1,000 values in one synced transaction. The saves figure includes the flow's")
+    print("and the checkpoint's commits.")
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ import enum
 from collections.abc import Iterable
 from typing import Any
 
-from kitaru_store.errors import DuplicateNameError, InvalidArtifactTypeError
+from kitaru_store.errors import DuplicateNameError, InvalidArtifactTypeError, SerializationError
 from kitaru_store.names import ARTIFACT_TYPES, validate_name
 
 from .context import current_checkpoint
@@ -44,6 +44,24 @@ def _tags(tags: Iterable[str] | None) -> tuple[str, ...]:
     return tuple(validate_name(t, what="tag") for t in tags)
 
 
+def _metadata(metadata: Any, *, name: str, exec_id: str) -> dict[str, Any]:
+    """Metadata goes into the manifest, so it must read back as MessagePack data with string keys."""
+    import msgspec
+
+    if metadata is None:
+        return {}
+    try:
+        msgspec.msgpack.decode(msgspec.msgpack.encode(metadata), type=dict[str, Any])
+    except (TypeError, ValueError, msgspec.MsgspecError) as exc:
+        raise SerializationError(
+            f"metadata of artifact {name!r} cannot be stored: {exc}",
+            exec_id=exec_id,
+            name=name,
+            hint="pass a dict with string keys and plain values (str, int, float, bool, None, lists, dicts)",
+        ) from None
+    return dict(metadata)
+
+
 def save(
     name: str,
     value: Any,
@@ -68,6 +86,7 @@ def save(
     validate_name(name, what="artifact name", exec_id=exec_id)
     artifact_type = normalize_type(type)
     tag_tuple = _tags(tags)
+    meta = _metadata(metadata, name=name, exec_id=exec_id)
     if name in cp.saved and not overwrite:
         raise DuplicateNameError(
             f"artifact {name!r} was already saved in checkpoint {cp.invocation_id!r}",
@@ -88,7 +107,7 @@ def save(
         checkpoint=cp.name,
         invocation_id=cp.invocation_id,
         tags=tag_tuple,
-        metadata=dict(metadata or {}),
+        metadata=meta,
     )
     cp.writer.replace_entry(exec_id, entry)
     cp.saved[name] = entry

@@ -89,7 +89,7 @@ def run_flow(
             result_id = result.object_id
             value = result.load()
         else:
-            value = result
+            value = _unwrap(result, [], [])  # handles inside a returned list, tuple or dict
             result_id = repo.put_value(value).object_id if value is not None else None
     except KitaruError as exc:
         failure = _failure(exc)
@@ -153,14 +153,14 @@ def call_checkpoint(
     attempts: list[Attempt] = []
     repo = run.repo
 
-    def record(status: str, **extra: Any) -> CheckpointRecord:
+    def record(status: str, loaded: list[str], **extra: Any) -> CheckpointRecord:
         return CheckpointRecord(
             invocation_id=inv,
             name=cp.name,
             status=status,  # type: ignore[arg-type]
             started_at=started,
             ended_at=_now() if status != "running" else None,
-            inputs=tuple(inputs),
+            inputs=tuple(dict.fromkeys([*inputs, *loaded])),  # handed-over values and kitaru.load reads
             upstream=tuple(upstream),
             attempts=tuple(attempts),
             **extra,
@@ -183,6 +183,7 @@ def call_checkpoint(
                 run.exec_id,
                 record(
                     "failed" if final else "running",
+                    cp_run.loaded,
                     failure=failure if final else None,
                     metadata=cp_run.metadata,
                 ),
@@ -214,7 +215,8 @@ def call_checkpoint(
             ),
         )
         writer.set_checkpoint(
-            run.exec_id, record("completed", output_object_id=stored.object_id, metadata=cp_run.metadata)
+            run.exec_id,
+            record("completed", cp_run.loaded, output_object_id=stored.object_id, metadata=cp_run.metadata),
         )
         writer.commit()
         return CheckpointOutput(

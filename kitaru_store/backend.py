@@ -2,11 +2,12 @@
 
 One process opens one environment per path (LMDB forbids opening the same file twice in one
 process), so environments live in a registry keyed by (pid, real path). A child created by
-fork() never touches its parent's handle: it opens its own.
+fork() never uses its parent's handle: it lets go of it (see _after_fork_in_child) and opens its own.
 """
 
 from __future__ import annotations
 
+import copy
 import errno
 import os
 import threading
@@ -45,7 +46,10 @@ def _map_size_from_env() -> int:
     try:
         return max(1 << 20, int(raw))
     except ValueError:
-        raise StoreError(f"KITARU_MAP_SIZE={raw!r} is not a byte count") from None
+        raise StoreError(
+            f"KITARU_MAP_SIZE={raw!r} is not a byte count",
+            hint="set it to a whole number of bytes, or unset it",
+        ) from None
 
 
 def translate(exc: lmdb.Error, path: str) -> StoreError:
@@ -59,7 +63,7 @@ def translate(exc: lmdb.Error, path: str) -> StoreError:
             f"the disk holding {path} is full: {exc}",
             hint="free disk space; the failed write changed nothing",
         )
-    return StoreError(f"LMDB error in {path}: {exc}")
+    return StoreError(f"LMDB error in {path}: {exc}", hint="run `kitaru-store fsck`; see docs/design.md")
 
 
 class ReadTxn:
@@ -136,6 +140,7 @@ class Backend:
         self._env: lmdb.Environment | None = None
         self._dbs: dict[bytes, lmdb._Database | None] = {}
         self._grow_lock = threading.Lock()
+        self._live: set[object] = set()  # one marker per transaction open now (see _after_fork_in_child)
         self._open()
 
     def _open(self) -> None:
@@ -181,15 +186,24 @@ class Backend:
     @property
     def env(self) -> lmdb.Environment:
         if self._pid != os.getpid():
-            # Forked: the parent's handle must not be used (or closed) here. Keep it referenced
-            # so that it is never deallocated in the child, and open a fresh one.
+            # Forked: the parent's handle must not be used here. Keep it referenced so that it is
+            # never deallocated in the child, and share this process's own handle for the path.
             _forked_leftovers.append(self._env)
-            if self._store_lock is not None:
-                # The flock is shared with the parent through the inherited descriptor; take our own.
-                self._store_lock = FileLock(self._store_lock.path)
-            self._open()
+            lock_path = self._store_lock.path if self._store_lock is not None else None
+            # The parent's flock is shared through the inherited descriptor: never release it here.
+            self._store_lock = None
+            current = open_backend(
+                self.path, readonly=self.readonly, create=self._create, lock_path=lock_path
+            )
+            self._env, self._dbs, self._pid = current.env, current._dbs, current._pid
         assert self._env is not None
         return self._env
+
+    def readonly_view(self) -> Backend:
+        """This handle, refusing writes: serves a read-only Repository when a writable handle is open."""
+        view = copy.copy(self)
+        view.readonly = True
+        return view
 
     def close(self) -> None:
         if self._env is not None and self._pid == os.getpid():
@@ -213,11 +227,16 @@ class Backend:
 
     @contextmanager
     def read(self, *, buffers: bool = False) -> Iterator[ReadTxn]:
-        txn = self._begin(write=False, buffers=buffers)
+        mark = object()
+        self._live.add(mark)  # before begin: a fork in between must see it
         try:
-            yield ReadTxn(txn, self._dbs)
+            txn = self._begin(write=False, buffers=buffers)
+            try:
+                yield ReadTxn(txn, self._dbs)
+            finally:
+                txn.abort()
         finally:
-            txn.abort()
+            self._live.discard(mark)
 
     def update(self, fn: Callable[[WriteTxn], T]) -> T:
         """Run ``fn`` in one write transaction and commit. On a full map, grow it and run ``fn`` again.
@@ -225,22 +244,29 @@ class Backend:
         ``fn`` must be safe to repeat: it sees a fresh transaction each time.
         """
         if self.readonly:
-            raise ReadOnlyStoreError(f"store {self.path} is open read-only")
+            raise ReadOnlyStoreError(
+                f"store {self.path} is open read-only", hint="open it without readonly=True to write"
+            )
         while True:
-            txn = self._begin(write=True)
+            mark = object()
+            self._live.add(mark)
             try:
-                result = fn(WriteTxn(txn, self._dbs))
-                txn.commit()
-                return result
-            except lmdb.MapFullError:
-                txn.abort()
-                self._grow()
-            except lmdb.Error as exc:
-                txn.abort()
-                raise translate(exc, self.path) from exc
-            except BaseException:
-                txn.abort()
-                raise
+                txn = self._begin(write=True)
+                try:
+                    result = fn(WriteTxn(txn, self._dbs))
+                    txn.commit()
+                    return result
+                except lmdb.MapFullError:
+                    txn.abort()
+                except lmdb.Error as exc:
+                    txn.abort()
+                    raise translate(exc, self.path) from exc
+                except BaseException:
+                    txn.abort()
+                    raise
+            finally:
+                self._live.discard(mark)
+            self._grow()
 
     def _grow(self) -> None:
         with self._grow_lock:
@@ -299,6 +325,27 @@ class Backend:
 _forked_leftovers: list[object] = []
 _registry: dict[tuple[int, str], Backend] = {}
 _registry_lock = threading.Lock()
+
+
+def _after_fork_in_child() -> None:
+    """Let go of the parent's environments, which py-lmdb would otherwise count as open here.
+
+    Closing an inherited handle only unmaps this process's copy, as long as no transaction was
+    open in it: closing would end such a transaction's reader slot, which the parent still uses
+    (another thread of the parent was inside a transaction at the fork). Such a handle is kept,
+    unused, and this process cannot open that store.
+    """
+    global _registry_lock
+    _registry_lock = threading.Lock()  # another thread may have held it at the fork
+    for backend in _registry.values():
+        if backend._env is not None and not backend._live:
+            backend._env.close()
+        _forked_leftovers.append(backend._env)
+    _registry.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def open_backend(

@@ -104,12 +104,14 @@ def _check_manifests(repo: Repository, report: FsckReport, progress: Progress | 
     backend = repo._backend()
     total = repo.count_executions()
     seen_time_keys: set[bytes] = set()
+    unreadable: set[bytes] = set()  # their time keys are not "missing": the manifest is there
     for n, (key, raw) in enumerate(backend.scan(b"manifests"), 1):
         exec_id = key.hex()
         try:
             m = mf.decode_manifest(raw, exec_id=exec_id)
         except (msgspec.DecodeError, KitaruError) as exc:
             report.problems.append(Problem("bad-manifest", f"undecodable manifest: {exc}", exec_id=exec_id))
+            unreadable.add(key)
             continue
         report.manifests_checked += 1
         with backend.read() as rt:
@@ -143,7 +145,7 @@ def _check_manifests(repo: Repository, report: FsckReport, progress: Progress | 
         if progress and n % 1000 == 0:
             progress("manifests", n, total)
     for tkey, _ in backend.scan(b"exec_time"):
-        if tkey not in seen_time_keys:
+        if tkey not in seen_time_keys and tkey[8:] not in unreadable:
             report.problems.append(
                 Problem("index-mismatch", "time index names a missing execution", exec_id=tkey[8:].hex())
             )

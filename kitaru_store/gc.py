@@ -224,6 +224,7 @@ def compact_store(repo: Repository) -> None:
             source.close()
         fd = os.open(tmp_dir / "data.mdb", os.O_RDONLY)
         try:
+            os.fchmod(fd, 0o600)  # LMDB creates the copy with 0o666 & ~umask; the store is owner-only
             os.fsync(fd)
         finally:
             os.close(fd)

@@ -17,6 +17,7 @@ OBJECT_ID_HEX = OBJECT_ID_BYTES * 2
 UUID_HEX = 32
 MIN_PREFIX = 4
 _HEX = frozenset("0123456789abcdef")
+_ID_HINT = "object ids are 64 hex characters, execution and artifact ids 32; a unique prefix of 4+ works"
 
 
 def new_uuid() -> str:
@@ -26,7 +27,7 @@ def new_uuid() -> str:
 def normalize_hex(text: str, *, what: str, full_length: int) -> str:
     """Lower-case, strip dashes and whitespace, and check that ``text`` is hex of a usable length."""
     if not isinstance(text, str):
-        raise InvalidIdError(f"{what} must be a string, not {type(text).__name__}")
+        raise InvalidIdError(f"{what} must be a string, not {type(text).__name__}", hint=_ID_HINT)
     cleaned = text.strip().lower().replace("-", "")
     if not cleaned or not set(cleaned) <= _HEX:
         raise InvalidIdError(
@@ -35,7 +36,9 @@ def normalize_hex(text: str, *, what: str, full_length: int) -> str:
             hint=f"{what}s are hex strings of up to {full_length} characters (at least {MIN_PREFIX})",
         )
     if len(cleaned) > full_length:
-        raise InvalidIdError(f"{what} {text!r} is longer than {full_length} hex characters", name=text)
+        raise InvalidIdError(
+            f"{what} {text!r} is longer than {full_length} hex characters", name=text, hint=_ID_HINT
+        )
     if len(cleaned) < MIN_PREFIX:
         raise InvalidIdError(
             f"{what} prefix {text!r} is too short", name=text, hint=f"give at least {MIN_PREFIX} characters"
@@ -63,21 +66,21 @@ def object_key(object_id: str) -> bytes:
     """The LMDB key of a full object id (hex -> 32 bytes)."""
     if len(object_id) != OBJECT_ID_HEX:
         raise InvalidIdError(
-            f"object id {object_id!r} must be {OBJECT_ID_HEX} hex characters", name=object_id
+            f"object id {object_id!r} must be {OBJECT_ID_HEX} hex characters", name=object_id, hint=_ID_HINT
         )
     try:
         return bytes.fromhex(object_id)
     except ValueError:
-        raise InvalidIdError(f"object id {object_id!r} is not hex", name=object_id) from None
+        raise InvalidIdError(f"object id {object_id!r} is not hex", name=object_id, hint=_ID_HINT) from None
 
 
 def uuid_key(hex_id: str) -> bytes:
     try:
         key = bytes.fromhex(hex_id.replace("-", ""))
     except ValueError:
-        raise InvalidIdError(f"id {hex_id!r} is not hex", name=hex_id) from None
+        raise InvalidIdError(f"id {hex_id!r} is not hex", name=hex_id, hint=_ID_HINT) from None
     if len(key) != UUID_HEX // 2:
-        raise InvalidIdError(f"id {hex_id!r} must be {UUID_HEX} hex characters", name=hex_id)
+        raise InvalidIdError(f"id {hex_id!r} must be {UUID_HEX} hex characters", name=hex_id, hint=_ID_HINT)
     return key
 
 

@@ -13,7 +13,7 @@ from typing import Any, Literal
 import msgspec
 
 from .errors import StoreFormatError
-from .names import ARTIFACT_TYPES
+from .names import ARTIFACT_TYPES as ARTIFACT_TYPES  # re-exported (kitaru_store.ARTIFACT_TYPES)
 
 MANIFEST_FORMAT = 1  # major version; bump only for changes an older reader would misread
 

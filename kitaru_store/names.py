@@ -11,7 +11,11 @@ ARTIFACT_TYPES: tuple[str, ...] = ("prompt", "response", "context", "input", "ou
 def validate_name(name: object, *, what: str = "name", exec_id: str | None = None) -> str:
     """Names are non-empty text of at most 255 characters with no control characters or slashes."""
     if not isinstance(name, str):
-        raise InvalidNameError(f"{what} must be a string, not {type(name).__name__}", exec_id=exec_id)
+        raise InvalidNameError(
+            f"{what} must be a string, not {type(name).__name__}",
+            exec_id=exec_id,
+            hint="pass the name as text",
+        )
     problem = None
     if not name or not name.strip():
         problem = "is empty"

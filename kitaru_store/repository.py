@@ -72,6 +72,8 @@ class Writer:
         self._repo = repo
         self._pending = _Pending()
         self._mutations: dict[str, list[Mutation]] = {}
+        self._entries: dict[str, dict[object, Entry]] = {}
+        self._checkpoints: dict[str, dict[str, mf.CheckpointRecord]] = {}
         self._touch: set[bytes] = set()
         self._inflight: set[bytes] = set()
         self._done = False
@@ -112,8 +114,7 @@ class Writer:
         status: mf.Status = "running",
     ) -> str:
         validate_name(flow_name, what="flow name")
-        exec_id = exec_id or ids.new_uuid()
-        ids.uuid_key(exec_id)
+        exec_id = ids.uuid_key(exec_id).hex() if exec_id else ids.new_uuid()  # one spelling: 32 lower hex
         manifest = Manifest(
             exec_id=exec_id,
             flow_name=flow_name,
@@ -125,7 +126,11 @@ class Writer:
 
         def create(current: Manifest | None) -> Manifest:
             if current is not None:
-                raise KitaruError(f"execution {exec_id} exists already", exec_id=exec_id)
+                raise KitaruError(
+                    f"execution {exec_id} exists already",
+                    exec_id=exec_id,
+                    hint="let create_execution pick a new id, or update the existing execution",
+                )
             return manifest
 
         self._mutations.setdefault(exec_id, []).insert(0, create)
@@ -139,56 +144,61 @@ class Writer:
 
         self._mutations.setdefault(exec_id, []).append(apply)
 
-    def add_entry(self, exec_id: str, entry: Entry) -> None:
-        key = ids.object_key(entry.object_id)
+    def _referenced(self, object_id: str) -> None:
+        key = ids.object_key(object_id)
         if key not in self._pending.keys:
             self._touch.add(key)
-        self.mutate(exec_id, lambda m: msgspec.structs.replace(m, entries=(*m.entries, entry)))
+
+    def _entry_batch(self, exec_id: str) -> dict[object, Entry]:
+        """This writer's new entries for one execution, applied to the manifest in one step.
+
+        Keyed by artifact id (plain adds) or by (name, kind, invocation) for replacing adds, so
+        that a thousand saves in one checkpoint cost a thousand dict writes, not n**2 copies.
+        """
+        batch = self._entries.get(exec_id)
+        if batch is None:
+            batch = self._entries[exec_id] = {}
+            new = batch
+
+            def apply(m: Manifest) -> Manifest:
+                replaced = {k for k in new if isinstance(k, tuple)}
+                kept = [e for e in m.entries if (e.name, e.kind, e.invocation_id) not in replaced]
+                return msgspec.structs.replace(m, entries=(*kept, *new.values()))
+
+            self.mutate(exec_id, apply)
+        return batch
+
+    def add_entry(self, exec_id: str, entry: Entry) -> None:
+        self._referenced(entry.object_id)
+        self._entry_batch(exec_id)[entry.artifact_id] = entry
 
     def replace_entry(self, exec_id: str, entry: Entry) -> None:
         """Add ``entry``, dropping an earlier entry of the same kind, name and invocation."""
-        key = ids.object_key(entry.object_id)
-        if key not in self._pending.keys:
-            self._touch.add(key)
-
-        def apply(m: Manifest) -> Manifest:
-            kept = tuple(
-                e
-                for e in m.entries
-                if not (
-                    e.name == entry.name and e.kind == entry.kind and e.invocation_id == entry.invocation_id
-                )
-            )
-            return msgspec.structs.replace(m, entries=(*kept, entry))
-
-        self.mutate(exec_id, apply)
+        self._referenced(entry.object_id)
+        self._entry_batch(exec_id)[(entry.name, entry.kind, entry.invocation_id)] = entry
 
     def set_checkpoint(self, exec_id: str, record: mf.CheckpointRecord) -> None:
         """Insert or replace the record of one checkpoint invocation."""
         if record.output_object_id:
-            key = ids.object_key(record.output_object_id)
-            if key not in self._pending.keys:
-                self._touch.add(key)
+            self._referenced(record.output_object_id)
+        batch = self._checkpoints.get(exec_id)
+        if batch is None:
+            batch = self._checkpoints[exec_id] = {}
+            new = batch
 
-        def apply(m: Manifest) -> Manifest:
-            cps = list(m.checkpoints)
-            for i, c in enumerate(cps):
-                if c.invocation_id == record.invocation_id:
-                    cps[i] = record
-                    break
-            else:
-                cps.append(record)
-            return msgspec.structs.replace(m, checkpoints=tuple(cps))
+            def apply(m: Manifest) -> Manifest:
+                cps = {c.invocation_id: c for c in m.checkpoints}
+                cps.update(new)
+                return msgspec.structs.replace(m, checkpoints=tuple(cps.values()))
 
-        self.mutate(exec_id, apply)
+            self.mutate(exec_id, apply)
+        batch[record.invocation_id] = record
 
     def update_execution(self, exec_id: str, **changes: Any) -> None:
         for field_name in ("result_object_id", "input_object_id"):
             object_id = changes.get(field_name)
             if object_id:
-                key = ids.object_key(object_id)
-                if key not in self._pending.keys:
-                    self._touch.add(key)
+                self._referenced(object_id)
         self.mutate(exec_id, lambda m: msgspec.structs.replace(m, **changes))
 
     # -- commit -----------------------------------------------------------------------------
@@ -213,7 +223,9 @@ class Writer:
 
     def commit(self) -> None:
         if self._done:
-            raise KitaruError("this writer was committed already")
+            raise KitaruError(
+                "this writer was committed already", hint="use a new writer for further changes"
+            )
         self._done = True
         pending = self._pending
         mutations = self._mutations
@@ -269,13 +281,23 @@ def _apply_mutations(wt: WriteTxn, exec_id: str, fns: Sequence[Mutation]) -> Non
     assert manifest is not None
     wt.put(b"manifests", key, mf.encode(manifest))
     tkey = mf.time_key(manifest.started_at) + key
+    flow_key = manifest.flow_name.encode() + b"\x00" + tkey
+    if before is not None:
+        # A changed start time or flow name moves the execution in the indexes: drop the old keys.
+        old_tkey = mf.time_key(before.started_at) + key
+        old_flow_key = before.flow_name.encode() + b"\x00" + old_tkey
+        if old_tkey != tkey:
+            wt.delete(b"exec_time", old_tkey)
+        if old_flow_key != flow_key:
+            wt.delete(b"exec_flow", old_flow_key)
     wt.put(b"exec_time", tkey, mf.encode(mf.summarize(manifest)))
-    if before is None:
-        wt.put(b"exec_flow", manifest.flow_name.encode() + b"\x00" + tkey, b"")
+    wt.put(b"exec_flow", flow_key, b"")
     known = {e.artifact_id for e in before.entries} if before else set()
     for entry in manifest.entries:
         if entry.artifact_id not in known:
             wt.put(b"artifacts", ids.uuid_key(entry.artifact_id), key)
+    for gone in known - {e.artifact_id for e in manifest.entries}:  # replaced entries leave the index
+        wt.delete(b"artifacts", ids.uuid_key(gone))
 
 
 class Repository:
@@ -292,6 +314,7 @@ class Repository:
         self.level = level
         self._db_path = str(self.root / config.DB_DIR)
         self._lock = threading.Lock()
+        self._cached: tuple[int, Backend, Backend] | None = None
         self.config = config.read_config(self.root) or {}
         self._backend()
 
@@ -314,11 +337,18 @@ class Repository:
         return cls(loc, readonly=readonly, level=level)
 
     def _backend(self) -> Backend:
-        return open_backend(
+        cached = self._cached
+        if cached is not None and cached[0] == os.getpid() and cached[2]._env is not None:
+            return cached[1]  # hot path: no realpath, no registry lock
+        shared = open_backend(
             self._db_path,
             readonly=self.readonly,
             lock_path=str(self.root / config.LOCK_DIR / "store.lock"),
         )
+        # The process may share a writable handle; a read-only Repository must still refuse writes.
+        backend = shared.readonly_view() if self.readonly and not shared.readonly else shared
+        self._cached = (os.getpid(), backend, shared)
+        return backend
 
     @property
     def path(self) -> Path:
@@ -402,6 +432,12 @@ class Repository:
         if not found:
             if db == b"manifests":
                 raise ExecutionNotFoundError(prefix)
+            if db == b"artifacts":
+                raise KitaruError(
+                    f"no artifact {prefix!r} in the store",
+                    name=prefix,
+                    hint="artifact ids are listed with their execution's artifacts",
+                )
             raise ObjectNotFoundError(prefix)
         if len(found) > 1:
             raise AmbiguousIdError(prefix, found, what=what)
@@ -508,7 +544,11 @@ class Repository:
         with self._backend().read() as rt:
             exec_key = rt.get(b"artifacts", ids.uuid_key(full))
         if exec_key is None:
-            raise KitaruError(f"no artifact {artifact_id!r}", name=artifact_id)
+            raise KitaruError(
+                f"no artifact {artifact_id!r}",
+                name=artifact_id,
+                hint="the artifact's execution may have been deleted",
+            )
         manifest = self.get_execution(exec_key.hex())
         for entry in manifest.entries:
             if entry.artifact_id == full:

@@ -59,7 +59,7 @@ X_BIGINT, X_NDARRAY, X_OBJECT, X_DECIMAL, X_UUID, X_COMPLEX, X_NPSCALAR, X_DATAF
     14,
     15,
 )
-X_ENUM, X_BYTEARRAY, X_SERIES = 16, 17, 18
+X_ENUM, X_BYTEARRAY, X_SERIES, X_DICT = 16, 17, 18, 19
 
 _INT_MIN, _INT_MAX = -(2**63), 2**64 - 1
 
@@ -106,7 +106,11 @@ def _pack(v: Any) -> Any:
     if t is list:
         return [_pack(x) for x in v]
     if t is dict:
-        return {_pack(k): _pack(x) for k, x in v.items()}
+        keys = [_pack(k) for k in v]
+        if any(type(k) is msgspec.msgpack.Ext for k in keys):
+            # Tuple, datetime, ... keys pack to Ext, which cannot be a map key: store the pairs.
+            return _ext(X_DICT, [[k, _pack(x)] for k, x in zip(keys, v.values(), strict=True)])
+        return dict(zip(keys, (_pack(x) for x in v.values()), strict=True))
     if t is tuple:
         return _ext(X_TUPLE, [_pack(x) for x in v])
     if t is set or t is frozenset:
@@ -157,7 +161,7 @@ def _numpy_bytes(arr: Any) -> bytearray:
     """``u32 header length, u32 padding, header, padding, data``; data lands 64-byte aligned."""
     np = sys.modules["numpy"]
     if arr.dtype.hasobject:
-        flat = arr.reshape(-1, order="A").tolist()
+        flat = arr.reshape(-1).tolist()  # C order: the order the loader reshapes in
         head = _enc.encode({"dtype": "O", "shape": list(arr.shape), "items": _pack(flat)})
         return bytearray(struct.pack("<II", len(head), 0) + head)
     fortran = bool(arr.flags.f_contiguous and not arr.flags.c_contiguous)
@@ -170,7 +174,8 @@ def _numpy_bytes(arr: Any) -> bytearray:
     buf[8:offset] = head
     if arr.nbytes:
         data = arr if (arr.flags.c_contiguous or fortran) else np.ascontiguousarray(arr)
-        buf[offset + pad :] = memoryview(data.reshape(-1, order="F" if fortran else "C")).cast("B")
+        # A uint8 view: memoryview cannot export datetime64 / timedelta64 data.
+        buf[offset + pad :] = memoryview(data.reshape(-1, order="F" if fortran else "C").view(np.uint8))
     return buf
 
 
@@ -344,6 +349,8 @@ def _ext_hook(code: int, data: memoryview) -> Any:
         return complex(re, im)
     if code == X_BYTEARRAY:
         return bytearray(data)
+    if code == X_DICT:
+        return {k: v for k, v in _dec.decode(data)}
     if code == X_ENUM:
         path, value = _dec.decode(data)
         cls = _import_class(path, "enum")

@@ -1,0 +1,8 @@
+"""``python -m kitaru_store.cli``."""
+
+from __future__ import annotations
+
+from .app import main
+
+if __name__ == "__main__":
+    main()

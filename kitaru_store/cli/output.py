@@ -1,0 +1,317 @@
+"""Presentation for the CLI: sizes, durations, times, hexdumps, JSON, colour and progress bars.
+
+Only click and the standard library at import time: this module is loaded for ``--help``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import re
+import sys
+from collections.abc import Iterable, Sequence
+from typing import IO, Any
+
+import click
+
+SHORT = 12  # characters of an id shown where a short id will do
+PROGRESS_MIN = 5000  # show a progress bar only when a phase has at least this many items
+
+_STATUS_COLOURS = {
+    "completed": "green",
+    "cached": "green",
+    "failed": "red",
+    "cancelled": "yellow",
+    "running": "cyan",
+    "waiting": "magenta",
+}
+
+
+# --- terminals and colour --------------------------------------------------------------------
+
+
+def isatty(stream: IO[Any]) -> bool:
+    """Whether ``stream`` is a terminal (tests monkeypatch this to exercise terminal output)."""
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):
+        return False
+
+
+def no_color() -> bool:
+    """https://no-color.org: any non-empty NO_COLOR turns colour off."""
+    return bool(os.environ.get("NO_COLOR"))
+
+
+def style(text: str, **kwargs: Any) -> str:
+    """click.style, unless NO_COLOR is set. click.echo drops the codes anyway when not on a terminal."""
+    if no_color():
+        return text
+    return click.style(text, **kwargs)
+
+
+def status_text(text: str, width: int = 0) -> str:
+    padded = text.ljust(width)
+    colour = _STATUS_COLOURS.get(text)
+    return style(padded, fg=colour) if colour else padded
+
+
+def short(hex_id: str | None, length: int = SHORT) -> str:
+    return hex_id[:length] if hex_id else "-"
+
+
+# --- sizes, durations and times --------------------------------------------------------------
+
+
+def size(n: int | None) -> str:
+    """1023 B, 1.0 KiB, 4.2 MiB, ... (binary units)."""
+    if n is None:
+        return "-"
+    if n < 1024:
+        return f"{n} B"
+    value = float(n)
+    for unit in ("KiB", "MiB", "GiB", "TiB", "PiB"):
+        value /= 1024
+        if value < 1024 or unit == "PiB":
+            return f"{value:.1f} {unit}"
+    raise AssertionError("unreachable")
+
+
+def duration(seconds: float | None) -> str:
+    """340ms, 2.3s, 4m05s, 10m, 2h03m, 3d04h, 7d."""
+    if seconds is None:
+        return "-"
+    if seconds < 0:
+        return "-" + duration(-seconds)
+    if seconds < 1:
+        return f"{seconds * 1000:.0f}ms"
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    whole = int(seconds)
+    if whole < 3600:
+        big, small, units = whole // 60, whole % 60, "ms"
+    elif whole < 86400:
+        big, small, units = whole // 3600, whole % 3600 // 60, "hm"
+    else:
+        big, small, units = whole // 86400, whole % 86400 // 3600, "dh"
+    return f"{big}{units[0]}{small:02d}{units[1]}" if small else f"{big}{units[0]}"
+
+
+def elapsed(start: dt.datetime | None, end: dt.datetime | None) -> float | None:
+    if start is None or end is None:
+        return None
+    return (end - start).total_seconds()
+
+
+def when(t: dt.datetime | None) -> str:
+    """A time in the local zone, ISO-like: 2024-05-01 14:03:22."""
+    if t is None:
+        return "-"
+    if t.tzinfo is None:
+        t = t.replace(tzinfo=dt.UTC)
+    return t.astimezone().strftime("%Y-%m-%d %H:%M:%S")
+
+
+_DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)([smhdw])")
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in ``0``, ``90``, ``30s``, ``10m``, ``2h``, ``7d``, ``1w``, ``1h30m``; ValueError otherwise."""
+    raw = text.strip().lower()
+    if not raw:
+        raise ValueError("empty duration")
+    try:
+        value = float(raw)
+    except ValueError:
+        pass
+    else:
+        if value < 0 or value != value:
+            raise ValueError(f"{text!r} is not a duration")
+        return value
+    pos = 0
+    total = 0.0
+    for m in _DURATION_PART.finditer(raw):
+        if m.start() != pos:
+            break
+        total += float(m.group(1)) * _DURATION_UNITS[m.group(2)]
+        pos = m.end()
+    if pos != len(raw):
+        raise ValueError(f"{text!r} is not a duration (use forms like 0, 30s, 10m, 2h, 7d or 1h30m)")
+    return total
+
+
+class DurationType(click.ParamType):
+    name = "DURATION"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float:
+        if isinstance(value, int | float):
+            return float(value)
+        try:
+            return parse_duration(str(value))
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+class SampleType(click.ParamType):
+    """``--sample``: a count (``500``), a fraction (``0.1``) or a percentage (``10%``)."""
+
+    name = "N|FRACTION"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int | float:
+        if isinstance(value, int | float):
+            return value
+        text = str(value).strip()
+        try:
+            if text.endswith("%"):
+                pct = float(text[:-1])
+                if 0 < pct <= 100:
+                    return pct / 100 if pct < 100 else 1.0
+            elif re.fullmatch(r"\d+", text):
+                return int(text)
+            else:
+                frac = float(text)
+                if 0 < frac < 1:
+                    return frac
+                if frac == 1:
+                    return 1.0
+        except ValueError:
+            pass
+        self.fail(f"{value!r} is not a count, a fraction between 0 and 1, or a percentage", param, ctx)
+
+
+# --- bytes -----------------------------------------------------------------------------------
+
+
+def hexdump(data: bytes | bytearray | memoryview, limit: int = 256) -> list[str]:
+    """``xxd``-like lines for the first ``limit`` bytes."""
+    view = bytes(data[:limit])
+    lines = []
+    for off in range(0, len(view), 16):
+        row = view[off : off + 16]
+        hexes = " ".join(f"{b:02x}" for b in row[:8]) + "  " + " ".join(f"{b:02x}" for b in row[8:])
+        text = "".join(chr(b) if 32 <= b < 127 else "." for b in row)
+        lines.append(f"{off:08x}  {hexes:<48}  |{text}|")
+    return lines
+
+
+# --- tables and JSON -------------------------------------------------------------------------
+
+
+def table(rows: Sequence[Sequence[str]], *, header: Sequence[str] | None = None) -> list[str]:
+    """Left-aligned columns two spaces apart; the last column is not padded."""
+    all_rows = [list(header)] if header else []
+    all_rows.extend(list(r) for r in rows)
+    if not all_rows:
+        return []
+    widths = [max(len(click.unstyle(r[i])) for r in all_rows) for i in range(len(all_rows[0]))]
+    out = []
+    for n, row in enumerate(all_rows):
+        cells = []
+        for i, cell in enumerate(row):
+            pad = widths[i] - len(click.unstyle(cell)) if i < len(row) - 1 else 0
+            cells.append(cell + " " * pad)
+        line = "  ".join(cells).rstrip()
+        out.append(style(line, bold=True) if header and n == 0 else line)
+    return out
+
+
+def fields(pairs: Iterable[tuple[str, str]]) -> list[str]:
+    """``label:  value`` lines with the values aligned."""
+    items = list(pairs)
+    width = max((len(k) for k, _ in items), default=0) + 1
+    return [f"{(k + ':').ljust(width)}  {v}" for k, v in items]
+
+
+def jsonable(value: Any) -> Any:
+    """Builtins for JSON: Structs, dataclasses, datetimes (ISO 8601), bytes (base64), ...
+
+    Struct fields are all kept, defaults included, so that every object of a kind has the same
+    keys (the manifests are stored with their defaults omitted).
+    """
+    from kitaru_store.serialization import to_jsonable
+
+    return to_jsonable(_all_fields(value))
+
+
+def _all_fields(value: Any) -> Any:
+    fields_ = getattr(type(value), "__struct_fields__", None)
+    if fields_ is not None:
+        return {f: _all_fields(getattr(value, f)) for f in fields_}
+    if isinstance(value, dict):
+        return {k: _all_fields(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_all_fields(v) for v in value]
+    return value
+
+
+def dumps(value: Any) -> str:
+    """Indented JSON; NaN and infinities become null, so the output is always valid JSON."""
+    return json.dumps(_finite(value), indent=2, ensure_ascii=False)
+
+
+def inline(value: Any) -> str:
+    """One-line JSON, for metadata shown inside human output."""
+    return json.dumps(_finite(jsonable(value)), ensure_ascii=False)
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float) and (value != value or value in (float("inf"), float("-inf"))):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
+
+
+def echo_json(value: Any) -> None:
+    click.echo(dumps(jsonable(value)))
+
+
+def echo_lines(lines: Iterable[str]) -> None:
+    for line in lines:
+        click.echo(line)
+
+
+# --- progress --------------------------------------------------------------------------------
+
+
+class Progress:
+    """A ``progress(phase, done, total)`` callback drawing one click progress bar per phase.
+
+    Draws only on a terminal (stderr), only for phases of at least ``minimum`` items, and never
+    into a pipe: the library calls it between batches, so it costs nothing when hidden.
+    """
+
+    def __init__(self, *, minimum: int | None = None, labels: dict[str, str] | None = None) -> None:
+        self.enabled = isatty(sys.stderr)
+        self.minimum = PROGRESS_MIN if minimum is None else minimum
+        self.labels = labels or {}
+        self._phase: str | None = None
+        self._bar: Any = None
+
+    def __call__(self, phase: str, done: int, total: int) -> None:
+        if not self.enabled or total < self.minimum:
+            return
+        if phase != self._phase:
+            self.close()
+            self._phase = phase
+            self._bar = click.progressbar(
+                length=total, label=self.labels.get(phase, phase), file=sys.stderr, show_pos=True
+            )
+            self._bar.__enter__()
+        self._bar.update(max(0, done - self._bar.pos))
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.__exit__(None, None, None)
+        self._bar = None
+        self._phase = None
+
+    def __enter__(self) -> Progress:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

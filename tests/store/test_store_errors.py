@@ -1,0 +1,224 @@
+"""One error hierarchy: every error the store raises is a KitaruError with its ids, a hint, to_dict()."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from store_helpers import commit_execution, make_entry, tamper
+
+import kitaru_store
+from kitaru_store import (
+    AmbiguousIdError,
+    AmbiguousNameError,
+    ArtifactNotFoundError,
+    CorruptObjectError,
+    ExecutionNotFoundError,
+    InvalidIdError,
+    InvalidNameError,
+    KitaruError,
+    NotAStoreError,
+    ObjectNotFoundError,
+    PickleNotAllowedError,
+    ReadOnlyStoreError,
+    Repository,
+    SerializationError,
+    StoreError,
+    StoreFormatError,
+    StoreFullError,
+    StoreLockedError,
+    StoreNotFoundError,
+)
+from kitaru_store import config as cfg
+from kitaru_store import errors as errors_module
+from kitaru_store.locks import FileLock
+
+
+def test_every_error_class_derives_from_kitaru_error() -> None:
+    classes = [
+        obj
+        for obj in vars(errors_module).values()
+        if isinstance(obj, type)
+        and issubclass(obj, BaseException)
+        and obj.__module__ == errors_module.__name__
+    ]
+    assert len(classes) >= 19
+    for cls in classes:
+        assert issubclass(cls, KitaruError), cls
+    for cls in (StoreNotFoundError, NotAStoreError, StoreFormatError, StoreLockedError, StoreFullError):
+        assert issubclass(cls, StoreError)
+    assert issubclass(ReadOnlyStoreError, StoreError)
+    assert issubclass(PickleNotAllowedError, SerializationError)
+    # Everything public is exported from the package.
+    for name in kitaru_store.__all__:
+        if name.endswith("Error"):
+            assert getattr(kitaru_store, name) is getattr(errors_module, name)
+
+
+def test_base_error_fields_and_to_dict() -> None:
+    err = KitaruError("something failed", exec_id="e" * 32, name="thing", object_id="o" * 64, hint="do this")
+    assert str(err) == "something failed (do this)"
+    assert err.to_dict() == {
+        "error": "KitaruError",
+        "message": "something failed",
+        "exec_id": "e" * 32,
+        "name": "thing",
+        "object_id": "o" * 64,
+        "hint": "do this",
+    }
+    bare = KitaruError("bare")
+    assert str(bare) == "bare"
+    assert bare.to_dict() == {"error": "KitaruError", "message": "bare"}
+    json.dumps(err.to_dict())
+
+
+# --- errors as the store raises them ---------------------------------------------------------
+
+
+def _missing_object(repo: Repository) -> None:
+    repo.get_value("0123" + "0" * 60)
+
+
+def _corrupt_object(repo: Repository) -> None:
+    oid = repo.put_value("x" * 500).object_id
+    tamper(repo, oid)
+    repo.get_value(oid)
+
+
+def _ambiguous_execution(repo: Repository) -> None:
+    repo.create_execution("f", exec_id="abcd" + "1" * 28)
+    repo.create_execution("f", exec_id="abcd" + "2" * 28)
+    repo.get_execution("abcd")
+
+
+def _short_prefix(repo: Repository) -> None:
+    repo.resolve_object("abc")
+
+
+def _too_long_id(repo: Repository) -> None:
+    repo.resolve_execution("a" * 40)
+
+
+def _unknown_execution(repo: Repository) -> None:
+    repo.get_execution(uuid.uuid4().hex)
+
+
+def _unknown_name(repo: Repository) -> None:
+    exec_id = commit_execution(repo, "f", {"present": 1})
+    repo.resolve_name(exec_id, "absent")
+
+
+def _ambiguous_name(repo: Repository) -> None:
+    sv = repo.put_value(1)
+    with repo.writer() as w:
+        exec_id = w.create_execution("f")
+        w.add_entry(exec_id, make_entry(sv, "twice"))
+        w.add_entry(exec_id, make_entry(sv, "twice"))
+    repo.resolve_name(exec_id, "twice")
+
+
+def _invalid_name(repo: Repository) -> None:
+    repo.create_execution("bad\nname")
+
+
+def _pickle_not_allowed(repo: Repository) -> None:
+    repo.put_value(object())
+
+
+def _read_only(repo: Repository) -> None:
+    Repository.open(repo.root, readonly=True).put_value("x")
+
+
+def _store_locked(repo: Repository) -> None:
+    lock = FileLock(str(repo.root / cfg.LOCK_DIR / "gc.lock"))
+    lock.acquire(exclusive=True)
+    try:
+        repo.gc()
+    finally:
+        lock.release()
+
+
+def _store_format(repo: Repository) -> None:
+    config_file = repo.root / cfg.CONFIG_FILE
+    data = json.loads(config_file.read_text())
+    config_file.write_text(json.dumps({**data, "format": 99}))
+    Repository.open(repo.root)
+
+
+def _not_a_store(repo: Repository) -> None:
+    other = repo.root.parent / "other"
+    other.mkdir()
+    (other / "file").write_text("x")
+    Repository.open(other)
+
+
+def _store_not_found(repo: Repository) -> None:
+    Repository.open(repo.root.parent / "nothing-here", create=False)
+
+
+def _existing_execution(repo: Repository) -> None:
+    exec_id = repo.create_execution("f")
+    repo.create_execution("f", exec_id=exec_id)
+
+
+def _unknown_artifact(repo: Repository) -> None:
+    repo.get_artifact(uuid.uuid4().hex)
+
+
+CASES: dict[str, tuple[Callable[[Repository], None], type[KitaruError], tuple[str, ...]]] = {
+    "object-not-found": (_missing_object, ObjectNotFoundError, ("object_id",)),
+    "corrupt-object": (_corrupt_object, CorruptObjectError, ("object_id",)),
+    "ambiguous-id": (_ambiguous_execution, AmbiguousIdError, ("name",)),
+    "short-prefix": (_short_prefix, InvalidIdError, ("name",)),
+    "too-long-id": (_too_long_id, InvalidIdError, ("name",)),
+    "execution-not-found": (_unknown_execution, ExecutionNotFoundError, ("exec_id",)),
+    "artifact-not-found": (_unknown_name, ArtifactNotFoundError, ("exec_id", "name")),
+    "ambiguous-name": (_ambiguous_name, AmbiguousNameError, ("exec_id", "name")),
+    "invalid-name": (_invalid_name, InvalidNameError, ("name",)),
+    "pickle-not-allowed": (_pickle_not_allowed, PickleNotAllowedError, ()),
+    "read-only": (_read_only, ReadOnlyStoreError, ()),
+    "store-locked": (_store_locked, StoreLockedError, ()),
+    "store-format": (_store_format, StoreFormatError, ()),
+    "not-a-store": (_not_a_store, NotAStoreError, ()),
+    "store-not-found": (_store_not_found, StoreNotFoundError, ()),
+    "execution-exists": (_existing_execution, KitaruError, ("exec_id",)),
+    "unknown-artifact": (_unknown_artifact, KitaruError, ("name",)),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_raised_errors_carry_ids_and_a_hint(repo: Repository, case: str) -> None:
+    action, cls, attributes = CASES[case]
+    with pytest.raises(cls) as info:
+        action(repo)
+    err = info.value
+    assert isinstance(err, KitaruError)
+    assert err.hint, f"{type(err).__name__} has no hint"
+    assert err.hint in str(err)
+    for attr in attributes:
+        assert getattr(err, attr), f"{type(err).__name__}.{attr} is not set"
+    d = err.to_dict()
+    assert d["error"] == type(err).__name__
+    assert d["message"] == err.message
+    assert d["hint"] == err.hint
+    for attr in attributes:
+        assert d[attr] == getattr(err, attr)
+    json.dumps(d)
+
+
+def test_error_ids_name_the_right_things(repo: Repository, store_path: Path) -> None:
+    exec_id = commit_execution(repo, "f", {"a": 1})
+    with pytest.raises(ArtifactNotFoundError) as info:
+        repo.resolve_name(exec_id, "b")
+    assert (info.value.exec_id, info.value.name, info.value.available) == (exec_id, "b", ["a"])
+    oid = repo.resolve_name(exec_id, "a").object_id
+    tamper(repo, oid)
+    with pytest.raises(CorruptObjectError) as corrupt:
+        repo.get_value(oid)
+    assert corrupt.value.object_id == oid
+    with pytest.raises(StoreNotFoundError) as missing:
+        Repository.open(store_path / "sub", create=False)
+    assert missing.value.path == str(store_path / "sub")

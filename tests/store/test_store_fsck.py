@@ -1,0 +1,154 @@
+"""fsck: a clean store is ok; damage of each kind is found and described."""
+
+from __future__ import annotations
+
+import msgspec
+import pytest
+from store_helpers import T0, commit_execution, delete_record, tamper
+
+from kitaru_store import Repository
+from kitaru_store import manifests as mf
+
+
+def kinds(report) -> list[str]:
+    return sorted(p.kind for p in report.problems)
+
+
+def test_empty_store_is_ok(repo: Repository) -> None:
+    report = repo.fsck()
+    assert report.ok and report.problems == []
+    assert (report.objects_total, report.objects_checked, report.manifests_checked) == (0, 0, 0)
+
+
+def test_clean_store_is_ok_and_everything_is_counted(repo: Repository) -> None:
+    for i in range(5):
+        commit_execution(repo, "flow", {"a": f"value {i}", "b": list(range(i)), "shared": "same"})
+    repo.put_bytes(b"x" * 3_000_000)  # a chunked value: its chunks are objects too
+    report = repo.fsck()
+    assert report.ok, report.problems
+    assert report.objects_total == repo.stats().objects
+    assert report.objects_checked == report.objects_total
+    assert report.manifests_checked == 5
+    assert report.entries_checked == 15
+    d = report.to_dict()
+    assert d["ok"] is True and d["problems"] == []
+
+
+def test_corrupt_object(repo: Repository) -> None:
+    exec_id = commit_execution(repo, "flow", {"a": "will be damaged " * 20, "b": "fine"})
+    victim = repo.resolve_name(exec_id, "a").object_id
+    tamper(repo, victim)
+    report = repo.fsck()
+    assert not report.ok
+    assert kinds(report) == ["corrupt-object"]
+    (problem,) = report.problems
+    assert problem.object_id == victim
+    assert victim in problem.detail
+    assert report.to_dict()["ok"] is False
+
+
+def test_missing_object(repo: Repository) -> None:
+    exec_id = commit_execution(repo, "flow", {"gone": "deleted behind the store's back", "kept": 1})
+    entry = repo.resolve_name(exec_id, "gone")
+    delete_record(repo, entry.object_id)
+    report = repo.fsck()
+    assert kinds(report) == ["missing-object"]
+    (problem,) = report.problems
+    assert (problem.object_id, problem.exec_id, problem.name) == (entry.object_id, exec_id, "gone")
+    assert "gone" in problem.detail
+
+
+def test_missing_touch(repo: Repository) -> None:
+    oid = repo.put_value("untouched").object_id
+    key = bytes.fromhex(oid)
+    repo._backend().update(lambda wt: wt.delete(b"touch", key))
+    report = repo.fsck()
+    assert kinds(report) == ["missing-touch"]
+    assert report.problems[0].object_id == oid
+
+
+def test_bad_manifest(repo: Repository) -> None:
+    exec_id = commit_execution(repo, "flow", {"a": 1})
+    key = bytes.fromhex(exec_id)
+    repo._backend().update(lambda wt: wt.put(b"manifests", key, b"\xc1 not msgpack"))
+    report = repo.fsck()
+    assert kinds(report) == ["bad-manifest"]  # and no "time index names a missing execution"
+    assert report.problems[0].exec_id == exec_id
+
+
+def test_newer_manifest_is_reported(repo: Repository) -> None:
+    exec_id = commit_execution(repo, "flow", {"a": 1})
+    key = bytes.fromhex(exec_id)
+    newer = mf.encode(msgspec.structs.replace(repo.get_execution(exec_id), format_version=7))
+    repo._backend().update(lambda wt: wt.put(b"manifests", key, newer))
+    report = repo.fsck()
+    assert kinds(report) == ["bad-manifest"]
+    assert "7" in report.problems[0].detail
+
+
+def test_index_mismatches(repo: Repository) -> None:
+    a = commit_execution(repo, "flow", {"x": 1}, started_at=T0)
+    b = commit_execution(repo, "flow", {"y": 2}, started_at=T0)
+    artifact = repo.get_execution(a).entries[0].artifact_id
+    tkey_b = mf.time_key(T0) + bytes.fromhex(b)
+
+    def damage(wt) -> None:
+        wt.delete(b"artifacts", bytes.fromhex(artifact))
+        wt.delete(b"exec_time", tkey_b)
+        wt.put(b"exec_time", mf.time_key(T0) + bytes(16), b"")  # names no execution
+
+    repo._backend().update(damage)
+    report = repo.fsck()
+    assert kinds(report) == ["index-mismatch"] * 3
+    assert {p.exec_id for p in report.problems} == {a, b, "00" * 16}
+
+
+def test_sample_fraction_and_count(repo: Repository) -> None:
+    ids = [repo.put_value(f"object {i}").object_id for i in range(40)]
+    assert repo.fsck(sample=0.25, seed=1).objects_checked == 10
+    assert repo.fsck(sample=7, seed=1).objects_checked == 7
+    assert repo.fsck(sample=1000).objects_checked == 40
+    assert repo.fsck(sample=0).objects_checked == 0
+    report = repo.fsck(sample=5, seed=3)
+    assert report.objects_total == 40 and report.ok
+    # A sample finds damage in the objects it checks: with every object damaged, all of them.
+    for oid in ids:
+        tamper(repo, oid)
+    sampled = repo.fsck(sample=6, seed=2)
+    assert sampled.objects_checked == 6
+    assert kinds(sampled) == ["corrupt-object"] * 6
+    assert {p.object_id for p in sampled.problems} <= set(ids)
+
+
+def test_sample_is_reproducible_with_a_seed(repo: Repository) -> None:
+    ids = [repo.put_value(i).object_id for i in range(30)]
+    for oid in ids[::2]:
+        tamper(repo, oid)
+    first = repo.fsck(sample=10, seed=42)
+    second = repo.fsck(sample=10, seed=42)
+    assert [p.object_id for p in first.problems] == [p.object_id for p in second.problems]
+
+
+def test_progress_callback(repo: Repository) -> None:
+    for i in range(300):
+        repo.put_value(i)
+    seen: list[tuple[str, int, int]] = []
+    repo.fsck(progress=lambda stage, done, total: seen.append((stage, done, total)))
+    assert seen[-1] == ("objects", 300, 300)
+
+
+@pytest.mark.parametrize("where", ["gc", "stats"])
+def test_undecodable_manifest_stops_gc_but_not_stats_of_objects(repo: Repository, where: str) -> None:
+    """gc never sweeps on an incomplete root set."""
+    exec_id = commit_execution(repo, "flow", {"a": "referenced only by the broken manifest"})
+    oid = repo.resolve_name(exec_id, "a").object_id
+    key = bytes.fromhex(exec_id)
+    newer = mf.encode(msgspec.structs.replace(repo.get_execution(exec_id), format_version=9))
+    repo._backend().update(lambda wt: wt.put(b"manifests", key, newer))
+    if where == "gc":
+        with pytest.raises(Exception, match="newer"):
+            repo.gc(grace=0)
+        assert repo.has_object(oid)
+    else:
+        with pytest.raises(Exception, match="newer"):
+            repo.stats()

@@ -1,0 +1,248 @@
+"""Large values: content-defined chunking, chunk-level dedup, zero-copy loads, map growth."""
+
+from __future__ import annotations
+
+import os
+import tracemalloc
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from blake3 import blake3
+from store_helpers import delete_record, record, tamper
+
+from kitaru_store import CorruptObjectError, Repository, StoreFullError, codec, objects
+from kitaru_store.backend import close_backend
+from kitaru_store.serialization import serialize
+
+MiB = 1 << 20
+
+
+def random_bytes(n: int, seed: int = 0) -> bytearray:
+    return bytearray(np.random.default_rng(seed).integers(0, 256, n, dtype=np.uint8).tobytes())
+
+
+def chunk_ids(repo: Repository, object_id: str) -> list[str]:
+    return [k.hex() for k in objects.chunk_keys(record(repo, object_id), bytes.fromhex(object_id))]
+
+
+def load_buffer(arr: np.ndarray) -> Any:
+    """The object that finally owns an array's memory."""
+    base: Any = arr
+    while isinstance(base, np.ndarray) and base.base is not None:
+        base = base.base
+    return base.obj if isinstance(base, memoryview) else base
+
+
+def test_threshold_between_single_record_and_chunks(repo: Repository) -> None:
+    at = repo.put_bytes(random_bytes(objects.CHUNK_THRESHOLD, 1))
+    above = repo.put_bytes(random_bytes(objects.CHUNK_THRESHOLD + 1, 2))
+    assert repo.object_info(at).chunks == 0
+    info = repo.object_info(above)
+    assert info.chunks > 0
+    assert info.size == objects.CHUNK_THRESHOLD + 1
+
+
+def test_chunked_value_layout_and_readback(repo: Repository) -> None:
+    data = random_bytes(5 * MiB + 123, 3)
+    oid = repo.put_bytes(data)
+    assert oid == blake3(data).hexdigest()  # the id is the hash of the whole value
+    info = repo.object_info(oid)
+    cids = chunk_ids(repo, oid)
+    assert info.chunks == len(cids) >= 5
+    assert info.size == len(data)
+    kind, _ = codec.header(record(repo, oid))
+    assert kind == codec.KIND_INDEX
+    sizes = []
+    for cid in cids:
+        chunk = repo.get_bytes(cid)
+        assert blake3(chunk).hexdigest() == cid
+        assert objects.CHUNK_MIN <= len(chunk) <= objects.CHUNK_MAX or cid == cids[-1]
+        sizes.append(len(chunk))
+    assert sum(sizes) == len(data)
+    assert repo.get_bytes(oid) == data
+    stats = repo.stats()
+    assert stats.chunked_values == 1
+    assert stats.objects == len(cids) + 1
+
+
+def test_edited_large_value_stores_only_changed_chunks(repo: Repository) -> None:
+    data = random_bytes(24 * MiB, 4)
+    first = repo.put_bytes(data)
+    before = repo.stats()
+    for offset in (1 * MiB, 9 * MiB + 5, 17 * MiB, 23 * MiB):
+        data[offset : offset + 200] = b"e" * 200  # edits in place
+    second = repo.put_bytes(data)
+    after = repo.stats()
+    assert second != first
+    extra_bytes = after.stored_bytes - before.stored_bytes
+    new_objects = after.objects - before.objects
+    assert new_objects <= 4 * 2 + 1  # at most two new chunks per edit, plus the index
+    assert extra_bytes < 0.15 * before.stored_bytes, (extra_bytes, before.stored_bytes)
+    shared = set(chunk_ids(repo, first)) & set(chunk_ids(repo, second))
+    assert len(shared) >= len(chunk_ids(repo, first)) - 8
+    assert repo.get_bytes(second) == data
+    assert repo.get_bytes(first) != data
+
+
+def test_inserted_bytes_shift_but_chunks_resynchronise(repo: Repository) -> None:
+    data = random_bytes(8 * MiB, 5)
+    first = repo.put_bytes(data)
+    before = repo.stats()
+    data[3 * MiB : 3 * MiB] = b"inserted in the middle"
+    second = repo.put_bytes(data)
+    after = repo.stats()
+    assert after.objects - before.objects <= 3
+    assert after.stored_bytes - before.stored_bytes < 0.2 * before.stored_bytes
+    assert repo.get_bytes(second) == data
+    assert first != second
+
+
+def test_chunked_numpy_array_loads_writable_into_the_read_buffer(repo: Repository) -> None:
+    arr = np.random.default_rng(6).standard_normal((2048, 1024))  # 16 MiB
+    sv = repo.put_value(arr)
+    assert sv.serializer == "numpy"
+    assert repo.object_info(sv.object_id).chunks > 0
+    out = repo.get_value(sv.object_id)
+    assert np.array_equal(out, arr)
+    assert out.dtype == arr.dtype and out.shape == arr.shape
+    assert out.flags.writeable
+    owner = load_buffer(out)
+    assert isinstance(owner, bytearray)
+    assert len(owner) == sv.size  # the one buffer the chunks were read into
+    assert np.shares_memory(out, np.frombuffer(owner, dtype=np.uint8))
+    out[0, 0] = 1.0  # writable in place
+
+
+def test_chunked_numpy_load_makes_no_second_copy(repo: Repository) -> None:
+    arr = np.arange(3 * MiB, dtype=np.float64)  # 24 MiB
+    oid = repo.put_value(arr).object_id
+    del arr
+    tracemalloc.start()
+    try:
+        out = repo.get_value(oid)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert out.nbytes == 24 * MiB
+    assert peak < 1.4 * out.nbytes, peak / out.nbytes
+
+
+def test_fortran_ordered_large_array(repo: Repository) -> None:
+    arr = np.asfortranarray(np.random.default_rng(7).integers(0, 1000, (1500, 700), dtype=np.int32))
+    out = repo.get_value(repo.put_value(arr).object_id)
+    assert np.array_equal(out, arr)
+    assert out.flags.f_contiguous and out.flags.writeable
+
+
+def test_corrupted_chunk_is_detected_and_named(repo: Repository) -> None:
+    data = random_bytes(4 * MiB, 8)
+    oid = repo.put_bytes(data)
+    cids = chunk_ids(repo, oid)
+    victim = cids[len(cids) // 2]
+    tamper(repo, victim, at=-100)
+    with pytest.raises(CorruptObjectError) as info:
+        repo.get_bytes(oid)
+    assert info.value.object_id == oid
+    assert victim in info.value.message
+    with pytest.raises(CorruptObjectError) as info:
+        repo.get_bytes(victim)
+    assert info.value.object_id == victim
+    problems = {(p.kind, p.object_id) for p in repo.fsck().problems}
+    assert ("corrupt-object", victim) in problems
+    assert ("corrupt-object", oid) in problems
+    # Saving the value again rewrites the damaged chunk only.
+    assert repo.put_bytes(data) == oid
+    assert repo.get_bytes(oid) == data
+    assert repo.fsck().ok
+
+
+def test_missing_chunk_is_detected_and_named(repo: Repository) -> None:
+    data = random_bytes(3 * MiB, 9)
+    oid = repo.put_bytes(data)
+    victim = chunk_ids(repo, oid)[0]
+    delete_record(repo, victim)
+    with pytest.raises(CorruptObjectError, match=f"chunk {victim} is missing") as info:
+        repo.get_bytes(oid)
+    assert info.value.object_id == oid
+    repo.put_bytes(data)
+    assert repo.get_bytes(oid) == data
+
+
+def test_chunks_are_shared_between_values(repo: Repository) -> None:
+    common = random_bytes(4 * MiB, 10)
+    a = repo.put_bytes(bytes(common) + b"tail A" * 1000)
+    b = repo.put_bytes(bytes(b"head B" * 1000) + common)
+    shared = set(chunk_ids(repo, a)) & set(chunk_ids(repo, b))
+    assert len(shared) >= 5
+    assert repo.get_bytes(a)[: len(common)] == common
+    assert repo.get_bytes(b)[-len(common) :] == common
+
+
+def test_compressible_chunks_are_compressed(repo: Repository) -> None:
+    text = ("lorem ipsum dolor sit amet " * 100_000)[: 3 * MiB]
+    sv = repo.put_value(text)
+    info = repo.object_info(sv.object_id)
+    assert info.chunks > 0
+    assert info.stored_size < sv.size / 10
+    assert repo.get_value(sv.object_id) == text
+
+
+def test_large_value_inside_a_msgpack_tree(repo: Repository) -> None:
+    value = {"blob": bytes(random_bytes(2 * MiB, 11)), "arr": np.ones((600, 600)), "n": 1}
+    out = repo.get_value(repo.put_value(value).object_id)
+    assert out["blob"] == value["blob"]
+    assert np.array_equal(out["arr"], value["arr"]) and out["arr"].flags.writeable
+
+
+# --- map growth -------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def small_map_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    path = tmp_path / "small-map"
+    monkeypatch.setenv("KITARU_MAP_SIZE", str(MiB))
+    yield path
+    close_backend(str(path / "db"))
+
+
+def test_map_grows_as_data_arrives(small_map_store: Path) -> None:
+    repo = Repository.open(small_map_store)
+    assert repo._backend().stat()["map_size"] == MiB
+    written: dict[str, bytes] = {}
+    for i in range(10):  # ten 1 MiB-ish values, each in its own transaction
+        data = bytes(random_bytes(MiB - 1000, 100 + i))
+        written[repo.put_bytes(data)] = data
+    big = bytes(random_bytes(10 * MiB, 99))  # and one value larger than the map has grown to
+    written[repo.put_bytes(big)] = big
+    assert repo._backend().stat()["map_size"] >= 20 * MiB
+    for oid, data in written.items():
+        assert repo.get_bytes(oid) == data
+    assert repo.fsck().ok
+    assert os.path.getsize(small_map_store / "db" / "data.mdb") >= 20 * MiB
+
+
+def test_map_limit_is_a_store_full_error_and_changes_nothing(
+    small_map_store: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("KITARU_MAP_LIMIT", str(2 * MiB))
+    repo = Repository.open(small_map_store)
+    kept = repo.put_value("small and safe").object_id
+    before = repo.stats()
+    with pytest.raises(StoreFullError) as info, repo.writer() as w:
+        w.put_bytes(bytes(random_bytes(4 * MiB, 12)))
+        w.create_execution("too-big")
+    assert info.value.hint and "KITARU_MAP_LIMIT" in info.value.hint
+    assert repo.get_value(kept) == "small and safe"
+    after = repo.stats()
+    assert (after.objects, after.stored_bytes) == (before.objects, before.stored_bytes)
+    assert repo.count_executions() == 0
+
+
+def test_serialized_size_matches_stored_value_size(repo: Repository) -> None:
+    arr = np.zeros((700, 700))
+    data, _ = serialize(arr)
+    sv = repo.put_value(arr)
+    assert sv.size == len(data) == repo.object_info(sv.object_id).size

@@ -1,0 +1,314 @@
+"""Where the store lives, how it is created, what is refused, and name validation."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from kitaru_store import (
+    InvalidNameError,
+    NotAStoreError,
+    ReadOnlyStoreError,
+    Repository,
+    StoreFormatError,
+    StoreNotFoundError,
+)
+from kitaru_store import config as cfg
+from kitaru_store.backend import close_backend
+from kitaru_store.names import validate_name
+
+
+@pytest.fixture
+def opened() -> Iterator[list[Path]]:
+    """Store roots opened by a test outside KITARU_STORE; their LMDB handles are closed afterwards."""
+    roots: list[Path] = []
+    yield roots
+    for root in roots:
+        close_backend(str(root / cfg.DB_DIR))
+
+
+@pytest.fixture
+def no_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """No KITARU_STORE; HOME and XDG_DATA_HOME inside tmp_path; cwd a fresh directory."""
+    monkeypatch.delenv(cfg.ENV_VAR, raising=False)
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    return tmp_path
+
+
+# --- locate: explicit > env > project > user --------------------------------------------------
+
+
+def test_explicit_path_wins_over_everything(no_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (no_env / "work" / cfg.PROJECT_DIR).mkdir()
+    monkeypatch.setenv(cfg.ENV_VAR, str(no_env / "from-env"))
+    loc = cfg.locate(no_env / "explicit")
+    assert loc.source == "explicit"
+    assert loc.path == no_env / "explicit"
+
+
+def test_env_var_wins_over_project_and_user(no_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (no_env / "work" / cfg.PROJECT_DIR).mkdir()
+    monkeypatch.setenv(cfg.ENV_VAR, str(no_env / "from-env"))
+    loc = cfg.locate()
+    assert (loc.source, loc.path) == ("env", no_env / "from-env")
+    # An empty explicit path means "not given".
+    assert cfg.locate("").source == "env"
+
+
+def test_nearest_project_dir_walking_up_from_cwd(no_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    outer = no_env / "proj"
+    inner = outer / "sub"
+    nested = inner / "a" / "b" / "c"
+    nested.mkdir(parents=True)
+    (outer / cfg.PROJECT_DIR).mkdir()
+    monkeypatch.chdir(nested)
+    loc = cfg.locate()
+    assert (loc.source, loc.path) == ("project", outer / cfg.PROJECT_DIR)
+    # A nearer .kitaru/ shadows the outer one.
+    (inner / cfg.PROJECT_DIR).mkdir()
+    assert cfg.locate().path == inner / cfg.PROJECT_DIR
+    # A file named .kitaru is not a project store.
+    (nested / cfg.PROJECT_DIR).write_text("not a directory")
+    assert cfg.locate().path == inner / cfg.PROJECT_DIR
+
+
+def test_project_store_is_used_by_open(no_env: Path, monkeypatch: pytest.MonkeyPatch, opened) -> None:
+    project = no_env / "proj"
+    nested = project / "src" / "pkg"
+    nested.mkdir(parents=True)
+    (project / cfg.PROJECT_DIR).mkdir()
+    monkeypatch.chdir(nested)
+    repo = Repository.open()
+    opened.append(repo.root)
+    assert repo.root == project / cfg.PROJECT_DIR
+    oid = repo.put_value("in the project").object_id
+    assert (project / cfg.PROJECT_DIR / cfg.CONFIG_FILE).is_file()
+    assert Repository.open(project / cfg.PROJECT_DIR).get_value(oid) == "in the project"
+
+
+def test_per_user_dir_from_xdg_data_home(no_env: Path, opened) -> None:
+    loc = cfg.locate()
+    assert loc.source == "user"
+    assert loc.path == no_env / "xdg" / "kitaru" / "store"
+    repo = Repository.open()
+    opened.append(repo.root)
+    repo.put_value(1)
+    assert (no_env / "xdg" / "kitaru" / "store" / cfg.CONFIG_FILE).is_file()
+    assert not any((no_env / "home").iterdir())
+
+
+def test_per_user_dir_defaults_under_home(no_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("XDG_DATA_HOME")
+    expected = no_env / "home" / ".local" / "share" / "kitaru" / "store"
+    if os.uname().sysname == "Darwin":  # pragma: no cover - the suite runs on Linux
+        expected = no_env / "home" / "Library" / "Application Support" / "kitaru" / "store"
+    assert cfg.locate().path == expected
+    assert cfg.locate().source == "user"
+
+
+def test_locate_creates_nothing(no_env: Path) -> None:
+    cfg.locate()
+    cfg.locate(no_env / "explicit")
+    assert not (no_env / "xdg").exists()
+    assert not (no_env / "explicit").exists()
+
+
+# --- creation, refusal ------------------------------------------------------------------------
+
+
+def test_store_created_on_first_open_for_writing(store_path: Path) -> None:
+    assert not store_path.exists()
+    repo = Repository.open()
+    assert repo.root == store_path
+    oid = repo.put_value({"a": 1}).object_id
+    config = json.loads((store_path / cfg.CONFIG_FILE).read_text())
+    assert config["kind"] == "kitaru-store"
+    assert config["format"] == cfg.STORE_FORMAT
+    assert len(config["store_id"]) == 32
+    assert (store_path / cfg.DB_DIR / "data.mdb").is_file()
+    # Opening again finds the same store (same id), and the data.
+    again = Repository.open(store_path)
+    assert again.config["store_id"] == config["store_id"]
+    assert again.get_value(oid) == {"a": 1}
+
+
+@pytest.mark.parametrize("kwargs", [{"create": False}, {"readonly": True}], ids=["create=False", "readonly"])
+def test_missing_store_is_not_created_and_says_where_it_looked(
+    store_path: Path, kwargs: dict[str, bool]
+) -> None:
+    with pytest.raises(StoreNotFoundError) as info:
+        Repository.open(**kwargs)
+    err = info.value
+    assert err.path == str(store_path)
+    assert str(store_path) in str(err)
+    assert f"${cfg.ENV_VAR}={store_path}" in str(err)  # where the path came from
+    assert err.hint and "looked at" in err.hint
+    assert not store_path.exists()
+
+
+def test_missing_user_store_message_lists_every_place_looked(no_env: Path) -> None:
+    with pytest.raises(StoreNotFoundError) as info:
+        Repository.open(create=False)
+    text = str(info.value)
+    assert f"${cfg.ENV_VAR} (unset)" in text
+    assert f"{cfg.PROJECT_DIR}/ in {no_env / 'work'}" in text
+    assert str(no_env / "xdg" / "kitaru" / "store") in text
+    assert not (no_env / "xdg").exists()
+
+
+def test_non_empty_directory_without_config_is_not_a_store(tmp_path: Path) -> None:
+    target = tmp_path / "someone-elses"
+    target.mkdir()
+    (target / "notes.txt").write_text("keep me")
+    with pytest.raises(NotAStoreError) as info:
+        Repository.open(target)
+    assert info.value.path == str(target)
+    assert "non-empty directory" in str(info.value)
+    assert sorted(p.name for p in target.iterdir()) == ["notes.txt"]  # nothing written into it
+
+
+def test_a_file_is_not_a_store(tmp_path: Path) -> None:
+    target = tmp_path / "file"
+    target.write_text("x")
+    with pytest.raises(NotAStoreError):
+        Repository.open(target)
+
+
+def test_empty_directory_becomes_a_store(tmp_path: Path, opened) -> None:
+    target = tmp_path / "empty"
+    target.mkdir()
+    repo = Repository.open(target)
+    opened.append(target)
+    assert (target / cfg.CONFIG_FILE).is_file()
+    assert repo.get_value(repo.put_value("x").object_id) == "x"
+
+
+def test_newer_store_format_is_refused(repo: Repository, store_path: Path) -> None:
+    config_file = store_path / cfg.CONFIG_FILE
+    data = json.loads(config_file.read_text())
+    data["format"] = cfg.STORE_FORMAT + 1
+    config_file.write_text(json.dumps(data))
+    with pytest.raises(StoreFormatError) as info:
+        Repository.open(store_path)
+    assert str(cfg.STORE_FORMAT + 1) in str(info.value)
+    assert info.value.hint and "upgrade" in info.value.hint
+
+
+def test_foreign_or_garbled_config_is_not_a_store(store_path: Path) -> None:
+    Repository.open()
+    config_file = store_path / cfg.CONFIG_FILE
+    config_file.write_text(json.dumps({"kind": "something-else", "format": 1}))
+    with pytest.raises(NotAStoreError):
+        Repository.open(store_path)
+    config_file.write_text("{not json")
+    with pytest.raises(NotAStoreError):
+        Repository.open(store_path)
+
+
+def test_store_files_are_owner_only(repo: Repository, store_path: Path) -> None:
+    repo.put_value("secret")
+    repo.gc(grace=0)  # creates the gc lock file too
+    seen = 0
+    for path in [store_path, *store_path.rglob("*")]:
+        mode = stat.S_IMODE(path.stat().st_mode)
+        if path.is_dir():
+            assert mode == 0o700, (path, oct(mode))
+        else:
+            assert mode == 0o600, (path, oct(mode))
+        seen += 1
+    assert seen >= 7  # root, config, db/, data.mdb, lock.mdb, locks/, store.lock, gc.lock
+
+
+def test_compacted_data_file_stays_owner_only(repo: Repository, store_path: Path) -> None:
+    old = os.umask(0o022)
+    try:
+        for i in range(50):
+            repo.put_bytes(os.urandom(2000) + bytes([i]))
+        report = repo.gc(grace=0, compact=True)
+    finally:
+        os.umask(old)
+    assert report.compacted
+    mode = stat.S_IMODE((store_path / cfg.DB_DIR / "data.mdb").stat().st_mode)
+    assert mode == 0o600, oct(mode)
+
+
+def test_readonly_open_of_existing_store(repo: Repository, store_path: Path) -> None:
+    oid = repo.put_value("written").object_id
+    ro = Repository.open(store_path, readonly=True)
+    assert ro.get_value(oid) == "written"
+    assert ro.list_executions() == []
+    with pytest.raises(ReadOnlyStoreError) as info:
+        ro.put_value("not allowed")
+    assert info.value.hint
+    with pytest.raises(ReadOnlyStoreError):
+        ro.pin("p", oid)
+    with pytest.raises(ReadOnlyStoreError):
+        ro.create_execution("flow")
+    assert repo.pins() == {}
+    assert repo.count_executions() == 0
+    # The writable repository in the same process is unaffected.
+    repo.put_value("still writable")
+
+
+# --- names ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["research", "a", "x" * 255, "my artifact v1.2", "ns:name_2-b", "名前", "emoji 🚀"],
+)
+def test_valid_names(name: str) -> None:
+    assert validate_name(name) == name
+
+
+@pytest.mark.parametrize(
+    ("name", "problem"),
+    [
+        ("", "empty"),
+        ("   ", "empty"),
+        ("x" * 256, "longer than 255"),
+        ("a\nb", "control"),
+        ("tab\there", "control"),
+        ("nul\x00", "control"),
+        ("del\x7f", "control"),
+        ("a/b", "path separator"),
+        ("a\\b", "path separator"),
+        (" padded", "white space"),
+        ("padded ", "white space"),
+    ],
+)
+def test_invalid_names(name: str, problem: str) -> None:
+    with pytest.raises(InvalidNameError) as info:
+        validate_name(name, what="artifact name", exec_id="e" * 32)
+    err = info.value
+    assert problem in err.message
+    assert err.message.startswith("artifact name")
+    assert err.exec_id == "e" * 32
+    assert err.name == name[:80]
+    assert err.hint
+
+
+def test_non_string_name_is_invalid() -> None:
+    with pytest.raises(InvalidNameError, match="must be a string"):
+        validate_name(42)
+
+
+def test_store_rejects_invalid_flow_and_pin_names(repo: Repository) -> None:
+    with pytest.raises(InvalidNameError):
+        repo.create_execution("bad/flow")
+    oid = repo.put_value(1).object_id
+    with pytest.raises(InvalidNameError):
+        repo.pin("", oid)
+    assert repo.count_executions() == 0
+    assert repo.pins() == {}

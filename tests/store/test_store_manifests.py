@@ -1,0 +1,348 @@
+"""Execution manifests written through a Writer: fields, atomic commits, format versions."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+
+import msgspec
+import pytest
+from store_helpers import SAVED_KIND, T0, all_records, make_entry, output_entry
+
+from kitaru_store import (
+    CheckpointRecord,
+    Entry,
+    ExecutionNotFoundError,
+    Failure,
+    KitaruError,
+    Manifest,
+    ObjectNotFoundError,
+    Repository,
+    StoreFormatError,
+)
+from kitaru_store import manifests as mf
+from kitaru_store.manifests import Attempt
+
+
+def snapshot(repo: Repository) -> dict[bytes, dict[bytes, bytes]]:
+    """Every key and value of every sub-database."""
+    from kitaru_store.backend import DATABASES
+
+    with repo.read() as rt:
+        return {db: dict(rt.items(db)) for db in DATABASES}
+
+
+def test_full_execution_roundtrip(repo: Repository) -> None:
+    with repo.writer() as w:
+        exec_id = w.create_execution(
+            "research_flow", started_at=T0, metadata={"user": "ada", "tags": ["a", "b"]}
+        )
+        topic = w.put_value({"topic": "kitaru"})
+        notes = w.put_value("Research notes about kitaru.")
+        prompt = w.put_value("Summarise kitaru")
+        cp = CheckpointRecord(
+            invocation_id="research",
+            name="research",
+            status="completed",
+            started_at=T0 + dt.timedelta(seconds=1),
+            ended_at=T0 + dt.timedelta(seconds=3),
+            output_object_id=notes.object_id,
+            inputs=(topic.object_id,),
+            upstream=("fetch",),
+            attempts=(
+                Attempt(
+                    started_at=T0,
+                    ended_at=T0 + dt.timedelta(seconds=1),
+                    failure=Failure(
+                        type="TimeoutError", message="slow", traceback="tb", checkpoint="research"
+                    ),
+                ),
+                Attempt(started_at=T0 + dt.timedelta(seconds=1), ended_at=T0 + dt.timedelta(seconds=3)),
+            ),
+            metadata={"retries": 1},
+        )
+        w.set_checkpoint(exec_id, cp)
+        output = output_entry(notes, "research", "research")
+        saved = make_entry(
+            topic,
+            "research_context",
+            artifact_type="context",
+            checkpoint="research",
+            invocation_id="research",
+            tags=("important", "v1"),
+            metadata={"source": "web", "n": 3},
+            inputs=(prompt.object_id,),
+        )
+        llm = make_entry(prompt, "llm_call", kind="llm_record", artifact_type="prompt")
+        for entry in (output, saved, llm):
+            w.add_entry(exec_id, entry)
+        w.update_execution(
+            exec_id,
+            status="completed",
+            ended_at=T0 + dt.timedelta(seconds=5),
+            result_object_id=notes.object_id,
+        )
+    m = repo.get_execution(exec_id)
+    assert m.format_version == mf.MANIFEST_FORMAT
+    assert m.exec_id == exec_id
+    assert m.flow_name == "research_flow"
+    assert m.status == "completed"
+    assert m.started_at == T0
+    assert m.ended_at == T0 + dt.timedelta(seconds=5)
+    assert m.metadata == {"user": "ada", "tags": ["a", "b"]}
+    assert m.result_object_id == notes.object_id
+    assert m.entries == (output, saved, llm)
+    assert m.checkpoints == (cp,)
+    assert m.replay_of is None and m.failure is None
+    assert repo.get_value(m.result_object_id) == "Research notes about kitaru."
+    summary = repo.list_executions()[0]
+    assert (summary.exec_id, summary.flow_name, summary.status) == (exec_id, "research_flow", "completed")
+    assert (summary.artifact_count, summary.checkpoint_count) == (3, 1)
+    assert summary.ended_at == m.ended_at
+
+
+def test_failed_execution_and_replay_fields(repo: Repository) -> None:
+    first = repo.create_execution("flow", started_at=T0)
+    failure = Failure(type="ValueError", message="boom", traceback="Traceback ...", checkpoint="step")
+    repo.update_execution(first, status="failed", failure=failure, ended_at=T0 + dt.timedelta(minutes=1))
+    replay = repo.create_execution("flow", replay_of=first, started_at=T0 + dt.timedelta(hours=1))
+    m = repo.get_execution(first)
+    assert m.status == "failed" and m.failure == failure
+    r = repo.get_execution(replay)
+    assert r.replay_of == first
+    assert repo.list_executions()[0].replay_of == first
+
+
+def test_set_checkpoint_replaces_by_invocation_id(repo: Repository) -> None:
+    exec_id = repo.create_execution("flow")
+    running = CheckpointRecord(invocation_id="step", name="step", status="running", started_at=T0)
+    done = msgspec.structs.replace(running, status="completed", ended_at=T0 + dt.timedelta(seconds=1))
+    other = CheckpointRecord(invocation_id="step_2", name="step", status="running", started_at=T0)
+    with repo.writer() as w:
+        w.set_checkpoint(exec_id, running)
+        w.set_checkpoint(exec_id, other)
+    with repo.writer() as w:
+        w.set_checkpoint(exec_id, done)
+    assert repo.get_execution(exec_id).checkpoints == (done, other)
+
+
+def test_replace_entry_drops_the_earlier_one(repo: Repository) -> None:
+    exec_id = repo.create_execution("flow")
+    a = repo.put_value("first")
+    b = repo.put_value("second")
+    first = make_entry(a, "notes", invocation_id="step")
+    with repo.writer() as w:
+        w.add_entry(exec_id, first)
+        w.add_entry(exec_id, make_entry(a, "notes", invocation_id="other"))
+    second = make_entry(b, "notes", invocation_id="step")
+    with repo.writer() as w:
+        w.replace_entry(exec_id, second)
+    entries = repo.get_execution(exec_id).entries
+    assert [(e.invocation_id, e.object_id) for e in entries] == [
+        ("other", a.object_id),
+        ("step", b.object_id),
+    ]
+    # The replaced entry's artifact id no longer leads anywhere; the new one does.
+    assert repo.get_artifact(second.artifact_id)[1] == second
+    with pytest.raises(KitaruError):
+        repo.get_artifact(first.artifact_id)
+    assert repo.fsck().ok
+
+
+def test_get_artifact_by_id_and_prefix(repo: Repository) -> None:
+    sv = repo.put_value(123)
+    entry = make_entry(sv, "number")
+    with repo.writer() as w:
+        exec_id = w.create_execution("flow")
+        w.add_entry(exec_id, entry)
+    manifest, found = repo.get_artifact(entry.artifact_id)
+    assert manifest.exec_id == exec_id and found == entry
+    assert repo.get_artifact(entry.artifact_id[:10])[1] == entry
+    with pytest.raises(KitaruError) as info:
+        repo.get_artifact(uuid.uuid4().hex)
+    assert not isinstance(info.value, ObjectNotFoundError)
+
+
+def test_entry_with_missing_object_fails_the_whole_commit(repo: Repository) -> None:
+    keep = repo.create_execution("existing", started_at=T0)
+    before = snapshot(repo)
+    missing = "ab" * 32
+    with pytest.raises(ObjectNotFoundError) as info, repo.writer() as w:
+        exec_id = w.create_execution("doomed")
+        good = w.put_value("this would be new")
+        w.add_entry(exec_id, make_entry(good, "good"))
+        w.add_entry(keep, make_entry(good, "also good"))
+        w.add_entry(
+            exec_id, Entry(**{**msgspec.structs.asdict(make_entry(good, "bad")), "object_id": missing})
+        )
+    assert info.value.object_id == missing
+    assert snapshot(repo) == before
+    assert repo.count_executions() == 1
+    with pytest.raises(ExecutionNotFoundError):
+        repo.get_execution(exec_id)
+    assert repo.get_execution(keep).entries == ()
+
+
+def test_checkpoint_output_and_result_must_exist_too(repo: Repository) -> None:
+    exec_id = repo.create_execution("flow")
+    before = snapshot(repo)
+    missing = "cd" * 32
+    record = CheckpointRecord(
+        invocation_id="s", name="s", status="completed", started_at=T0, output_object_id=missing
+    )
+    with pytest.raises(ObjectNotFoundError), repo.writer() as w:
+        w.set_checkpoint(exec_id, record)
+    with pytest.raises(ObjectNotFoundError):
+        repo.update_execution(exec_id, result_object_id=missing)
+    assert snapshot(repo) == before
+
+
+def test_writer_exception_aborts_everything(repo: Repository) -> None:
+    before = all_records(repo)
+    with pytest.raises(RuntimeError), repo.writer() as w:
+        exec_id = w.create_execution("flow")
+        w.add_entry(exec_id, make_entry(w.put_value("x"), "x"))
+        raise RuntimeError("user code failed")
+    assert all_records(repo) == before
+    assert repo.count_executions() == 0
+
+
+def test_writer_commits_once(repo: Repository) -> None:
+    w = repo.writer()
+    w.create_execution("flow")
+    w.commit()
+    with pytest.raises(KitaruError, match="committed already"):
+        w.commit()
+
+
+def test_creating_an_existing_execution_fails(repo: Repository) -> None:
+    exec_id = repo.create_execution("flow")
+    with pytest.raises(KitaruError, match="exists already") as info:
+        repo.create_execution("flow", exec_id=exec_id)
+    assert info.value.exec_id == exec_id
+
+
+def test_mutating_an_unknown_execution_fails(repo: Repository) -> None:
+    with pytest.raises(ExecutionNotFoundError), repo.writer() as w:
+        w.update_execution(uuid.uuid4().hex, status="completed")
+
+
+def test_explicit_exec_id_is_normalised(repo: Repository) -> None:
+    given = str(uuid.uuid4()).upper()
+    exec_id = repo.create_execution("flow", exec_id=given)
+    assert exec_id == given.replace("-", "").lower()
+    assert repo.get_execution(given[:8]).exec_id == exec_id
+    assert repo.list_executions()[0].exec_id == exec_id
+
+
+def test_changing_start_time_moves_the_execution_in_the_indexes(repo: Repository) -> None:
+    a = repo.create_execution("flow", started_at=T0)
+    b = repo.create_execution("flow", started_at=T0 + dt.timedelta(days=1))
+    repo.update_execution(a, started_at=T0 + dt.timedelta(days=2))
+    assert [s.exec_id for s in repo.list_executions()] == [a, b]
+    assert [s.exec_id for s in repo.list_executions(flow="flow")] == [a, b]
+    assert repo.list_executions()[0].started_at == T0 + dt.timedelta(days=2)
+    assert repo.fsck().ok
+
+
+def test_newer_manifest_format_is_refused(repo: Repository) -> None:
+    m = Manifest(exec_id="0" * 32, flow_name="f", status="running", started_at=T0, format_version=2)
+    with pytest.raises(StoreFormatError) as info:
+        mf.decode_manifest(mf.encode(m), exec_id="0" * 32)
+    assert info.value.exec_id == "0" * 32
+    assert info.value.hint and "upgrade" in info.value.hint
+
+
+def test_newer_manifest_with_unreadable_fields_is_a_format_error(repo: Repository) -> None:
+    raw = msgspec.msgpack.encode(
+        {
+            "format_version": mf.MANIFEST_FORMAT + 1,
+            "exec_id": "1" * 32,
+            "flow_name": "f",
+            "status": "a-status-from-the-future",
+            "started_at": {"new": "layout"},
+        }
+    )
+    with pytest.raises(StoreFormatError):
+        mf.decode_manifest(raw)
+    # The same garbage at the current format is a plain decode error, not a format error.
+    garbled = msgspec.msgpack.encode({"format_version": 1, "exec_id": "1" * 32, "status": 5})
+    with pytest.raises(msgspec.DecodeError):
+        mf.decode_manifest(garbled)
+
+
+def test_newer_manifest_in_the_store(repo: Repository) -> None:
+    exec_id = repo.create_execution("flow", started_at=T0)
+    key = bytes.fromhex(exec_id)
+    newer = mf.encode(msgspec.structs.replace(repo.get_execution(exec_id), format_version=99))
+    repo._backend().update(lambda wt: wt.put(b"manifests", key, newer))
+    with pytest.raises(StoreFormatError) as info:
+        repo.get_execution(exec_id)
+    assert info.value.exec_id == exec_id
+    # Listing reads the summaries, not the manifests, so it still works.
+    assert [s.exec_id for s in repo.list_executions()] == [exec_id]
+
+
+def test_unknown_fields_are_ignored(repo: Repository) -> None:
+    sv = repo.put_value("v")
+    entry = make_entry(sv, "thing")
+    raw_entry = msgspec.to_builtins(entry)
+    raw_entry["added_in_a_minor_version"] = {"x": 1}
+    raw = msgspec.msgpack.encode(
+        {
+            "format_version": mf.MANIFEST_FORMAT,
+            "exec_id": "2" * 32,
+            "flow_name": "f",
+            "status": "completed",
+            "started_at": T0,
+            "entries": [raw_entry],
+            "future_field": [1, 2, 3],
+        }
+    )
+    m = mf.decode_manifest(raw)
+    assert m.flow_name == "f" and m.status == "completed" and m.started_at == T0
+    assert m.entries == (entry,)
+    assert not hasattr(m, "future_field")
+
+
+def test_all_entry_kinds_and_types_are_storable(repo: Repository) -> None:
+    sv = repo.put_value("x")
+    with repo.writer() as w:
+        exec_id = w.create_execution("flow")
+        for kind in mf.ENTRY_KINDS:
+            for artifact_type in mf.ARTIFACT_TYPES:
+                w.add_entry(
+                    exec_id, make_entry(sv, f"{kind}-{artifact_type}", kind=kind, artifact_type=artifact_type)
+                )
+    entries = repo.get_execution(exec_id).entries
+    assert {(e.kind, e.artifact_type) for e in entries} == {
+        (k, t) for k in mf.ENTRY_KINDS for t in mf.ARTIFACT_TYPES
+    }
+    assert SAVED_KIND in mf.ENTRY_KINDS
+
+
+def test_referenced_ids_covers_entries_checkpoints_and_result(repo: Repository) -> None:
+    ids = [repo.put_value(i).object_id for i in range(3)]
+    m = Manifest(
+        exec_id="3" * 32,
+        flow_name="f",
+        status="completed",
+        started_at=T0,
+        entries=(make_entry(repo.put_value(0), "e"),),
+        checkpoints=(
+            CheckpointRecord(
+                invocation_id="s", name="s", status="completed", started_at=T0, output_object_id=ids[1]
+            ),
+        ),
+        result_object_id=ids[2],
+    )
+    assert mf.referenced_ids(m) >= set(ids)
+
+
+def test_summaries_do_not_decode_manifests(repo: Repository) -> None:
+    exec_id = repo.create_execution("flow", started_at=T0)
+    with repo.read() as rt:
+        (tkey, raw), *_ = list(rt.items(b"exec_time"))
+    assert tkey == mf.time_key(T0) + bytes.fromhex(exec_id)
+    summary = mf.decode_summary(raw)
+    assert summary.exec_id == exec_id and summary.flow_name == "flow"
