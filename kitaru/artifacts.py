@@ -6,7 +6,7 @@ import enum
 from collections.abc import Iterable
 from typing import Any
 
-from kitaru_store.errors import DuplicateNameError, InvalidArtifactTypeError, SerializationError
+from kitaru_store.errors import DuplicateNameError, InvalidArtifactTypeError, KitaruError, SerializationError
 from kitaru_store.names import ARTIFACT_TYPES, validate_name
 
 from .context import current_checkpoint
@@ -94,12 +94,15 @@ def save(
             name=name,
             hint="use another name, or pass overwrite=True to replace it",
         )
-    stored = cp.writer.put_value(value, allow_pickle=allow_pickle)
+    try:
+        stored = cp.writer.put_value(value, allow_pickle=allow_pickle)
+    except KitaruError as exc:
+        raise exc.concerning(exec_id=exec_id, name=name) from exc.__cause__
     entry = Entry(
         artifact_id=new_uuid(),
         name=name,
         kind="manual",
-        artifact_type=artifact_type,  # type: ignore[arg-type]
+        artifact_type=artifact_type,
         object_id=stored.object_id,
         size=stored.size,
         serializer=stored.serializer,

@@ -157,7 +157,7 @@ def call_checkpoint(
         return CheckpointRecord(
             invocation_id=inv,
             name=cp.name,
-            status=status,  # type: ignore[arg-type]
+            status=status,
             started_at=started,
             ended_at=_now() if status != "running" else None,
             inputs=tuple(dict.fromkeys([*inputs, *loaded])),  # handed-over values and kitaru.load reads
@@ -174,7 +174,10 @@ def call_checkpoint(
         token = context._checkpoint.set(cp_run)
         try:
             value = cp.fn(*call_args, **call_kwargs)
-            stored = writer.put_value(value)
+            try:
+                stored = writer.put_value(value)
+            except KitaruError as exc:
+                raise exc.concerning(exec_id=run.exec_id, name=inv) from exc.__cause__
         except Exception as exc:
             failure = _failure(exc, checkpoint=inv)
             attempts.append(Attempt(started_at=attempt_started, ended_at=_now(), failure=failure))
@@ -204,7 +207,7 @@ def call_checkpoint(
                 artifact_id=new_uuid(),
                 name=inv,
                 kind="checkpoint_output",
-                artifact_type=cp.type,  # type: ignore[arg-type]
+                artifact_type=cp.type,
                 object_id=stored.object_id,
                 size=stored.size,
                 serializer=stored.serializer,

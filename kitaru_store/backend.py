@@ -24,14 +24,14 @@ T = TypeVar("T")
 
 # Sub-databases and what they hold (docs/design.md has the byte layouts).
 DATABASES = (
-    b"meta",  # store-level settings: format, store id
+    b"meta",  # reserved for store-level records; the store's settings live in its config file
     b"objects",  # object id (32 bytes) -> record (codec.py)
     b"touch",  # object id -> last put or reference time, ns since epoch (8 bytes, big-endian)
     b"manifests",  # execution id (16 bytes) -> Manifest (msgpack)
     b"exec_time",  # started_at ns (8) + execution id (16) -> ExecutionSummary (msgpack)
     b"exec_flow",  # flow name (utf-8) + 0x00 + started_at ns (8) + execution id (16) -> b""
     b"artifacts",  # artifact id (16 bytes) -> execution id (16 bytes)
-    b"refs",  # ref name (utf-8, e.g. "pin/NAME") -> object id (32 bytes)
+    b"refs",  # ref name (utf-8: "pin/NAME", "inflight/...") -> object ids (32 bytes each, concatenated)
 )
 
 DEFAULT_MAP_SIZE = 1 << 36  # 64 GiB of address space; the file grows only as data arrives
@@ -144,8 +144,14 @@ class Backend:
         self._open()
 
     def _open(self) -> None:
-        if self._store_lock is not None and not self.readonly:
-            self._store_lock.acquire(exclusive=False, timeout=60.0, what="opening the store")
+        if self._store_lock is not None:
+            try:
+                self._store_lock.acquire(exclusive=False, timeout=60.0, what="opening the store")
+            except PermissionError:
+                if not self.readonly:
+                    raise
+                # A read-only store on a read-only filesystem: nothing can compact it under us.
+                self._store_lock = None
         try:
             env = lmdb.open(
                 self.path,
@@ -167,12 +173,13 @@ class Backend:
         env.reader_check()
         dbs: dict[bytes, lmdb._Database | None] = {}
         if self.readonly:
-            with env.begin() as txn:
-                for name in DATABASES:
-                    try:
-                        dbs[name] = env.open_db(name, txn=txn, create=False)
-                    except lmdb.NotFoundError:
-                        dbs[name] = None
+            # Opened outside any transaction: handles opened inside a read transaction are only
+            # valid in it (every later cursor failed with EINVAL).
+            for name in DATABASES:
+                try:
+                    dbs[name] = env.open_db(name, create=False)
+                except lmdb.NotFoundError:
+                    dbs[name] = None
         else:
             try:
                 for name in DATABASES:
@@ -272,7 +279,11 @@ class Backend:
         with self._grow_lock:
             env = self.env
             current = env.info()["map_size"]
-            ceiling = int(os.environ.get("KITARU_MAP_LIMIT", 1 << 44))
+            raw_limit = os.environ.get("KITARU_MAP_LIMIT", "")
+            try:
+                ceiling = int(raw_limit) if raw_limit else 1 << 44
+            except ValueError:
+                raise StoreError(f"KITARU_MAP_LIMIT={raw_limit!r} is not a byte count") from None
             if current >= ceiling:
                 raise StoreFullError(
                     f"store {self.path} reached its map limit of {current} bytes",

@@ -67,7 +67,10 @@ def read_config(root: Path) -> dict[str, object] | None:
     """The store's config, None if ``root`` holds no store yet; NotAStoreError if it is something else."""
     cfg = root / CONFIG_FILE
     if not cfg.exists():
-        if root.is_dir() and any(p.name not in (DB_DIR, LOCK_DIR) for p in root.iterdir()):
+        if root.is_dir() and any(
+            p.name not in (DB_DIR, LOCK_DIR) and not p.name.startswith(f".{CONFIG_FILE}.")
+            for p in root.iterdir()
+        ):
             raise NotAStoreError(str(root), "it is a non-empty directory without a kitaru config file")
         if root.exists() and not root.is_dir():
             raise NotAStoreError(str(root), "it is a file, not a directory")

@@ -33,6 +33,14 @@ class KitaruError(Exception):
     def _render(self) -> str:
         return f"{self.message} ({self.hint})" if self.hint else self.message
 
+    def concerning(self, *, exec_id: str | None = None, name: str | None = None) -> KitaruError:
+        """This error, with the execution and name it concerns filled in where they were unknown."""
+        if self.exec_id is None:
+            self.exec_id = exec_id
+        if self.name is None:
+            self.name = name
+        return self
+
     def to_dict(self) -> dict[str, Any]:
         """A JSON-able form, used by the CLI's ``--json`` error objects."""
         out: dict[str, Any] = {"error": type(self).__name__, "message": self.message}
@@ -109,6 +117,10 @@ class CorruptObjectError(KitaruError):
             object_id=object_id,
             hint="saving the same value again repairs it; `kitaru-store fsck` lists every damaged object",
         )
+
+
+class CorruptManifestError(KitaruError):
+    """A stored manifest cannot be decoded (damaged bytes). Its objects are unaffected."""
 
 
 class AmbiguousIdError(KitaruError):

@@ -60,7 +60,8 @@ def check(
     report.objects_total = len(keys)
     chosen = keys
     if sample is not None:
-        n = int(len(keys) * sample) if isinstance(sample, float) and sample < 1 else int(sample)
+        # A float up to 1.0 is a fraction (1.0: everything); an int is a count.
+        n = int(len(keys) * sample) if isinstance(sample, float) and sample <= 1 else int(sample)
         chosen = sorted(random.Random(seed).sample(keys, min(max(n, 0), len(keys))))
     for start in range(0, len(chosen), 256):
         with backend.read(buffers=True) as rt:
@@ -105,6 +106,7 @@ def _check_manifests(repo: Repository, report: FsckReport, progress: Progress | 
     total = repo.count_executions()
     seen_time_keys: set[bytes] = set()
     unreadable: set[bytes] = set()  # their time keys are not "missing": the manifest is there
+    artifact_ids: set[bytes] = set()
     for n, (key, raw) in enumerate(backend.scan(b"manifests"), 1):
         exec_id = key.hex()
         try:
@@ -142,6 +144,16 @@ def _check_manifests(repo: Repository, report: FsckReport, progress: Progress | 
                             name=e.name,
                         )
                     )
+            others = [(c.output_object_id, f"checkpoint {c.invocation_id} output") for c in m.checkpoints]
+            others += [(m.result_object_id, "flow result"), (m.input_object_id, "flow inputs")]
+            for object_id, what in others:
+                if object_id and not rt.has(b"objects", ids.object_key(object_id)):
+                    report.problems.append(
+                        Problem(
+                            "missing-object", f"{what} is not stored", object_id=object_id, exec_id=exec_id
+                        )
+                    )
+            artifact_ids.update(ids.uuid_key(e.artifact_id) for e in m.entries)
         if progress and n % 1000 == 0:
             progress("manifests", n, total)
     for tkey, _ in backend.scan(b"exec_time"):
@@ -149,3 +161,30 @@ def _check_manifests(repo: Repository, report: FsckReport, progress: Progress | 
             report.problems.append(
                 Problem("index-mismatch", "time index names a missing execution", exec_id=tkey[8:].hex())
             )
+    for fkey, _ in backend.scan(b"exec_flow"):
+        if fkey[-24:] not in seen_time_keys and fkey[-16:] not in unreadable:
+            report.problems.append(
+                Problem("index-mismatch", "flow index names a missing execution", exec_id=fkey[-16:].hex())
+            )
+    for akey, exec_key in backend.scan(b"artifacts"):
+        if akey not in artifact_ids and exec_key not in unreadable:
+            report.problems.append(
+                Problem("index-mismatch", f"artifact index names a missing artifact {akey.hex()}")
+            )
+    _check_refs(repo, report)
+
+
+def _check_refs(repo: Repository, report: FsckReport) -> None:
+    backend = repo._backend()
+    for name, raw in backend.scan(b"refs"):
+        with backend.read() as rt:
+            for i in range(0, len(raw), ids.OBJECT_ID_BYTES):
+                key = raw[i : i + ids.OBJECT_ID_BYTES]
+                if not rt.has(b"objects", key):
+                    report.problems.append(
+                        Problem(
+                            "missing-object",
+                            f"ref {name.decode(errors='replace')} names an object that is not stored",
+                            object_id=key.hex(),
+                        )
+                    )

@@ -31,6 +31,10 @@ if TYPE_CHECKING:
     from .repository import Repository
 
 DEFAULT_GRACE = dt.timedelta(hours=1)
+# A writer that flushed objects early names them in an in-flight ref until it commits. One that
+# died leaves the ref behind; after this long it is taken for dead and its objects are garbage.
+INFLIGHT_MAX_AGE = dt.timedelta(days=7)
+INFLIGHT_PREFIX = b"inflight/"
 DELETE_BATCH = 1000
 Progress = Callable[[str, int, int], None]
 
@@ -46,6 +50,7 @@ class GCReport:
     objects_in_grace: int = 0
     file_size_before: int = 0
     file_size_after: int = 0
+    stale_refs_removed: int = 0
     compacted: bool = False
     compact_error: str | None = None
     seconds: float = 0.0
@@ -65,6 +70,28 @@ def _file_size(repo: Repository) -> int:
         return 0
 
 
+def stale_inflight(ref_name: bytes, before_ns: int) -> bool:
+    """Whether a ref is the in-flight list of a writer that started before ``before_ns``."""
+    if not ref_name.startswith(INFLIGHT_PREFIX):
+        return False
+    stamp = ref_name[len(INFLIGHT_PREFIX) : len(INFLIGHT_PREFIX) + 16]
+    try:
+        return int(stamp, 16) < before_ns
+    except ValueError:
+        return False  # not ours to judge: keep it
+
+
+def _drop_stale_inflight(repo: Repository) -> int:
+    before = objects.now_ns() - int(INFLIGHT_MAX_AGE.total_seconds() * 1e9)
+    names = [n for n, _ in repo._backend().scan(b"refs", INFLIGHT_PREFIX, INFLIGHT_PREFIX[:-1] + b"0")]
+    stale = [n for n in names if stale_inflight(n, before)]
+
+    def txn(wt: WriteTxn) -> int:
+        return sum(wt.delete(b"refs", n) for n in stale)
+
+    return repo._backend().update(txn) if stale else 0
+
+
 def mark(repo: Repository, progress: Progress | None = None) -> set[bytes]:
     """Every object key reachable from a manifest or a ref, chunks included."""
     backend = repo._backend()
@@ -75,7 +102,10 @@ def mark(repo: Repository, progress: Progress | None = None) -> set[bytes]:
         live.update(ids.object_key(oid) for oid in mf.referenced_ids(manifest))
         if progress and n % 1000 == 0:
             progress("mark", n, total)
-    for _, raw in backend.scan(b"refs"):
+    stale_before = objects.now_ns() - int(INFLIGHT_MAX_AGE.total_seconds() * 1e9)
+    for name, raw in backend.scan(b"refs"):
+        if stale_inflight(name, stale_before):
+            continue  # a writer that died (or was dropped) long ago: its objects are garbage now
         live.update(raw[i : i + ids.OBJECT_ID_BYTES] for i in range(0, len(raw), ids.OBJECT_ID_BYTES))
     # Expand chunked values into their chunks, in short read transactions.
     pending = list(live)
@@ -150,6 +180,7 @@ def collect(
             report.objects_removed = len(doomed)
             report.bytes_removed = sum(size for _, size in doomed)
         else:
+            report.stale_refs_removed = _drop_stale_inflight(repo)
             _sweep(repo, doomed, cutoff_ns, report, progress)
             if compact:
                 try:

@@ -12,11 +12,13 @@ from typing import Any, Literal
 
 import msgspec
 
-from .errors import StoreFormatError
+from .errors import CorruptManifestError, StoreFormatError
 from .names import ARTIFACT_TYPES as ARTIFACT_TYPES  # re-exported (kitaru_store.ARTIFACT_TYPES)
 
 MANIFEST_FORMAT = 1  # major version; bump only for changes an older reader would misread
 
+# The Literal aliases document the values; persisted fields are plain ``str`` so that a newer
+# writer's new status or kind reads as data in an older reader instead of failing validation.
 Status = Literal["running", "waiting", "completed", "failed", "cancelled"]
 STATUSES: tuple[str, ...] = ("running", "waiting", "completed", "failed", "cancelled")
 FINISHED: frozenset[str] = frozenset({"completed", "failed", "cancelled"})
@@ -47,8 +49,8 @@ class Entry(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
 
     artifact_id: str
     name: str
-    kind: EntryKind
-    artifact_type: ArtifactType
+    kind: str  # one of ENTRY_KINDS
+    artifact_type: str  # one of ARTIFACT_TYPES
     object_id: str
     size: int
     serializer: str
@@ -71,7 +73,7 @@ class CheckpointRecord(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=
 
     invocation_id: str
     name: str
-    status: CheckpointStatus
+    status: str  # running, completed, failed, cached
     started_at: dt.datetime
     ended_at: dt.datetime | None = None
     output_object_id: str | None = None
@@ -83,11 +85,13 @@ class CheckpointRecord(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=
     reused_from: str | None = None  # execution id whose recorded output this invocation reused
 
 
-class Manifest(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+class Manifest(msgspec.Struct, frozen=True, kw_only=True):
+    # Not omit_defaults: format_version must be on disk even while it equals the default, or a
+    # newer writer's manifests would read as format 1 to an older reader.
     format_version: int = MANIFEST_FORMAT
     exec_id: str
     flow_name: str
-    status: Status
+    status: str  # one of STATUSES
     started_at: dt.datetime
     ended_at: dt.datetime | None = None
     replay_of: str | None = None
@@ -104,7 +108,7 @@ class ExecutionSummary(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=
 
     exec_id: str
     flow_name: str
-    status: Status
+    status: str  # one of STATUSES
     started_at: dt.datetime
     ended_at: dt.datetime | None = None
     artifact_count: int = 0
@@ -129,7 +133,11 @@ def decode_manifest(data: bytes | memoryview, *, exec_id: str | None = None) -> 
         version = _probe_version(data)
         if version is not None and version > MANIFEST_FORMAT:
             raise _newer(version, exec_id) from exc
-        raise
+        raise CorruptManifestError(
+            f"the manifest of execution {exec_id} cannot be decoded: {exc}",
+            exec_id=exec_id,
+            hint="run `kitaru-store fsck`; the execution's objects are still in the store",
+        ) from exc
     if manifest.format_version > MANIFEST_FORMAT:
         raise _newer(manifest.format_version, exec_id)
     return manifest
@@ -176,6 +184,15 @@ def referenced_ids(m: Manifest) -> set[str]:
     return ids
 
 
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+
+
 def time_key(started_at: dt.datetime) -> bytes:
-    ns = int(started_at.timestamp() * 1_000_000) * 1000
+    """8 bytes, big-endian: nanoseconds since the Unix epoch, in exact integer arithmetic.
+
+    Naive datetimes are taken as UTC. Times before 1970 clamp to 0.
+    """
+    if started_at.tzinfo is None:
+        started_at = started_at.replace(tzinfo=dt.UTC)
+    ns = (started_at - _EPOCH) // dt.timedelta(microseconds=1) * 1000
     return max(ns, 0).to_bytes(8, "big")

@@ -16,9 +16,10 @@ from pyfastcdc import FastCDC
 
 from . import codec, hashing
 from .backend import ReadTxn, WriteTxn
-from .errors import CorruptObjectError, ObjectNotFoundError
+from .errors import CorruptObjectError, ObjectNotFoundError, StoreFormatError
 
 CHUNK_THRESHOLD = 1 << 20
+INDEX_VERSION = 1
 CHUNK_MIN, CHUNK_AVG, CHUNK_MAX = 64 << 10, 256 << 10, 1 << 20
 
 Buffer = bytes | bytearray | memoryview
@@ -87,7 +88,7 @@ def prepare(data: Buffer) -> PreparedValue:
         ckey = hashing.digest(chunk.data)
         pieces.append(Piece(ckey, chunk.data))
         entries.append((ckey, chunk.length))
-    index = _index_enc.encode(ChunkIndex(1, size, entries))
+    index = _index_enc.encode(ChunkIndex(INDEX_VERSION, size, entries))
     pieces.append(Piece(key, index, kind=codec.KIND_INDEX))
     return PreparedValue(key, size, pieces, chunked=True)
 
@@ -96,8 +97,8 @@ def _stored_equals(record: memoryview, piece: Piece) -> bool:
     """Whether a stored record holds exactly ``piece`` (a dedup hit is verified, never trusted)."""
     try:
         kind, payload = codec.decode(record)
-    except (ValueError, Exception):
-        return False
+    except ValueError:
+        return False  # damaged: the put rewrites it. A newer record format raises, never overwritten.
     return kind == piece.kind and payload == piece.data
 
 
@@ -163,9 +164,17 @@ def _decode_checked(record: bytes | memoryview, key: bytes) -> tuple[int, Buffer
 
 def _parse_index(payload: Buffer, key: bytes) -> ChunkIndex:
     try:
-        return _index_dec.decode(payload)
+        index = _index_dec.decode(payload)
     except msgspec.DecodeError as exc:
         raise CorruptObjectError(key.hex(), f"bad chunk index: {exc}") from None
+    if index.version > INDEX_VERSION:
+        raise StoreFormatError(
+            f"chunk index format {index.version} of object {key.hex()} is newer than this kitaru"
+            f" understands ({INDEX_VERSION})",
+            object_id=key.hex(),
+            hint="upgrade kitaru to read this value",
+        )
+    return index
 
 
 def read(rt: ReadTxn, key: bytes) -> bytes | bytearray:

@@ -30,6 +30,20 @@ from .resolve import resolve
 FLUSH_BYTES = 64 << 20
 _pin_prefix = b"pin/"
 _inflight_prefix = b"inflight/"
+# Fields a caller may set through update_execution; entries and checkpoints have their own calls.
+_UPDATABLE = frozenset(
+    {
+        "status",
+        "started_at",
+        "ended_at",
+        "flow_name",
+        "failure",
+        "metadata",
+        "result_object_id",
+        "input_object_id",
+        "replay_of",
+    }
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +87,7 @@ class Writer:
         self._pending = _Pending()
         self._mutations: dict[str, list[Mutation]] = {}
         self._entries: dict[str, dict[object, Entry]] = {}
+        self._plain_adds = 0
         self._checkpoints: dict[str, dict[str, mf.CheckpointRecord]] = {}
         self._touch: set[bytes] = set()
         self._inflight: set[bytes] = set()
@@ -80,7 +95,14 @@ class Writer:
 
     # -- objects ----------------------------------------------------------------------------
 
-    def put_bytes(self, data: bytes | bytearray | memoryview) -> str:
+    def put_bytes(self, data: bytes | bytearray | memoryview, *, owned: bool = False) -> str:
+        """Stage ``data``; its id is returned now, the bytes are durable at commit.
+
+        A mutable buffer is copied unless ``owned`` says nobody else will change it before the
+        commit (the serializer's fresh buffers): the staged bytes must stay the hashed bytes.
+        """
+        if not owned and not isinstance(data, bytes):
+            data = bytes(data)
         prepared = objects.prepare(data)
         if prepared.key in self._pending.keys:
             return prepared.object_id
@@ -94,7 +116,7 @@ class Writer:
 
     def put_value(self, value: Any, *, allow_pickle: bool | None = None) -> StoredValue:
         data, serializer = serialization.serialize(value, allow_pickle=allow_pickle)
-        object_id = self.put_bytes(data)
+        object_id = self.put_bytes(data, owned=True)
         return StoredValue(object_id, len(data), serializer)
 
     def reference(self, object_id: str) -> None:
@@ -111,7 +133,7 @@ class Writer:
         replay_of: str | None = None,
         metadata: dict[str, Any] | None = None,
         started_at: dt.datetime | None = None,
-        status: mf.Status = "running",
+        status: str = "running",
     ) -> str:
         validate_name(flow_name, what="flow name")
         exec_id = ids.uuid_key(exec_id).hex() if exec_id else ids.new_uuid()  # one spelling: 32 lower hex
@@ -171,11 +193,18 @@ class Writer:
     def add_entry(self, exec_id: str, entry: Entry) -> None:
         self._referenced(entry.object_id)
         self._entry_batch(exec_id)[entry.artifact_id] = entry
+        self._plain_adds += 1
 
     def replace_entry(self, exec_id: str, entry: Entry) -> None:
         """Add ``entry``, dropping an earlier entry of the same kind, name and invocation."""
         self._referenced(entry.object_id)
-        self._entry_batch(exec_id)[(entry.name, entry.kind, entry.invocation_id)] = entry
+        batch = self._entry_batch(exec_id)
+        triple = (entry.name, entry.kind, entry.invocation_id)
+        if self._plain_adds:  # only then can the batch hold an earlier entry under another key
+            for k in [k for k, e in batch.items() if not isinstance(k, tuple)]:
+                if (batch[k].name, batch[k].kind, batch[k].invocation_id) == triple:
+                    del batch[k]
+        batch[triple] = entry
 
     def set_checkpoint(self, exec_id: str, record: mf.CheckpointRecord) -> None:
         """Insert or replace the record of one checkpoint invocation."""
@@ -195,6 +224,15 @@ class Writer:
         batch[record.invocation_id] = record
 
     def update_execution(self, exec_id: str, **changes: Any) -> None:
+        """Change scalar fields of a manifest (status, times, failure, metadata, result ids)."""
+        unknown = set(changes) - _UPDATABLE
+        if unknown:
+            raise KitaruError(
+                f"update_execution cannot change {', '.join(sorted(unknown))}",
+                exec_id=exec_id,
+                hint="entries and checkpoints go through add_entry/replace_entry/set_checkpoint,"
+                " which check that their objects exist",
+            )
         for field_name in ("result_object_id", "input_object_id"):
             object_id = changes.get(field_name)
             if object_id:
@@ -209,7 +247,8 @@ class Writer:
         if not pending.values:
             return
         stamp_ns = objects.now_ns()
-        token = _inflight_prefix + ids.new_uuid().encode()
+        # inflight/<start time, 16 hex digits of ns>/<uuid>: gc drops it when it is very old.
+        token = _inflight_prefix + b"%016x/" % stamp_ns + ids.new_uuid().encode()
         keys = [v.key for v in pending.values]
 
         def txn(wt: WriteTxn) -> None:

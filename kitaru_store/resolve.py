@@ -2,7 +2,9 @@
 
 Checkpoint outputs answer to their checkpoint's name and to their invocation id (``research``,
 ``research_2``, ... or an explicit id); every other entry (saved artifacts, llm records, wait
-inputs) answers to its own name. Exactly one match resolves; none is ArtifactNotFoundError with
+inputs) answers to its own name. The first call's invocation id is the bare checkpoint name, which
+is ambiguous once the checkpoint ran twice, so the first call also answers to ``research_1``.
+Exactly one match resolves; none is ArtifactNotFoundError with
 the names that do exist; more than one is AmbiguousNameError with every candidate.
 """
 
@@ -12,19 +14,43 @@ from .errors import AmbiguousNameError, ArtifactNotFoundError
 from .manifests import Entry, Manifest
 
 
+def _first_call_alias(entry: Entry) -> str | None:
+    if entry.kind == "checkpoint_output" and entry.checkpoint and entry.invocation_id == entry.checkpoint:
+        return f"{entry.checkpoint}_1"
+    return None
+
+
 def _matches(entry: Entry, name: str) -> bool:
     if entry.kind == "checkpoint_output":
-        return name in (entry.invocation_id, entry.checkpoint)
+        return name in (entry.invocation_id, entry.checkpoint) or name == _first_call_alias(entry)
     return entry.name == name
+
+
+def _display_name(entry: Entry, found: list[Entry]) -> str:
+    """The name that picks ``entry`` out of an ambiguous set."""
+    if entry.kind != "checkpoint_output" or not entry.invocation_id:
+        return entry.name
+    alias = _first_call_alias(entry)
+    repeated = alias is not None and any(
+        e is not entry and e.kind == "checkpoint_output" and e.checkpoint == entry.checkpoint for e in found
+    )
+    return alias if repeated and alias else entry.invocation_id
 
 
 def addressable_names(manifest: Manifest) -> list[str]:
     names: set[str] = set()
+    calls: dict[str, int] = {}
     for e in manifest.entries:
         if e.kind == "checkpoint_output":
             names.update(n for n in (e.invocation_id, e.checkpoint) if n)
+            if e.checkpoint:
+                calls[e.checkpoint] = calls.get(e.checkpoint, 0) + 1
         else:
             names.add(e.name)
+    for e in manifest.entries:
+        alias = _first_call_alias(e)
+        if alias and e.checkpoint and calls.get(e.checkpoint, 0) > 1:
+            names.add(alias)
     return sorted(names)
 
 
@@ -43,7 +69,7 @@ def resolve(manifest: Manifest, name: str) -> Entry:
         exec_id=manifest.exec_id,
         candidates=[
             {
-                "name": e.invocation_id if e.kind == "checkpoint_output" and e.invocation_id else e.name,
+                "name": _display_name(e, found),
                 "kind": e.kind,
                 "checkpoint": e.checkpoint,
                 "object_id": e.object_id,

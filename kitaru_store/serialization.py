@@ -6,15 +6,16 @@ tag    serializer   payload
 ``s``  str          UTF-8 text (so that ``kitaru-store cat`` can print it as it is)
 ``b``  bytes        the bytes
 ``m``  msgpack      a MessagePack tree; extension types keep tuple, set, datetime, numpy, ... apart
-``n``  numpy        ``u32 header length`` + MessagePack header + padding to 64 bytes + raw array data
+``n``  numpy        ``u32 header length, u32 padding`` + MessagePack header + padding + raw array data
 ``d``  pandas       a MessagePack tree describing a DataFrame (columns as numpy data)
 ``p``  pickle       a pickle; written and read only when the caller opted in
 =====  ===========  ==============================================================================
 
 Data classes, msgspec Structs and pydantic models are stored as data (their fields plus the import
 path of their class). On load the class is imported and must still be a data class, Struct or
-pydantic model: a store cannot make us call an arbitrary function. numpy and pandas are imported
-only when a value needs them.
+pydantic model: a store cannot make us call an arbitrary function. Resolving the class imports its
+module, so a tampered store can make an installed module load (never code from the store itself).
+numpy and pandas are imported only when a value needs them.
 """
 
 from __future__ import annotations
@@ -158,7 +159,11 @@ def _pack(v: Any) -> Any:
 
 
 def _numpy_bytes(arr: Any) -> bytearray:
-    """``u32 header length, u32 padding, header, padding, data``; data lands 64-byte aligned."""
+    """``u32 header length, u32 padding, header, padding, data``.
+
+    The padding puts the data at a multiple of 64 bytes from the start of the serialized value
+    (tag included), so a value read into a fresh, aligned buffer yields an aligned array.
+    """
     np = sys.modules["numpy"]
     if arr.dtype.hasobject:
         flat = arr.reshape(-1).tolist()  # C order: the order the loader reshapes in

@@ -515,13 +515,12 @@ def test_a_checkpoint_called_twice_is_ambiguous_by_its_name() -> None:
 
     source = twice.run()
     source.wait()
-    # See the report: kitaru_store/resolve.py (uncommitted) now lets the exact invocation id
-    # "step" win over the checkpoint name, which returns step 1's output instead of raising.
     with pytest.raises(AmbiguousNameError) as info:
         load(source.exec_id, "step")
-    assert sorted(c["name"] for c in info.value.candidates) == ["step", "step_2"]
+    assert sorted(c["name"] for c in info.value.candidates) == ["step_1", "step_2"]
     assert "step_2" in str(info.value)
     assert load(source.exec_id, "step_2") == 20
+    assert load(source.exec_id, "step_1") == 10  # the first call, by the name the error listed
 
 
 def test_load_from_a_failed_execution_returns_what_was_persisted() -> None:

@@ -11,6 +11,7 @@ from store_helpers import SAVED_KIND, T0, all_records, make_entry, output_entry
 
 from kitaru_store import (
     CheckpointRecord,
+    CorruptManifestError,
     Entry,
     ExecutionNotFoundError,
     Failure,
@@ -265,10 +266,11 @@ def test_newer_manifest_with_unreadable_fields_is_a_format_error(repo: Repositor
     )
     with pytest.raises(StoreFormatError):
         mf.decode_manifest(raw)
-    # The same garbage at the current format is a plain decode error, not a format error.
+    # The same garbage at the current format is a corrupt manifest, not a format error.
     garbled = msgspec.msgpack.encode({"format_version": 1, "exec_id": "1" * 32, "status": 5})
-    with pytest.raises(msgspec.DecodeError):
-        mf.decode_manifest(garbled)
+    with pytest.raises(CorruptManifestError) as info:
+        mf.decode_manifest(garbled, exec_id="1" * 32)
+    assert info.value.exec_id == "1" * 32 and isinstance(info.value.__cause__, msgspec.DecodeError)
 
 
 def test_newer_manifest_in_the_store(repo: Repository) -> None:

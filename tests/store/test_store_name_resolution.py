@@ -60,10 +60,13 @@ def test_checkpoint_called_twice_is_ambiguous_by_its_name(repo: Repository, run:
         repo.resolve_name(run["exec_id"], "research")
     err = info.value
     assert [(c["name"], c["kind"], c["checkpoint"], c["object_id"]) for c in err.candidates] == [
-        ("research", "checkpoint_output", "research", run["out1"]),
+        ("research_1", "checkpoint_output", "research", run["out1"]),
         ("research_2", "checkpoint_output", "research", run["out2"]),
     ]
-    assert "research_2" in str(err)
+    assert "research_1" in str(err) and "research_2" in str(err)
+    # Each listed name picks its candidate out.
+    assert repo.resolve_name(run["exec_id"], "research_1").object_id == run["out1"]
+    assert repo.resolve_name(run["exec_id"], "research_2").object_id == run["out2"]
 
 
 def test_saved_artifacts_llm_records_and_wait_inputs_by_name(repo: Repository, run: dict[str, str]) -> None:
@@ -95,7 +98,14 @@ def test_no_match_lists_existing_names(repo: Repository, run: dict[str, str]) ->
     with pytest.raises(ArtifactNotFoundError) as info:
         repo.resolve_name(run["exec_id"], "reserch")
     err = info.value
-    assert err.available == ["approval", "research", "research_2", "research_context", "summarise"]
+    assert err.available == [
+        "approval",
+        "research",
+        "research_1",
+        "research_2",
+        "research_context",
+        "summarise",
+    ]
     assert err.name == "reserch"
     assert err.exec_id == run["exec_id"]
     assert err.hint and "research_context" in err.hint
