@@ -18,7 +18,8 @@ from . import codec, hashing
 from .backend import ReadTxn, WriteTxn
 from .errors import CorruptObjectError, ObjectNotFoundError, StoreFormatError
 
-CHUNK_THRESHOLD = 1 << 20
+# Values up to 1 MiB (plus room for a serializer header) are one record; larger ones are chunked.
+CHUNK_THRESHOLD = (1 << 20) + (64 << 10)
 INDEX_VERSION = 1
 CHUNK_MIN, CHUNK_AVG, CHUNK_MAX = 64 << 10, 256 << 10, 1 << 20
 
@@ -99,7 +100,12 @@ def _stored_equals(record: memoryview, piece: Piece) -> bool:
         kind, payload = codec.decode(record)
     except ValueError:
         return False  # damaged: the put rewrites it. A newer record format raises, never overwritten.
-    return kind == piece.kind and payload == piece.data
+    if kind != piece.kind:
+        return False
+    if kind == codec.KIND_DATA:
+        # Hashing beats comparing a memoryview with bytes, which CPython does item by item.
+        return hashing.digest(payload) == piece.key
+    return bytes(payload) == bytes(piece.data)
 
 
 def stage(rt: ReadTxn, prepared: PreparedValue, *, level: int, seen: set[bytes]) -> None:
