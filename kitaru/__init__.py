@@ -7,8 +7,10 @@ reads one from another execution; ``KitaruClient`` browses executions and artifa
 Importing kitaru is cheap: the storage engine loads when a flow first runs.
 """
 
+from typing import TYPE_CHECKING
+
 from .artifacts import ArtifactType, load, save
-from .client import ArtifactRef, CheckpointCall, Execution, KitaruClient
+from .client import ArtifactRef, CheckpointCall, Execution, KitaruClient, WaitInfo
 from .context import current_execution_id
 from .decorators import Checkpoint, Flow, checkpoint, flow
 from .errors import (
@@ -16,10 +18,14 @@ from .errors import (
     AmbiguousNameError,
     ArtifactNotFoundError,
     CorruptObjectError,
+    DivergenceError,
     DuplicateNameError,
     ExecutionNotFinishedError,
     ExecutionNotFoundError,
+    ExecutionStateError,
     FlowExecutionError,
+    FlowNotFoundError,
+    InputValidationError,
     InvalidArtifactTypeError,
     InvalidNameError,
     KitaruContextError,
@@ -29,8 +35,40 @@ from .errors import (
     SerializationError,
     StoreError,
     StoreNotFoundError,
+    WaitAbortedError,
+    WaitNotFoundError,
 )
 from .handles import CheckpointOutput, FlowHandle
+
+if TYPE_CHECKING:
+    from .calls import CheckpointFuture
+    from .llm import llm
+    from .llm_providers import LLMConfigError, LLMError
+    from .metadata import log
+    from .waits import PendingWait, wait
+
+# Loaded on first use, so that `import kitaru` stays cheap (thread pools, HTTP, schema handling).
+_LAZY = {
+    "CheckpointFuture": "calls",
+    "llm": "llm",
+    "LLMConfigError": "llm_providers",
+    "LLMError": "llm_providers",
+    "log": "metadata",
+    "PendingWait": "waits",
+    "wait": "waits",
+}
+
+
+def __getattr__(name: str) -> object:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'kitaru' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
 
 __version__ = "0.1.0"
 
@@ -42,28 +80,42 @@ __all__ = [
     "ArtifactType",
     "Checkpoint",
     "CheckpointCall",
+    "CheckpointFuture",
     "CheckpointOutput",
     "CorruptObjectError",
+    "DivergenceError",
     "DuplicateNameError",
     "Execution",
     "ExecutionNotFinishedError",
     "ExecutionNotFoundError",
+    "ExecutionStateError",
     "Flow",
     "FlowExecutionError",
     "FlowHandle",
+    "FlowNotFoundError",
+    "InputValidationError",
     "InvalidArtifactTypeError",
     "InvalidNameError",
     "KitaruClient",
     "KitaruContextError",
     "KitaruError",
     "KitaruUsageError",
+    "LLMConfigError",
+    "LLMError",
+    "PendingWait",
     "PickleNotAllowedError",
     "SerializationError",
     "StoreError",
     "StoreNotFoundError",
+    "WaitAbortedError",
+    "WaitInfo",
+    "WaitNotFoundError",
     "checkpoint",
     "current_execution_id",
     "flow",
+    "llm",
     "load",
+    "log",
     "save",
+    "wait",
 ]

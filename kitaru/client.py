@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import datetime as dt
 import os
 from dataclasses import dataclass, field
@@ -12,6 +13,9 @@ from .artifacts import normalize_type
 if TYPE_CHECKING:
     from kitaru_store import Repository
     from kitaru_store.manifests import CheckpointRecord, Entry, ExecutionSummary, Manifest
+
+    from .handles import FlowHandle
+    from .waits import PendingWait
 
 
 @dataclass(frozen=True)
@@ -71,6 +75,21 @@ class CheckpointCall:
     attempts: tuple[Attempt, ...]
     failure: Failure | None
     metadata: dict[str, Any]
+    reused_from: str | None = None  # the execution whose recorded output this call reused
+    kind: str = "checkpoint"  # or "llm" for a flow-body kitaru.llm() call
+    seq: int = 0
+
+
+@dataclass(frozen=True)
+class WaitInfo:
+    name: str
+    status: str  # pending, answered, aborted
+    question: str | None
+    schema: str
+    metadata: dict[str, Any]
+    created_at: dt.datetime
+    answered_at: dt.datetime | None
+    value_object_id: str | None
 
 
 @dataclass(frozen=True)
@@ -86,7 +105,13 @@ class Execution:
     artifacts: list[ArtifactRef]
     metadata: dict[str, Any]
     result_object_id: str | None = None
+    waits: list[WaitInfo] = field(default_factory=list)
     _repo: Repository | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def pending_wait(self) -> WaitInfo | None:
+        """The first wait still needing input, if any."""
+        return next((w for w in self.waits if w.status == "pending"), None)
 
     @property
     def duration(self) -> dt.timedelta | None:
@@ -138,6 +163,9 @@ def _call(c: CheckpointRecord) -> CheckpointCall:
         attempts=tuple(Attempt(a.started_at, a.ended_at, _failure(a.failure)) for a in c.attempts),
         failure=_failure(c.failure),
         metadata=dict(c.metadata),
+        reused_from=c.reused_from,
+        kind=c.kind,
+        seq=c.seq,
     )
 
 
@@ -150,11 +178,27 @@ def _execution(m: Manifest, repo: Repository) -> Execution:
         ended_at=m.ended_at,
         failure=_failure(m.failure),
         replay_of=m.replay_of,
-        checkpoints=[_call(c) for c in m.checkpoints],
+        checkpoints=[_call(c) for c in sorted(m.checkpoints, key=lambda c: c.seq)],
         artifacts=[_ref(e, m.exec_id, repo) for e in m.entries],
         metadata=dict(m.metadata),
         result_object_id=m.result_object_id,
+        waits=[_wait(w) for w in sorted(m.waits, key=lambda w: w.seq)],
         _repo=repo,
+    )
+
+
+def _wait(w: Any) -> WaitInfo:
+    from .waits import schema_text
+
+    return WaitInfo(
+        name=w.name,
+        status=w.status,
+        question=w.question,
+        schema=schema_text(w.schema),
+        metadata=dict(w.metadata),
+        created_at=w.created_at,
+        answered_at=w.answered_at,
+        value_object_id=w.value_object_id,
     )
 
 
@@ -181,6 +225,53 @@ class _Executions:
                     f"unknown status {status!r}", hint=f"use one of: {', '.join(STATUSES)}"
                 )
         return self._client.repository.list_executions(flow=flow, status=status, limit=limit, offset=offset)
+
+    def replay(
+        self,
+        exec_id: str,
+        *,
+        from_: str | None = None,
+        overrides: dict[str, Any] | None = None,
+        **flow_inputs: Any,
+    ) -> FlowHandle:
+        """Replay an execution as a new one (see ``Flow.replay``); the flow must be importable."""
+        from .registry import find
+
+        manifest = self._client.repository.get_execution(exec_id)
+        flow = find(manifest)
+        return flow.replay(manifest.exec_id, from_=from_, overrides=overrides, **flow_inputs)
+
+    def retry(self, exec_id: str) -> FlowHandle:
+        """Run a failed or cancelled execution again in place, reusing its completed checkpoints."""
+        from .registry import find
+
+        manifest = self._client.repository.get_execution(exec_id)
+        return find(manifest).retry(manifest.exec_id)
+
+    def resume(self, exec_id: str) -> FlowHandle:
+        """Continue a waiting execution whose waits got input, reusing its completed checkpoints."""
+        from .registry import find
+
+        manifest = self._client.repository.get_execution(exec_id)
+        return find(manifest).resume(manifest.exec_id)
+
+    def input(self, exec_id: str, *, wait: str | None = None, value: Any) -> Any:
+        """Answer a pending wait. The value is validated against the wait's schema; returns it."""
+        from .waits import provide_input
+
+        return provide_input(self._client.repository, exec_id, wait, value)
+
+    def abort_wait(self, exec_id: str, *, wait: str | None = None, reason: str | None = None) -> None:
+        """Refuse a pending wait: the execution fails cleanly."""
+        from .waits import abort_wait
+
+        abort_wait(self._client.repository, exec_id, wait, reason)
+
+    def pending_waits(self, exec_id: str) -> builtins.list[PendingWait]:
+        """The waits of an execution that still need input, in the order they were reached."""
+        from .waits import pending_waits
+
+        return pending_waits(self._client.repository, exec_id)
 
     def latest(self, *, flow: str | None = None) -> Execution | None:
         """The newest execution (of ``flow``, if given), or None in an empty store."""

@@ -15,8 +15,12 @@ from typing import TYPE_CHECKING, Any
 from .errors import DuplicateNameError, KitaruContextError
 
 if TYPE_CHECKING:
+    from concurrent.futures import ThreadPoolExecutor
+
     from kitaru_store import Repository, Writer
     from kitaru_store.manifests import Entry
+
+    from .replay import ReusePlan
 
 
 @dataclass
@@ -29,6 +33,17 @@ class FlowRun:
     counters: dict[str, int] = field(default_factory=dict)
     used_ids: set[str] = field(default_factory=set)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    plan: ReusePlan | None = None  # replay, resume or retry: which recorded calls to reuse
+    cache: bool = False  # the flow's (or the run's) caching default for its checkpoints
+    cache_forced: bool | None = None  # a run-level setting that overrides every checkpoint's
+    seq: int = 0
+    executor: ThreadPoolExecutor | None = None
+    futures: list[Any] = field(default_factory=list)  # CheckpointFutures of submitted calls
+
+    def next_seq(self) -> int:
+        with self.lock:
+            self.seq += 1
+            return self.seq
 
     def next_invocation_id(self, name: str, explicit: str | None = None) -> str:
         """research, research_2, research_3, ... or an explicit id, unique within the execution."""
@@ -63,6 +78,7 @@ class CheckpointRun:
     saved: dict[str, Entry] = field(default_factory=dict)
     loaded: list[str] = field(default_factory=list)  # object ids read with kitaru.load (lineage)
     metadata: dict[str, Any] = field(default_factory=dict)
+    llm_calls: dict[str, int] = field(default_factory=dict)  # llm() call names used in this attempt
 
 
 _flow: ContextVar[FlowRun | None] = ContextVar("kitaru_flow", default=None)
@@ -87,6 +103,25 @@ def current_checkpoint(api: str) -> CheckpointRun:
             hint=f"move the {api} call into a function decorated with @checkpoint",
         )
     return cp
+
+
+def current_flow_body(api: str) -> FlowRun:
+    """The running flow, for APIs that belong in the flow body itself (not inside a checkpoint)."""
+    fr = _flow.get()
+    if fr is None:
+        raise KitaruContextError(
+            f"{api} can only be called in the body of a running @flow",
+            hint=f"call {api} from a function decorated with @flow, started with .run()",
+        )
+    cp = _checkpoint.get()
+    if cp is not None:
+        raise KitaruContextError(
+            f"{api} cannot be called inside checkpoint {cp.invocation_id!r}",
+            exec_id=fr.exec_id,
+            name=cp.invocation_id,
+            hint=f"call {api} in the flow body, between checkpoints",
+        )
+    return fr
 
 
 def current_execution_id() -> str | None:

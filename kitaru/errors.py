@@ -53,15 +53,72 @@ class ExecutionNotFinishedError(KitaruError):
     """The execution has not finished (it is running or waiting), so it has no result yet."""
 
 
+class ExecutionStateError(KitaruError):
+    """The execution is in the wrong state for the request (say, resuming a completed one)."""
+
+
+class DivergenceError(KitaruError):
+    """A replay or resume called checkpoints in another order than the execution it reuses.
+
+    ``position`` is the index of the first call that differs; ``expected`` and ``got`` are
+    (invocation id, checkpoint name) pairs; ``recorded`` is the recorded sequence.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        exec_id: str | None,
+        name: str | None,
+        position: int,
+        expected: tuple[str, str] | None,
+        got: tuple[str, str] | None,
+        recorded: list[tuple[str, str]],
+    ) -> None:
+        shown = " -> ".join(inv for inv, _ in recorded[: position + 3]) or "(nothing)"
+        super().__init__(
+            f"{message} at call #{position + 1}: recorded {expected[0] if expected else 'nothing'},"
+            f" this run called {got[0] if got else 'nothing'} (recorded sequence: {shown})",
+            exec_id=exec_id,
+            name=name,
+            hint="the flow's code changed before the replay point: replay from an earlier checkpoint"
+            " (from_=...), or start a fresh run",
+        )
+        self.position = position
+        self.expected = expected
+        self.got = got
+        self.recorded = recorded
+
+
+class FlowNotFoundError(KitaruError):
+    """The flow of a stored execution cannot be found in this process (needed to replay or resume it)."""
+
+
+class WaitNotFoundError(KitaruError):
+    """No wait of that name is pending in the execution."""
+
+
+class WaitAbortedError(KitaruError):
+    """The wait was aborted; the execution failed."""
+
+
+class InputValidationError(KitaruError):
+    """An input given to a wait does not match the wait's schema; the message says what is wrong."""
+
+
 __all__ = [
     "AmbiguousIdError",
     "AmbiguousNameError",
     "ArtifactNotFoundError",
     "CorruptObjectError",
+    "DivergenceError",
     "DuplicateNameError",
     "ExecutionNotFinishedError",
     "ExecutionNotFoundError",
+    "ExecutionStateError",
     "FlowExecutionError",
+    "FlowNotFoundError",
+    "InputValidationError",
     "InvalidArtifactTypeError",
     "InvalidIdError",
     "InvalidNameError",
@@ -78,4 +135,6 @@ __all__ = [
     "StoreFullError",
     "StoreLockedError",
     "StoreNotFoundError",
+    "WaitAbortedError",
+    "WaitNotFoundError",
 ]

@@ -1,44 +1,36 @@
-"""Running a flow body and its checkpoint calls against the store.
+"""Running a flow body: a new run, a replay (new execution), a resume or retry (same execution).
 
-Durability: each checkpoint invocation commits once, when it ends: its saved artifacts, its
-output and its record go into the store in one LMDB write transaction. A flow commits once at
-its start (the execution exists, status running) and once at its end (status, result).
+A flow commits at its start (the execution exists, status running) and at its end (status,
+result); every checkpoint call in between commits once, when it ends (calls.py). A flow that
+reaches a ``kitaru.wait()`` without an answer is persisted as ``waiting`` and ``run()`` returns.
 """
 
 from __future__ import annotations
 
-import contextlib
-import datetime as dt
-import traceback
+import inspect
 from typing import TYPE_CHECKING, Any
 
 from kitaru_store.errors import SerializationError
 
 from . import context
-from .errors import KitaruContextError, KitaruError
+from .calls import drain, failure_of, now, unwrap
+from .errors import ExecutionStateError, KitaruContextError, KitaruError, KitaruUsageError
 from .handles import CheckpointOutput, FlowHandle
+from .replay import ReusePlan
 
 if TYPE_CHECKING:
     from kitaru_store import Repository
-    from kitaru_store.manifests import Attempt, Failure
+    from kitaru_store.manifests import Manifest
 
-    from .decorators import Checkpoint, Flow
-
-
-def _now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
+    from .decorators import Flow
 
 
-def _failure(exc: BaseException, *, checkpoint: str | None = None) -> Failure:
-    from kitaru_store.manifests import Failure
+class WaitSuspended(BaseException):
+    """Raised by kitaru.wait() to park the flow body; a BaseException so `except Exception` misses it."""
 
-    cls = type(exc)
-    return Failure(
-        type=f"{cls.__module__}.{cls.__qualname__}" if cls.__module__ != "builtins" else cls.__qualname__,
-        message=str(exc),
-        traceback="".join(traceback.format_exception(exc)),
-        checkpoint=checkpoint,
-    )
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self.name = name
 
 
 def open_repository(store: str | None = None) -> Repository:
@@ -47,12 +39,7 @@ def open_repository(store: str | None = None) -> Repository:
     return Repository.open(store)
 
 
-# --- flows -----------------------------------------------------------------------------------
-
-
-def run_flow(
-    flow: Flow, args: tuple[Any, ...], kwargs: dict[str, Any], *, store: str | None = None
-) -> FlowHandle:
+def _not_nested(flow: Flow[Any, Any]) -> None:
     if context.maybe_current_flow() is not None:
         raise KitaruContextError(
             f"flow {flow.name!r} was started inside another flow",
@@ -60,23 +47,154 @@ def run_flow(
             name=flow.name,
             hint="call its checkpoints directly, or start it from outside the running flow",
         )
-    repo = open_repository(store)
+
+
+def _create(
+    repo: Repository, flow: Flow[Any, Any], args: tuple[Any, ...], kwargs: dict[str, Any], **extra: Any
+) -> str:
+    metadata = {"module": flow.fn.__module__, "qualname": getattr(flow.fn, "__qualname__", flow.name)}
     with repo.writer() as w:
-        exec_id = w.create_execution(flow.name, metadata={"module": flow.fn.__module__})
+        exec_id = w.create_execution(flow.name, metadata=metadata, **extra)
         try:
             stored_inputs = w.put_value({"args": list(args), "kwargs": kwargs})
             w.update_execution(exec_id, input_object_id=stored_inputs.object_id)
         except SerializationError:
-            pass  # inputs that are not data are simply not recorded; the run does not need them
-    run = context.FlowRun(repo=repo, exec_id=exec_id, flow_name=flow.name)
+            pass  # inputs that are not data are not recorded; only replay needs them
+    return exec_id
+
+
+def run_flow(
+    flow: Flow[Any, Any],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    *,
+    store: str | None = None,
+    cache: bool | None = None,
+) -> FlowHandle:
+    _not_nested(flow)
+    repo = open_repository(store)
+    exec_id = _create(repo, flow, args, kwargs)
+    run = context.FlowRun(
+        repo=repo, exec_id=exec_id, flow_name=flow.name, cache=flow.cache, cache_forced=cache
+    )
+    return _drive(flow, run, args, kwargs)
+
+
+def _stored_inputs(repo: Repository, source: Manifest) -> tuple[list[Any], dict[str, Any]] | None:
+    if not source.input_object_id:
+        return None
+    stored = repo.get_value(source.input_object_id)
+    return list(stored["args"]), dict(stored["kwargs"])
+
+
+def _inputs(
+    repo: Repository, flow: Flow[Any, Any], source: Manifest, changes: dict[str, Any]
+) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    recorded = _stored_inputs(repo, source)
+    if recorded is None and not changes:
+        try:
+            inspect.signature(flow.fn).bind()
+        except TypeError:
+            raise KitaruUsageError(
+                f"execution {source.exec_id} did not record its inputs (they were not data)",
+                exec_id=source.exec_id,
+                name=flow.name,
+                hint="pass the flow's inputs as keyword arguments to replay(...)",
+            ) from None
+        return (), {}
+    args, kwargs = recorded or ([], {})
+    if not changes:
+        return tuple(args), kwargs
+    try:
+        bound = inspect.signature(flow.fn).bind_partial(*args, **kwargs)
+    except TypeError as exc:
+        raise KitaruUsageError(f"recorded inputs no longer fit flow {flow.name!r}: {exc}") from None
+    params = inspect.signature(flow.fn).parameters
+    for key, value in changes.items():
+        if key not in params:
+            raise KitaruUsageError(
+                f"flow {flow.name!r} has no parameter {key!r}",
+                name=flow.name,
+                hint=f"its parameters are: {', '.join(params) or '(none)'}",
+            )
+        bound.arguments[key] = value
+    return tuple(bound.args), dict(bound.kwargs)
+
+
+def replay_flow(
+    flow: Flow[Any, Any],
+    exec_id: str,
+    *,
+    from_: str | None = None,
+    overrides: dict[str, Any] | None = None,
+    store: str | None = None,
+    flow_inputs: dict[str, Any] | None = None,
+) -> FlowHandle:
+    """A new execution that reuses ``exec_id``'s recorded calls up to ``from_`` and runs the rest."""
+    _not_nested(flow)
+    repo = open_repository(store)
+    source = repo.get_execution(exec_id)
+    if source.flow_name != flow.name:
+        raise KitaruUsageError(
+            f"execution {source.exec_id} ran flow {source.flow_name!r}, not {flow.name!r}",
+            exec_id=source.exec_id,
+            name=flow.name,
+            hint=f"replay it with the {source.flow_name} flow, or KitaruClient().executions.replay(...)",
+        )
+    plan = ReusePlan.build(source, same_execution=False, stop_at=from_, overrides=overrides)
+    args, kwargs = _inputs(repo, flow, source, dict(flow_inputs or {}))
+    new_id = _create(repo, flow, args, kwargs, replay_of=source.exec_id)
+    run = context.FlowRun(repo=repo, exec_id=new_id, flow_name=flow.name, plan=plan, cache=flow.cache)
+    return _drive(flow, run, args, kwargs)
+
+
+def continue_flow(
+    flow: Flow[Any, Any], exec_id: str, *, store: str | None = None, allowed: tuple[str, ...] = ("waiting",)
+) -> FlowHandle:
+    """Run the same execution again, reusing every call it completed (resume, retry)."""
+    _not_nested(flow)
+    repo = open_repository(store)
+    source = repo.get_execution(exec_id)
+    if source.status not in allowed:
+        raise ExecutionStateError(
+            f"execution {source.exec_id} is {source.status}; this needs it to be {' or '.join(allowed)}",
+            exec_id=source.exec_id,
+            name=source.flow_name,
+            hint="resume continues a waiting execution; retry re-runs a failed or cancelled one",
+        )
+    args, kwargs = _inputs(repo, flow, source, {})
+    plan = ReusePlan.build(source, same_execution=True)
+    with repo.writer() as w:
+        if source.failure is not None:
+            history = [*source.metadata.get("previous_failures", [])]
+            history.append({"type": source.failure.type, "message": source.failure.message})
+            w.merge_metadata(source.exec_id, {"previous_failures": history})
+        w.update_execution(source.exec_id, status="running", ended_at=None, failure=None)
+    run = context.FlowRun(repo=repo, exec_id=source.exec_id, flow_name=flow.name, plan=plan, cache=flow.cache)
+    return _drive(flow, run, args, kwargs)
+
+
+def _drive(
+    flow: Flow[Any, Any], run: context.FlowRun, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> FlowHandle:
+    repo, exec_id = run.repo, run.exec_id
     token = context._flow.set(run)
     try:
-        result = flow.fn(*args, **kwargs)
+        try:
+            result = flow.fn(*args, **kwargs)
+        finally:
+            unobserved = drain(run)
+        if unobserved is not None:
+            raise unobserved
+    except WaitSuspended:
+        with repo.writer() as w:
+            w.update_execution(exec_id, status="waiting")
+        return FlowHandle(repo=repo, exec_id=exec_id, flow_name=flow.name, status="waiting")
     except (KeyboardInterrupt, SystemExit) as exc:
-        _finish(repo, exec_id, "cancelled", failure=_failure(exc))
+        _finish(repo, exec_id, "cancelled", failure=failure_of(exc))
         raise
     except Exception as exc:
-        failure = _failure(exc, checkpoint=getattr(exc, "_kitaru_checkpoint", None))
+        failure = failure_of(exc, checkpoint=getattr(exc, "_kitaru_checkpoint", None))
         _finish(repo, exec_id, "failed", failure=failure)
         return FlowHandle(
             repo=repo, exec_id=exec_id, flow_name=flow.name, status="failed", error=exc, failure=failure
@@ -89,10 +207,10 @@ def run_flow(
             result_id = result.object_id
             value = result.load()
         else:
-            value = _unwrap(result, [], [])  # handles inside a returned list, tuple or dict
+            value = unwrap(result, [], [])  # handles inside a returned list, tuple or dict
             result_id = repo.put_value(value).object_id if value is not None else None
     except KitaruError as exc:
-        failure = _failure(exc)
+        failure = failure_of(exc)
         _finish(repo, exec_id, "failed", failure=failure)
         return FlowHandle(
             repo=repo, exec_id=exec_id, flow_name=flow.name, status="failed", error=exc, failure=failure
@@ -103,131 +221,4 @@ def run_flow(
 
 def _finish(repo: Repository, exec_id: str, status: str, **changes: Any) -> None:
     with repo.writer() as w:
-        w.update_execution(exec_id, status=status, ended_at=_now(), **changes)
-
-
-# --- checkpoints -----------------------------------------------------------------------------
-
-
-def _unwrap(value: Any, upstream: list[str], inputs: list[str]) -> Any:
-    """Replace checkpoint output handles (also inside lists, tuples and dicts) by their values."""
-    if isinstance(value, CheckpointOutput):
-        upstream.append(value.invocation_id)
-        inputs.append(value.object_id)
-        return value.load()
-    if type(value) in (list, tuple):
-        return type(value)(_unwrap(v, upstream, inputs) for v in value)
-    if type(value) is dict:
-        return {k: _unwrap(v, upstream, inputs) for k, v in value.items()}
-    return value
-
-
-def call_checkpoint(
-    cp: Checkpoint, args: tuple[Any, ...], kwargs: dict[str, Any], *, invocation_id: str | None = None
-) -> CheckpointOutput:
-    from kitaru_store import CheckpointRecord, Entry
-    from kitaru_store.ids import new_uuid
-    from kitaru_store.manifests import Attempt
-
-    run = context.maybe_current_flow()
-    if run is None:
-        raise KitaruContextError(
-            f"checkpoint {cp.name!r} was called outside a flow",
-            name=cp.name,
-            hint="call checkpoints from the body of a @flow function and start it with .run()",
-        )
-    if context.maybe_current_checkpoint() is not None:
-        outer = context.maybe_current_checkpoint()
-        raise KitaruContextError(
-            f"checkpoint {cp.name!r} was called inside checkpoint {outer.invocation_id if outer else '?'!r}",
-            exec_id=run.exec_id,
-            name=cp.name,
-            hint="checkpoints do not nest: call both from the flow body, or make the inner one plain",
-        )
-    inv = run.next_invocation_id(cp.name, invocation_id or cp.fixed_id)
-    upstream: list[str] = []
-    inputs: list[str] = []
-    call_args = _unwrap(args, upstream, inputs)
-    call_kwargs = _unwrap(kwargs, upstream, inputs)
-    started = _now()
-    attempts: list[Attempt] = []
-    repo = run.repo
-
-    def record(status: str, loaded: list[str], **extra: Any) -> CheckpointRecord:
-        return CheckpointRecord(
-            invocation_id=inv,
-            name=cp.name,
-            status=status,
-            started_at=started,
-            ended_at=_now() if status != "running" else None,
-            inputs=tuple(dict.fromkeys([*inputs, *loaded])),  # handed-over values and kitaru.load reads
-            upstream=tuple(upstream),
-            attempts=tuple(attempts),
-            **extra,
-        )
-
-    for attempt in range(cp.retries + 1):
-        last = attempt == cp.retries
-        attempt_started = _now()
-        writer = repo.writer()
-        cp_run = context.CheckpointRun(flow=run, name=cp.name, invocation_id=inv, writer=writer)
-        token = context._checkpoint.set(cp_run)
-        try:
-            value = cp.fn(*call_args, **call_kwargs)
-            try:
-                stored = writer.put_value(value)
-            except KitaruError as exc:
-                raise exc.concerning(exec_id=run.exec_id, name=inv) from exc.__cause__
-        except Exception as exc:
-            failure = _failure(exc, checkpoint=inv)
-            attempts.append(Attempt(started_at=attempt_started, ended_at=_now(), failure=failure))
-            final = last or isinstance(exc, KitaruError)  # our own errors are not transient
-            writer.set_checkpoint(
-                run.exec_id,
-                record(
-                    "failed" if final else "running",
-                    cp_run.loaded,
-                    failure=failure if final else None,
-                    metadata=cp_run.metadata,
-                ),
-            )
-            writer.commit()  # what the failed attempt saved stays loadable
-            if final:
-                with contextlib.suppress(AttributeError):
-                    exc._kitaru_checkpoint = inv  # type: ignore[attr-defined]
-                raise
-            continue
-        finally:
-            context._checkpoint.reset(token)
-        attempts.append(Attempt(started_at=attempt_started, ended_at=_now()))
-        lineage = tuple(dict.fromkeys([*inputs, *cp_run.loaded]))
-        writer.replace_entry(
-            run.exec_id,
-            Entry(
-                artifact_id=new_uuid(),
-                name=inv,
-                kind="checkpoint_output",
-                artifact_type=cp.type,
-                object_id=stored.object_id,
-                size=stored.size,
-                serializer=stored.serializer,
-                created_at=_now(),
-                checkpoint=cp.name,
-                invocation_id=inv,
-                inputs=lineage,
-            ),
-        )
-        writer.set_checkpoint(
-            run.exec_id,
-            record("completed", cp_run.loaded, output_object_id=stored.object_id, metadata=cp_run.metadata),
-        )
-        writer.commit()
-        return CheckpointOutput(
-            repo=repo,
-            exec_id=run.exec_id,
-            checkpoint=cp.name,
-            invocation_id=inv,
-            object_id=stored.object_id,
-            value=value,
-        )
-    raise AssertionError("unreachable")  # pragma: no cover
+        w.update_execution(exec_id, status=status, ended_at=now(), **changes)

@@ -32,6 +32,7 @@ DATABASES = (
     b"exec_flow",  # flow name (utf-8) + 0x00 + started_at ns (8) + execution id (16) -> b""
     b"artifacts",  # artifact id (16 bytes) -> execution id (16 bytes)
     b"refs",  # ref name (utf-8: "pin/NAME", "inflight/...") -> object ids (32 bytes each, concatenated)
+    b"cache",  # checkpoint cache key (32 bytes) -> CacheRecord (msgpack); not a gc root
 )
 
 DEFAULT_MAP_SIZE = 1 << 36  # 64 GiB of address space; the file grows only as data arrives

@@ -73,7 +73,7 @@ class CheckpointRecord(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=
 
     invocation_id: str
     name: str
-    status: str  # running, completed, failed, cached
+    status: str  # running, completed, failed, reused (replay), cached, overridden
     started_at: dt.datetime
     ended_at: dt.datetime | None = None
     output_object_id: str | None = None
@@ -83,6 +83,24 @@ class CheckpointRecord(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=
     failure: Failure | None = None
     metadata: dict[str, Any] = {}
     reused_from: str | None = None  # execution id whose recorded output this invocation reused
+    seq: int = 0  # call order within the execution (concurrent calls finish out of order)
+    kind: str = "checkpoint"  # checkpoint, or llm for a flow-body kitaru.llm() call
+
+
+class WaitRecord(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """One kitaru.wait() of an execution: a question, and once given, the validated answer."""
+
+    name: str
+    status: str  # pending, answered, aborted
+    created_at: dt.datetime
+    question: str | None = None
+    schema: dict[str, Any] = {}  # how to rebuild the type that validates the answer (waits.py)
+    metadata: dict[str, Any] = {}
+    timeout: float | None = None
+    answered_at: dt.datetime | None = None
+    value_object_id: str | None = None
+    answered_by: dict[str, Any] = {}
+    seq: int = 0
 
 
 class Manifest(msgspec.Struct, frozen=True, kw_only=True):
@@ -101,6 +119,16 @@ class Manifest(msgspec.Struct, frozen=True, kw_only=True):
     metadata: dict[str, Any] = {}
     result_object_id: str | None = None
     input_object_id: str | None = None  # the flow's arguments, kept for replay
+    waits: tuple[WaitRecord, ...] = ()
+
+
+class CacheRecord(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """Where a cached checkpoint output came from (the cache sub-database's values)."""
+
+    object_id: str
+    exec_id: str
+    invocation_id: str
+    created_at: dt.datetime
 
 
 class ExecutionSummary(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
@@ -119,6 +147,7 @@ class ExecutionSummary(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=
 _encoder = msgspec.msgpack.Encoder()
 _manifest_decoder = msgspec.msgpack.Decoder(Manifest)
 _summary_decoder = msgspec.msgpack.Decoder(ExecutionSummary)
+_cache_decoder = msgspec.msgpack.Decoder(CacheRecord)
 _probe_decoder = msgspec.msgpack.Decoder(dict[str, Any])
 
 
@@ -159,6 +188,10 @@ def _newer(version: int, exec_id: str | None) -> StoreFormatError:
     )
 
 
+def decode_cache(data: bytes | memoryview) -> CacheRecord:
+    return _cache_decoder.decode(data)
+
+
 def decode_summary(data: bytes | memoryview) -> ExecutionSummary:
     return _summary_decoder.decode(data)
 
@@ -181,6 +214,7 @@ def referenced_ids(m: Manifest) -> set[str]:
     ids = {e.object_id for e in m.entries}
     ids.update(c.output_object_id for c in m.checkpoints if c.output_object_id)
     ids.update(oid for oid in (m.result_object_id, m.input_object_id) if oid)
+    ids.update(w.value_object_id for w in m.waits if w.value_object_id)
     return ids
 
 

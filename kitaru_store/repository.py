@@ -206,6 +206,22 @@ class Writer:
                     del batch[k]
         batch[triple] = entry
 
+    def set_wait(self, exec_id: str, record: mf.WaitRecord) -> None:
+        """Insert or replace one wait record (by name)."""
+        if record.value_object_id:
+            self._referenced(record.value_object_id)
+
+        def apply(m: Manifest) -> Manifest:
+            waits = {w.name: w for w in m.waits}
+            waits[record.name] = record
+            return msgspec.structs.replace(m, waits=tuple(waits.values()))
+
+        self.mutate(exec_id, apply)
+
+    def merge_metadata(self, exec_id: str, metadata: dict[str, Any]) -> None:
+        """Add keys to the execution's metadata (later values win), read and written at commit."""
+        self.mutate(exec_id, lambda m: msgspec.structs.replace(m, metadata={**m.metadata, **metadata}))
+
     def set_checkpoint(self, exec_id: str, record: mf.CheckpointRecord) -> None:
         """Insert or replace the record of one checkpoint invocation."""
         if record.output_object_id:
@@ -598,6 +614,27 @@ class Repository:
             name=full,
             hint="run `kitaru-store fsck`",
         )
+
+    # -- checkpoint cache -------------------------------------------------------------------
+
+    def cache_get(self, key: bytes) -> mf.CacheRecord | None:
+        with self._backend().read() as rt:
+            raw = rt.get(b"cache", key)
+        return mf.decode_cache(raw) if raw is not None else None
+
+    def cache_put(self, key: bytes, record: mf.CacheRecord) -> None:
+        self._backend().update(lambda wt: wt.put(b"cache", key, mf.encode(record)))
+
+    def cache_delete(self, key: bytes) -> None:
+        self._backend().update(lambda wt: wt.delete(b"cache", key))
+
+    def cache_clear(self) -> int:
+        keys = [k for k, _ in self._backend().scan(b"cache")]
+
+        def txn(wt: WriteTxn) -> int:
+            return sum(wt.delete(b"cache", k) for k in keys)
+
+        return self._backend().update(txn) if keys else 0
 
     # -- refs (pins) ------------------------------------------------------------------------
 

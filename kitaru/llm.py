@@ -1,0 +1,277 @@
+"""``kitaru.llm()``: a model call as a durable boundary.
+
+The prompt and the response are saved as artifacts (types ``prompt`` and ``response``, kind
+``llm_record``) with the model, token counts and latency in the response's metadata.
+
+* In a flow body the call is a boundary of its own, like a checkpoint: it returns an output
+  handle, and replay and resume reuse its recorded response.
+* Inside a checkpoint it returns the response text; its records commit with the checkpoint. The
+  call is named ``<invocation>.<name>`` (``research.llm``, ``research.llm_2``), so two
+  checkpoints that both call llm() never collide. When a replay re-runs that checkpoint, a call
+  with the same name, prompt and parameters reuses the recorded response instead of paying for
+  the model again.
+
+Providers (llm_providers.py): any OpenAI-compatible endpoint, or ``model="offline"``.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+from . import context
+from .errors import KitaruContextError
+
+if TYPE_CHECKING:
+    from kitaru_store import Entry, Writer
+
+    from .handles import CheckpointOutput
+    from .llm_providers import LLMResult
+
+FLOW_BODY_NAME = "llm"  # the checkpoint name flow-body llm() calls are recorded under
+
+
+def llm(
+    prompt: str,
+    *,
+    model: str | None = None,
+    system: str | None = None,
+    temperature: float | None = None,
+    max_tokens: int | None = None,
+    name: str | None = None,
+) -> Any:
+    """Ask a model. Returns the response text (in a checkpoint) or an output handle (in a flow body)."""
+    from kitaru_store.names import validate_name
+
+    run = context.maybe_current_flow()
+    if run is None:
+        raise KitaruContextError(
+            "kitaru.llm() can only be called while a flow runs (in its body or in a checkpoint)",
+            hint="call it from a @flow body or a @checkpoint function",
+        )
+    if not isinstance(prompt, str):
+        from .errors import KitaruUsageError
+
+        raise KitaruUsageError(f"prompt must be a string, not {type(prompt).__name__}", exec_id=run.exec_id)
+    if name is not None:
+        validate_name(name, what="llm call name", exec_id=run.exec_id)
+    params = {"model": model, "system": system, "temperature": temperature, "max_tokens": max_tokens}
+    cp = context.maybe_current_checkpoint()
+    if cp is None:
+        return _flow_body_call(run, prompt, params, name)
+    base = name or "llm"
+    n = cp.llm_calls.get(base, 0) + 1
+    cp.llm_calls[base] = n
+    call = f"{cp.invocation_id}.{base}" if n == 1 else f"{cp.invocation_id}.{base}_{n}"
+    recorded = _recorded_response(run, call, prompt, params)
+    if recorded is not None:
+        text, entries = recorded
+        for entry in entries:
+            _copy_into(cp.writer, run.exec_id, entry, checkpoint=cp.name, invocation_id=cp.invocation_id)
+        return text
+    result = _complete(prompt, params, exec_id=run.exec_id, call=call)
+    _record(
+        cp.writer,
+        run.exec_id,
+        call,
+        prompt,
+        params,
+        result,
+        checkpoint=cp.name,
+        invocation_id=cp.invocation_id,
+    )
+    return result.text
+
+
+def _complete(prompt: str, params: dict[str, Any], *, exec_id: str, call: str) -> LLMResult:
+    from .llm_providers import LLMError, LLMRequest, resolve
+
+    provider, model_name = resolve(params["model"])
+    request = LLMRequest(
+        prompt=prompt,
+        model=model_name,
+        system=params["system"],
+        temperature=params["temperature"],
+        max_tokens=params["max_tokens"],
+    )
+    try:
+        return provider.complete(request)
+    except LLMError as exc:
+        raise exc.concerning(exec_id=exec_id, name=call) from exc.__cause__
+
+
+def _usage(params: dict[str, Any], result: LLMResult, prompt_object_id: str) -> dict[str, Any]:
+    from kitaru_store import hashing
+
+    return {
+        "requested_model": params["model"],
+        "model": result.model,
+        "provider": result.provider,
+        "temperature": params["temperature"],
+        "max_tokens": params["max_tokens"],
+        "system_hash": hashing.hexdigest(params["system"].encode()) if params["system"] else None,
+        "prompt_object_id": prompt_object_id,
+        "prompt_tokens": result.prompt_tokens,
+        "completion_tokens": result.completion_tokens,
+        "total_tokens": result.total_tokens,
+        "latency_ms": round(result.latency_ms, 3),
+        "finish_reason": result.finish_reason,
+    }
+
+
+def _record(
+    writer: Writer,
+    exec_id: str,
+    call: str,
+    prompt: str,
+    params: dict[str, Any],
+    result: LLMResult,
+    *,
+    checkpoint: str | None,
+    invocation_id: str,
+) -> str:
+    from kitaru_store import Entry
+    from kitaru_store.ids import new_uuid
+
+    from .calls import now
+
+    stored_prompt = writer.put_value(prompt)
+    stored_response = writer.put_value(result.text)
+    usage = _usage(params, result, stored_prompt.object_id)
+    stamp = now()
+    for entry_name, stored, kind_type, meta in (
+        (f"{call}.prompt", stored_prompt, "prompt", {"system": params["system"]} if params["system"] else {}),
+        (call, stored_response, "response", usage),
+    ):
+        writer.replace_entry(
+            exec_id,
+            Entry(
+                artifact_id=new_uuid(),
+                name=entry_name,
+                kind="llm_record",
+                artifact_type=kind_type,
+                object_id=stored.object_id,
+                size=stored.size,
+                serializer=stored.serializer,
+                created_at=stamp,
+                checkpoint=checkpoint,
+                invocation_id=invocation_id,
+                metadata=meta,
+                inputs=(stored_prompt.object_id,) if kind_type == "response" else (),
+            ),
+        )
+    return stored_response.object_id
+
+
+def _recorded_response(
+    run: context.FlowRun, call: str, prompt: str, params: dict[str, Any]
+) -> tuple[str, list[Entry]] | None:
+    """A replay's recorded answer to the same call with the same prompt and parameters."""
+    plan = run.plan
+    if plan is None:
+        return None
+    from kitaru_store import hashing, serialization
+
+    entries = {e.name: e for e in plan.source.entries if e.kind == "llm_record"}
+    response = entries.get(call)
+    prompt_entry = entries.get(f"{call}.prompt")
+    if response is None or prompt_entry is None:
+        return None
+    data, _ = serialization.serialize(prompt)
+    meta = response.metadata
+    same = (
+        prompt_entry.object_id == hashing.hexdigest(data)
+        and meta.get("requested_model") == params["model"]
+        and meta.get("temperature") == params["temperature"]
+        and meta.get("max_tokens") == params["max_tokens"]
+        and meta.get("system_hash")
+        == (hashing.hexdigest(params["system"].encode()) if params["system"] else None)
+    )
+    if not same:
+        return None
+    return run.repo.get_value(response.object_id), [prompt_entry, response]
+
+
+def _copy_into(
+    writer: Writer, exec_id: str, entry: Entry, *, checkpoint: str | None, invocation_id: str
+) -> None:
+    import msgspec
+
+    from kitaru_store.ids import new_uuid
+
+    writer.replace_entry(
+        exec_id,
+        msgspec.structs.replace(
+            entry,
+            artifact_id=new_uuid(),
+            checkpoint=checkpoint,
+            invocation_id=invocation_id,
+            metadata={**entry.metadata, "reused": True},
+        ),
+    )
+
+
+def _flow_body_call(
+    run: context.FlowRun, prompt: str, params: dict[str, Any], name: str | None
+) -> CheckpointOutput:
+    from kitaru_store import CheckpointRecord
+    from kitaru_store.manifests import Attempt
+
+    from .calls import _output, failure_of, now, reuse_record
+
+    inv = run.next_invocation_id(name or "llm")
+    seq = run.next_seq()
+    plan = run.plan
+    if plan is not None:
+        record = plan.decide(inv, FLOW_BODY_NAME)
+        if record is not None:
+            return reuse_record(
+                run,
+                name=FLOW_BODY_NAME,
+                inv=inv,
+                seq=seq,
+                record=record,
+                source_exec=plan.source.exec_id,
+                status="reused",
+                kind="llm",
+            )
+    started = now()
+    t0 = time.monotonic()
+    with run.repo.writer() as w:
+        try:
+            result = _complete(prompt, params, exec_id=run.exec_id, call=inv)
+        except Exception as exc:
+            failure = failure_of(exc, checkpoint=inv)
+            w.set_checkpoint(
+                run.exec_id,
+                CheckpointRecord(
+                    invocation_id=inv,
+                    name=FLOW_BODY_NAME,
+                    status="failed",
+                    started_at=started,
+                    ended_at=now(),
+                    attempts=(Attempt(started_at=started, ended_at=now(), failure=failure),),
+                    failure=failure,
+                    seq=seq,
+                    kind="llm",
+                ),
+            )
+            w.commit()
+            raise
+        response_id = _record(w, run.exec_id, inv, prompt, params, result, checkpoint=None, invocation_id=inv)
+        w.set_checkpoint(
+            run.exec_id,
+            CheckpointRecord(
+                invocation_id=inv,
+                name=FLOW_BODY_NAME,
+                status="completed",
+                started_at=started,
+                ended_at=now(),
+                output_object_id=response_id,
+                attempts=(Attempt(started_at=started, ended_at=now()),),
+                seq=seq,
+                kind="llm",
+                metadata={"latency_ms": round((time.monotonic() - t0) * 1000, 3)},
+            ),
+        )
+    return _output(run, FLOW_BODY_NAME, inv, response_id, result.text)

@@ -1,0 +1,398 @@
+"""``kitaru.wait()``: park a flow until someone answers a question; input, abort, resume.
+
+A wait is recorded in the execution's manifest (question, schema, metadata). With no answer yet,
+the flow body stops at the wait (optionally after polling up to ``timeout`` seconds), the
+execution is persisted as ``waiting``, and ``run()`` returns. An answer is validated against the
+wait's schema and stored as an artifact of type ``input``; ``resume`` then runs the flow body
+again, reusing every completed checkpoint, and the wait returns the answer.
+
+Schemas are rebuilt from the manifest in whichever process gives the input: builtin types,
+their generic forms (``list[int]``, ``dict[str, float]``, ``Optional``, ``Literal``), and
+msgspec Structs, dataclasses, pydantic models and enums (imported by name, like stored values).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import getpass
+import os
+import sys
+import time
+import types
+import typing
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from .errors import (
+    ExecutionStateError,
+    InputValidationError,
+    KitaruUsageError,
+    WaitAbortedError,
+    WaitNotFoundError,
+)
+
+if TYPE_CHECKING:
+    from kitaru_store import Repository
+    from kitaru_store.manifests import Manifest, WaitRecord
+
+_BUILTINS: dict[str, Any] = {
+    t.__name__: t for t in (bool, int, float, str, bytes, list, dict, tuple, set, frozenset, type(None))
+}
+_POLL_SECONDS = 0.2
+_MISSING: Any = object()
+
+
+# --- schemas ---------------------------------------------------------------------------------
+
+
+def describe(schema: Any) -> dict[str, Any]:
+    """A data description of ``schema`` that another process can rebuild the type from."""
+    if schema is None or schema is typing.Any:
+        return {"kind": "any"}
+    if isinstance(schema, type) and schema.__name__ in _BUILTINS and _BUILTINS[schema.__name__] is schema:
+        return {"kind": "builtin", "name": schema.__name__}
+    origin = typing.get_origin(schema)
+    if origin is typing.Literal:
+        return {"kind": "literal", "values": list(typing.get_args(schema))}
+    if origin in (typing.Union, types.UnionType):
+        return {"kind": "union", "args": [describe(a) for a in typing.get_args(schema)]}
+    if origin is not None and isinstance(origin, type) and origin.__name__ in _BUILTINS:
+        return {
+            "kind": "generic",
+            "origin": origin.__name__,
+            "args": [describe(a) for a in typing.get_args(schema)],
+        }
+    if isinstance(schema, type):
+        flavor = _flavor(schema)
+        if flavor:
+            return {"kind": "class", "flavor": flavor, "path": f"{schema.__module__}:{schema.__qualname__}"}
+    raise KitaruUsageError(
+        f"kitaru.wait() cannot use {schema!r} as a schema",
+        hint="use a builtin type (bool, str, int, float, list[str], dict[str, int], Literal[...], ...),"
+        " a msgspec Struct, a dataclass, a pydantic model or an Enum",
+    )
+
+
+def _flavor(cls: type) -> str | None:
+    import msgspec
+
+    if issubclass(cls, msgspec.Struct):
+        return "struct"
+    if dataclasses.is_dataclass(cls):
+        return "dataclass"
+    if issubclass(cls, enum.Enum):
+        return "enum"
+    if "pydantic" in sys.modules and issubclass(cls, sys.modules["pydantic"].BaseModel):
+        return "pydantic"
+    return None
+
+
+def rebuild(desc: dict[str, Any]) -> Any:
+    kind = desc.get("kind")
+    if kind == "any":
+        return Any
+    if kind == "builtin":
+        return _BUILTINS[desc["name"]]
+    if kind == "literal":
+        return typing.Literal[tuple(desc["values"])]
+    if kind == "union":
+        parts = [rebuild(a) for a in desc["args"]]
+        return typing.Union[tuple(parts)]  # noqa: UP007 -- built at run time from stored parts
+    if kind == "generic":
+        origin = _BUILTINS[desc["origin"]]
+        args = tuple(rebuild(a) for a in desc["args"])
+        return origin[args] if args else origin
+    if kind == "class":
+        from kitaru_store.serialization import _import_class
+
+        cls = _import_class(desc["path"], desc["flavor"])
+        if cls is None:
+            raise KitaruUsageError(
+                f"the wait's schema class {desc['path']} cannot be imported here",
+                hint="give the input from a process that can import it",
+            )
+        return cls
+    raise KitaruUsageError(f"unknown wait schema {desc!r}", hint="upgrade kitaru")
+
+
+def validate(value: Any, desc: dict[str, Any], *, exec_id: str, name: str) -> Any:
+    """``value`` converted to the wait's schema, or InputValidationError saying what is wrong."""
+    import msgspec
+
+    schema = rebuild(desc)
+    try:
+        if isinstance(schema, type) and _flavor(schema) == "pydantic":
+            return value if isinstance(value, schema) else schema.model_validate(value)  # type: ignore[attr-defined]
+        if schema is Any:
+            return value
+        if isinstance(schema, type) and isinstance(value, schema) and schema is not bool:
+            return value
+        return msgspec.convert(value, schema, strict=True)
+    except (msgspec.ValidationError, ValueError, TypeError) as exc:
+        raise InputValidationError(
+            f"input for wait {name!r} does not match its schema {schema_text(desc)}: {exc}",
+            exec_id=exec_id,
+            name=name,
+            hint="give a value of the expected type",
+        ) from None
+
+
+def schema_text(desc: dict[str, Any]) -> str:
+    kind = desc.get("kind")
+    if kind == "any":
+        return "any"
+    if kind == "builtin":
+        return str(desc["name"])
+    if kind == "literal":
+        return "Literal[" + ", ".join(repr(v) for v in desc["values"]) + "]"
+    if kind == "union":
+        return " | ".join(schema_text(a) for a in desc["args"])
+    if kind == "generic":
+        args = ", ".join(schema_text(a) for a in desc["args"])
+        return f"{desc['origin']}[{args}]" if args else str(desc["origin"])
+    return str(desc.get("path", desc))
+
+
+# --- the flow side ---------------------------------------------------------------------------
+
+
+def wait(
+    *,
+    name: str | None = None,
+    question: str | None = None,
+    schema: Any = None,
+    timeout: float | None = None,
+    metadata: dict[str, Any] | None = None,
+) -> Any:
+    """Wait for input. Flow-body only. Returns the validated answer once there is one.
+
+    Without an answer the execution is persisted as ``waiting`` and ``run()`` returns; give the
+    answer with ``KitaruClient().executions.input(...)`` and continue with ``.resume(...)``.
+    ``timeout`` (seconds): poll this long for an answer given by another process first.
+    """
+    from kitaru_store.manifests import WaitRecord
+
+    from . import context
+    from .calls import now
+    from .runtime import WaitSuspended
+
+    run = context.current_flow_body("kitaru.wait()")
+    if name is not None:
+        from kitaru_store.names import validate_name
+
+        validate_name(name, what="wait name", exec_id=run.exec_id)
+    if timeout is not None and (
+        isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout < 0
+    ):
+        raise KitaruUsageError(
+            f"timeout must be a number of seconds >= 0, not {timeout!r}", exec_id=run.exec_id
+        )
+    desc = describe(schema)
+    meta = _jsonable(metadata or {}, run.exec_id, name)
+    wid = run.next_invocation_id(name or "wait")
+    seq = run.next_seq()
+    repo = run.repo
+    record = _record(repo.get_execution(run.exec_id), wid)
+    if record is None:
+        reused = _reuse_answer(run, wid, seq)
+        if reused is not _MISSING:
+            return reused
+        record = WaitRecord(
+            name=wid,
+            status="pending",
+            created_at=now(),
+            question=question,
+            schema=desc,
+            metadata=meta,
+            timeout=timeout,
+            seq=seq,
+        )
+        with repo.writer() as w:
+            w.set_wait(run.exec_id, record)
+    deadline = time.monotonic() + (timeout or 0)
+    while True:
+        if record.status == "answered" and record.value_object_id:
+            return repo.get_value(record.value_object_id)
+        if record.status == "aborted":
+            raise WaitAbortedError(
+                f"wait {wid!r} was aborted", exec_id=run.exec_id, name=wid, hint="start a new run"
+            )
+        if time.monotonic() >= deadline:
+            raise WaitSuspended(wid)
+        time.sleep(_POLL_SECONDS)
+        found = _record(repo.get_execution(run.exec_id), wid)
+        record = found if found is not None else record
+
+
+def _reuse_answer(run: Any, wid: str, seq: int) -> Any:
+    """In a replay, before its replay point, take the answer the source execution was given."""
+    plan = run.plan
+    if plan is None or plan.same_execution or not plan.active:
+        return _MISSING
+    source_wait = _record(plan.source, wid)
+    if source_wait is None or source_wait.status != "answered" or not source_wait.value_object_id:
+        return _MISSING
+    import msgspec
+
+    from .replay import copy_entries
+
+    with run.repo.writer() as w:
+        copy_entries(w, plan.source, run.exec_id, wid)
+        w.set_wait(run.exec_id, msgspec.structs.replace(source_wait, seq=seq))
+    return run.repo.get_value(source_wait.value_object_id)
+
+
+def _record(manifest: Manifest, name: str) -> WaitRecord | None:
+    return next((w for w in manifest.waits if w.name == name), None)
+
+
+def _jsonable(metadata: dict[str, Any], exec_id: str | None, name: str | None) -> dict[str, Any]:
+    import msgspec
+
+    from .errors import SerializationError
+
+    try:
+        out = msgspec.json.decode(msgspec.json.encode(metadata))
+    except (TypeError, msgspec.EncodeError) as exc:
+        raise SerializationError(
+            f"metadata must be JSON-able: {exc}",
+            exec_id=exec_id,
+            name=name,
+            hint="use str, numbers, lists, dicts",
+        ) from None
+    if not isinstance(out, dict):
+        raise SerializationError("metadata must be a dict", exec_id=exec_id, name=name)
+    return out
+
+
+# --- the client side -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PendingWait:
+    exec_id: str
+    name: str
+    question: str | None
+    schema: str
+    metadata: dict[str, Any]
+    created_at: Any
+    timeout: float | None
+
+
+def _who() -> dict[str, Any]:
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = str(os.getuid()) if hasattr(os, "getuid") else "unknown"
+    return {"user": user, "pid": os.getpid()}
+
+
+def pending_waits(repo: Repository, exec_id: str) -> list[PendingWait]:
+    m = repo.get_execution(exec_id)
+    return [
+        PendingWait(
+            exec_id=m.exec_id,
+            name=w.name,
+            question=w.question,
+            schema=schema_text(w.schema),
+            metadata=dict(w.metadata),
+            created_at=w.created_at,
+            timeout=w.timeout,
+        )
+        for w in sorted(m.waits, key=lambda w: w.seq)
+        if w.status == "pending"
+    ]
+
+
+def _pending(repo: Repository, exec_id: str, wait: str | None) -> tuple[Manifest, WaitRecord]:
+    m = repo.get_execution(exec_id)
+    open_waits = [w for w in m.waits if w.status == "pending"]
+    if wait is None:
+        if len(open_waits) == 1:
+            return m, open_waits[0]
+        names = ", ".join(w.name for w in open_waits) or "(none)"
+        raise WaitNotFoundError(
+            f"execution {m.exec_id} has {len(open_waits)} pending waits; say which one",
+            exec_id=m.exec_id,
+            hint=f"pending: {names}",
+        )
+    record = _record(m, wait)
+    if record is None or record.status != "pending":
+        names = ", ".join(w.name for w in open_waits) or "(none)"
+        state = f"is {record.status}" if record else "does not exist"
+        raise WaitNotFoundError(
+            f"wait {wait!r} of execution {m.exec_id} {state}",
+            exec_id=m.exec_id,
+            name=wait,
+            hint=f"pending waits: {names}",
+        )
+    if m.status not in ("waiting", "running"):
+        raise ExecutionStateError(
+            f"execution {m.exec_id} is {m.status}", exec_id=m.exec_id, name=wait, hint="start a new run"
+        )
+    return m, record
+
+
+def provide_input(repo: Repository, exec_id: str, wait: str | None, value: Any) -> Any:
+    """Validate ``value`` and store it as the wait's answer (an artifact of type input)."""
+    import msgspec
+
+    from kitaru_store import Entry
+    from kitaru_store.ids import new_uuid
+
+    from .calls import now
+
+    m, record = _pending(repo, exec_id, wait)
+    checked = validate(value, record.schema, exec_id=m.exec_id, name=record.name)
+    with repo.writer() as w:
+        stored = w.put_value(checked)
+        w.replace_entry(
+            m.exec_id,
+            Entry(
+                artifact_id=new_uuid(),
+                name=record.name,
+                kind="wait_input",
+                artifact_type="input",
+                object_id=stored.object_id,
+                size=stored.size,
+                serializer=stored.serializer,
+                created_at=now(),
+                invocation_id=record.name,
+                metadata={"question": record.question} if record.question else {},
+            ),
+        )
+        w.set_wait(
+            m.exec_id,
+            msgspec.structs.replace(
+                record,
+                status="answered",
+                answered_at=now(),
+                value_object_id=stored.object_id,
+                answered_by=_who(),
+            ),
+        )
+    return checked
+
+
+def abort_wait(repo: Repository, exec_id: str, wait: str | None, reason: str | None = None) -> None:
+    """Refuse to answer: the wait is marked aborted and the execution fails cleanly."""
+    import msgspec
+
+    from kitaru_store.manifests import Failure
+
+    from .calls import now
+
+    m, record = _pending(repo, exec_id, wait)
+    message = f"wait {record.name!r} was aborted" + (f": {reason}" if reason else "")
+    with repo.writer() as w:
+        w.set_wait(
+            m.exec_id,
+            msgspec.structs.replace(record, status="aborted", answered_at=now(), answered_by=_who()),
+        )
+        w.update_execution(
+            m.exec_id,
+            status="failed",
+            ended_at=now(),
+            failure=Failure(type="kitaru.WaitAbortedError", message=message, checkpoint=record.name),
+        )
