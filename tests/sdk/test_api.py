@@ -19,35 +19,51 @@ EXPECTED_ALL = [
     "ArtifactType",
     "Checkpoint",
     "CheckpointCall",
+    "CheckpointFuture",
     "CheckpointOutput",
     "CorruptObjectError",
+    "DivergenceError",
     "DuplicateNameError",
     "Execution",
     "ExecutionNotFinishedError",
     "ExecutionNotFoundError",
+    "ExecutionStateError",
     "Flow",
     "FlowExecutionError",
     "FlowHandle",
+    "FlowNotFoundError",
+    "InputValidationError",
     "InvalidArtifactTypeError",
     "InvalidNameError",
     "KitaruClient",
     "KitaruContextError",
     "KitaruError",
     "KitaruUsageError",
+    "LLMConfigError",
+    "LLMError",
+    "PendingWait",
     "PickleNotAllowedError",
     "SerializationError",
     "StoreError",
     "StoreNotFoundError",
+    "WaitAbortedError",
+    "WaitInfo",
+    "WaitNotFoundError",
     "checkpoint",
     "current_execution_id",
     "flow",
+    "llm",
     "load",
+    "log",
     "save",
+    "wait",
 ]
 
 
 def test_public_api_is_pinned() -> None:
     assert kitaru.__all__ == EXPECTED_ALL
+    for name in EXPECTED_ALL:  # every listed name resolves, the lazily loaded ones included
+        assert getattr(kitaru, name) is not None
     assert sorted(kitaru.__all__) == kitaru.__all__
     for name in EXPECTED_ALL:
         assert hasattr(kitaru, name), name
@@ -55,7 +71,7 @@ def test_public_api_is_pinned() -> None:
 
 def test_every_public_error_is_a_kitaru_error() -> None:
     errors = [getattr(kitaru, n) for n in EXPECTED_ALL if n.endswith("Error")]
-    assert len(errors) == 17
+    assert len(errors) == 25
     for cls in errors:
         assert issubclass(cls, kitaru.KitaruError), cls
     assert issubclass(kitaru.PickleNotAllowedError, kitaru.SerializationError)
