@@ -30,7 +30,7 @@ ENTRY_KINDS: tuple[str, ...] = ("checkpoint_output", "manual", "llm_record", "wa
 ArtifactType = Literal["prompt", "response", "context", "input", "output", "blob"]
 # The tuple lives in names.py (importable without msgspec); this Literal must list the same.
 
-CheckpointStatus = Literal["running", "completed", "failed", "cached"]
+CheckpointStatus = Literal["running", "completed", "failed", "reused", "cached", "overridden"]
 
 
 def utcnow() -> dt.datetime:

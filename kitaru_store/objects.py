@@ -8,6 +8,7 @@ bytes, so the same value always has the same id however it is stored.
 
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass, field
 
@@ -25,7 +26,15 @@ CHUNK_MIN, CHUNK_AVG, CHUNK_MAX = 64 << 10, 256 << 10, 1 << 20
 
 Buffer = bytes | bytearray | memoryview
 
-_chunker = FastCDC(avg_size=CHUNK_AVG, min_size=CHUNK_MIN, max_size=CHUNK_MAX)
+_local = threading.local()
+
+
+def _chunker() -> FastCDC:
+    """One FastCDC per thread: pyfastcdc's chunker objects are not safe to share across threads."""
+    chunker: FastCDC | None = getattr(_local, "chunker", None)
+    if chunker is None:
+        chunker = _local.chunker = FastCDC(avg_size=CHUNK_AVG, min_size=CHUNK_MIN, max_size=CHUNK_MAX)
+    return chunker
 
 
 class ChunkIndex(msgspec.Struct, array_like=True):
@@ -85,7 +94,7 @@ def prepare(data: Buffer) -> PreparedValue:
         return PreparedValue(key, size, [Piece(key, view)])
     pieces: list[Piece] = []
     entries: list[tuple[bytes, int]] = []
-    for chunk in _chunker.cut_buf(view):
+    for chunk in _chunker().cut_buf(view):
         ckey = hashing.digest(chunk.data)
         pieces.append(Piece(ckey, chunk.data))
         entries.append((ckey, chunk.length))

@@ -167,12 +167,30 @@ def show(state: State, exec_id: str, as_json: bool) -> None:
         click.echo("failure:")
         out.echo_lines("  " + line for line in _failure_lines(m.failure, "    "))
     sizes = {e.object_id: e.size for e in m.entries}
+    calls = sorted(m.checkpoints, key=lambda c: c.seq)  # call order (concurrent calls end out of order)
     click.echo()
-    click.echo(out.style(f"checkpoints ({len(m.checkpoints)})", bold=True))
-    heads = out.table([_checkpoint_head(c) for c in m.checkpoints])
-    for c, head in zip(m.checkpoints, heads, strict=True):
+    click.echo(out.style(f"checkpoints ({len(calls)})", bold=True))
+    heads = out.table([_checkpoint_head(c) for c in calls])
+    for c, head in zip(calls, heads, strict=True):
         click.echo("  " + head)
         out.echo_lines(_checkpoint_details(c, sizes))
+    if m.waits:
+        click.echo()
+        click.echo(out.style(f"waits ({len(m.waits)})", bold=True))
+        for w in sorted(m.waits, key=lambda w: w.seq):
+            click.echo(f"  {out.style(w.name, bold=True)}  {out.status_text(w.status)}")
+            details: list[tuple[str, str]] = []
+            if w.question:
+                details.append(
+                    ("question", w.question.splitlines()[0] + (" ..." if "\n" in w.question else ""))
+                )
+            if w.value_object_id:
+                details.append(("answer", out.short(w.value_object_id)))
+            if w.answered_at:
+                details.append(("answered", out.when(w.answered_at)))
+            if w.metadata:
+                details.append(("metadata", out.inline(w.metadata)))
+            out.echo_lines("      " + line for line in out.fields(details))
     click.echo()
     click.echo(out.style(f"artifacts ({len(m.entries)})", bold=True))
     out.echo_lines("  " + line for line in out.table(entry_rows(m.entries)))
