@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import datetime as dt
+import inspect
 import os
 import traceback
 from collections.abc import Iterable
@@ -148,7 +149,7 @@ def reuse_record(
     from kitaru_store import CheckpointRecord
 
     assert record.output_object_id
-    if source_exec == run.exec_id:
+    if source_exec == run.exec_id and record.invocation_id == inv:
         return _output(run, name, inv, record.output_object_id)  # already in this manifest
     source = run.repo.get_execution(source_exec)
     stamp = now()
@@ -248,12 +249,23 @@ def _cache_key(cp: Checkpoint, args: Any, kwargs: Any) -> bytes | None:
     from kitaru_store.errors import SerializationError
     from kitaru_store.serialization import serialize
 
+    inputs: Any = {"args": list(args), "kwargs": kwargs}
+    try:  # f(1), f(x=1) and f(1, y=<default>) are the same call
+        sig = inspect.signature(cp.fn)
+        bound = sig.bind(*args, **kwargs)
+        bound.apply_defaults()
+        inputs = [
+            [k, sorted(v.items()) if sig.parameters[k].kind is inspect.Parameter.VAR_KEYWORD else v]
+            for k, v in bound.arguments.items()
+        ]
+    except (TypeError, ValueError):
+        pass  # no signature, or arguments that do not fit (the call itself will say so)
     try:
-        data, _ = serialize({"args": list(args), "kwargs": kwargs})
+        data, _ = serialize(inputs)
     except SerializationError:
         return None  # inputs that are not data cannot be compared: no caching
     h = hashing.StreamHasher()
-    h.update(b"kitaru-checkpoint-cache-1\x00" + cp.name.encode() + b"\x00")
+    h.update(b"kitaru-checkpoint-cache-2\x00" + cp.name.encode() + b"\x00")
     h.update(code_fingerprint(cp.fn))
     h.update(data)
     return h.digest()
@@ -284,7 +296,17 @@ def code_fingerprint(fn: Any) -> bytes:
     return h.digest()
 
 
-def _cached(run: context.FlowRun, cp: Checkpoint, inv: str, seq: int, key: bytes) -> CheckpointOutput | None:
+def _cached(
+    run: context.FlowRun,
+    cp: Checkpoint,
+    inv: str,
+    seq: int,
+    key: bytes,
+    lineage: tuple[tuple[str, ...], tuple[str, ...]],
+) -> CheckpointOutput | None:
+    """The output of the cached call, recorded with this call's own ``(inputs, upstream)``."""
+    import msgspec
+
     from kitaru_store.errors import ExecutionNotFoundError, ObjectNotFoundError
 
     hit = run.repo.cache_get(key)
@@ -295,6 +317,7 @@ def _cached(run: context.FlowRun, cp: Checkpoint, inv: str, seq: int, key: bytes
         record = next(c for c in source.checkpoints if c.invocation_id == hit.invocation_id)
         if record.output_object_id != hit.object_id:
             raise StopIteration
+        record = msgspec.structs.replace(record, inputs=lineage[0], upstream=lineage[1])
         return reuse_record(
             run, name=cp.name, inv=inv, seq=seq, record=record, source_exec=hit.exec_id, status="cached"
         )
@@ -319,7 +342,7 @@ def _execute(
     call_kwargs = unwrap(kwargs, upstream, inputs)
     key = _cache_key(cp, call_args, call_kwargs) if _cache_enabled(run, cp) else None
     if key is not None:
-        hit = _cached(run, cp, inv, seq, key)
+        hit = _cached(run, cp, inv, seq, key, (tuple(dict.fromkeys(inputs)), tuple(upstream)))
         if hit is not None:
             return hit
     started = now()

@@ -33,8 +33,8 @@ def find(manifest: Manifest) -> Flow[Any, Any]:
     flow = _flows.get(manifest.flow_name)
     if flow is not None:
         return flow
-    module = manifest.metadata.get("module")
-    qualname = manifest.metadata.get("qualname")
+    module = manifest.metadata.get("kitaru.module")
+    qualname = manifest.metadata.get("kitaru.qualname")
     if isinstance(module, str) and isinstance(qualname, str) and module != "__main__":
         try:
             obj: Any = importlib.import_module(module)

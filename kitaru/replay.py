@@ -51,6 +51,16 @@ class ReusePlan:
             overrides=dict(overrides or {}),
             calls=calls,
         )
+        unknown = [k for k in plan.overrides if not any(k in (c.invocation_id, c.name) for c in calls)]
+        if unknown:
+            known = ", ".join(c.invocation_id for c in calls) or "(none)"
+            raise KitaruUsageError(
+                f"overrides name no recorded call of execution {source.exec_id}:"
+                f" {', '.join(map(str, unknown))}",
+                exec_id=source.exec_id,
+                name=str(unknown[0]),
+                hint=f"override one of: {known}",
+            )
         if stop_at is not None and not any(stop_at in (c.invocation_id, c.name) for c in calls):
             known = ", ".join(c.invocation_id for c in calls) or "(none)"
             raise KitaruUsageError(

@@ -52,7 +52,10 @@ def _not_nested(flow: Flow[Any, Any]) -> None:
 def _create(
     repo: Repository, flow: Flow[Any, Any], args: tuple[Any, ...], kwargs: dict[str, Any], **extra: Any
 ) -> str:
-    metadata = {"module": flow.fn.__module__, "qualname": getattr(flow.fn, "__qualname__", flow.name)}
+    metadata = {
+        "kitaru.module": flow.fn.__module__,
+        "kitaru.qualname": getattr(flow.fn, "__qualname__", flow.name),
+    }
     with repo.writer() as w:
         exec_id = w.create_execution(flow.name, metadata=metadata, **extra)
         try:
@@ -121,6 +124,16 @@ def _inputs(
     return tuple(bound.args), dict(bound.kwargs)
 
 
+def _same_flow(flow: Flow[Any, Any], source: Manifest, action: str) -> None:
+    if source.flow_name != flow.name:
+        raise KitaruUsageError(
+            f"execution {source.exec_id} ran flow {source.flow_name!r}, not {flow.name!r}",
+            exec_id=source.exec_id,
+            name=flow.name,
+            hint=f"{action} it with the {source.flow_name} flow, or KitaruClient().executions.{action}(...)",
+        )
+
+
 def replay_flow(
     flow: Flow[Any, Any],
     exec_id: str,
@@ -134,17 +147,18 @@ def replay_flow(
     _not_nested(flow)
     repo = open_repository(store)
     source = repo.get_execution(exec_id)
-    if source.flow_name != flow.name:
-        raise KitaruUsageError(
-            f"execution {source.exec_id} ran flow {source.flow_name!r}, not {flow.name!r}",
-            exec_id=source.exec_id,
-            name=flow.name,
-            hint=f"replay it with the {source.flow_name} flow, or KitaruClient().executions.replay(...)",
-        )
+    _same_flow(flow, source, "replay")
     plan = ReusePlan.build(source, same_execution=False, stop_at=from_, overrides=overrides)
     args, kwargs = _inputs(repo, flow, source, dict(flow_inputs or {}))
     new_id = _create(repo, flow, args, kwargs, replay_of=source.exec_id)
-    run = context.FlowRun(repo=repo, exec_id=new_id, flow_name=flow.name, plan=plan, cache=flow.cache)
+    run = context.FlowRun(
+        repo=repo,
+        exec_id=new_id,
+        flow_name=flow.name,
+        plan=plan,
+        cache=flow.cache,
+        cache_forced=flow._run_cache,
+    )
     return _drive(flow, run, args, kwargs)
 
 
@@ -155,6 +169,7 @@ def continue_flow(
     _not_nested(flow)
     repo = open_repository(store)
     source = repo.get_execution(exec_id)
+    _same_flow(flow, source, "resume" if allowed == ("waiting",) else "retry")
     if source.status not in allowed:
         raise ExecutionStateError(
             f"execution {source.exec_id} is {source.status}; this needs it to be {' or '.join(allowed)}",
@@ -166,11 +181,18 @@ def continue_flow(
     plan = ReusePlan.build(source, same_execution=True)
     with repo.writer() as w:
         if source.failure is not None:
-            history = [*source.metadata.get("previous_failures", [])]
+            history = [*source.metadata.get("kitaru.previous_failures", [])]
             history.append({"type": source.failure.type, "message": source.failure.message})
-            w.merge_metadata(source.exec_id, {"previous_failures": history})
+            w.merge_metadata(source.exec_id, {"kitaru.previous_failures": history})
         w.update_execution(source.exec_id, status="running", ended_at=None, failure=None)
-    run = context.FlowRun(repo=repo, exec_id=source.exec_id, flow_name=flow.name, plan=plan, cache=flow.cache)
+    run = context.FlowRun(
+        repo=repo,
+        exec_id=source.exec_id,
+        flow_name=flow.name,
+        plan=plan,
+        cache=flow.cache,
+        cache_forced=flow._run_cache,
+    )
     return _drive(flow, run, args, kwargs)
 
 

@@ -70,7 +70,7 @@ def test_get_returns_the_whole_execution() -> None:
     assert isinstance(execution.started_at, dt.datetime) and execution.started_at.tzinfo is not None
     assert execution.ended_at is not None and execution.ended_at >= execution.started_at
     assert execution.duration == execution.ended_at - execution.started_at
-    assert execution.metadata["module"] == __name__
+    assert execution.metadata["kitaru.module"] == __name__
 
     research_call, write_call = execution.checkpoints
     assert isinstance(research_call, CheckpointCall)
