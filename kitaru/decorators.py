@@ -163,24 +163,26 @@ class Checkpoint(Generic[P, R]):
             return _check_name(kwargs.pop("id"), "checkpoint id")
         return None
 
-    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> CheckpointOutput:
+    # Arguments are typed Any on purpose: a checkpoint takes output handles and futures of other
+    # checkpoints where its function takes their values (the documented pattern).
+    def __call__(self, *args: Any, **kwargs: Any) -> CheckpointOutput:
         from .calls import call_checkpoint
 
         explicit = self._explicit_id(kwargs)
         return call_checkpoint(self, args, kwargs, invocation_id=explicit)
 
-    def with_id(self, invocation_id: str) -> Callable[P, CheckpointOutput]:
+    def with_id(self, invocation_id: str) -> Callable[..., CheckpointOutput]:
         """This checkpoint, called under an explicit invocation id."""
         from .calls import call_checkpoint
 
         explicit = _check_name(invocation_id, "checkpoint id")
 
-        def call(*args: P.args, **kwargs: P.kwargs) -> CheckpointOutput:
+        def call(*args: Any, **kwargs: Any) -> CheckpointOutput:
             return call_checkpoint(self, args, kwargs, invocation_id=explicit)
 
         return call
 
-    def submit(self, *args: P.args, **kwargs: P.kwargs) -> CheckpointFuture:
+    def submit(self, *args: Any, **kwargs: Any) -> CheckpointFuture:
         """Run this checkpoint on the flow's thread pool; returns a future (pass it on like a handle).
 
         Invocation ids are given in submission order, so they are the same on every run.

@@ -16,6 +16,7 @@ Providers (llm_providers.py): any OpenAI-compatible endpoint, or ``model="offlin
 
 from __future__ import annotations
 
+import contextlib
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -49,10 +50,23 @@ def llm(
             "kitaru.llm() can only be called while a flow runs (in its body or in a checkpoint)",
             hint="call it from a @flow body or a @checkpoint function",
         )
-    if not isinstance(prompt, str):
-        from .errors import KitaruUsageError
+    from .errors import KitaruUsageError
 
+    if not isinstance(prompt, str):
         raise KitaruUsageError(f"prompt must be a string, not {type(prompt).__name__}", exec_id=run.exec_id)
+    for what, value in (("model", model), ("system", system)):
+        if value is not None and not isinstance(value, str):
+            raise KitaruUsageError(
+                f"{what} must be a string, not {type(value).__name__}", exec_id=run.exec_id
+            )
+    if temperature is not None and (
+        isinstance(temperature, bool) or not isinstance(temperature, int | float)
+    ):
+        raise KitaruUsageError(f"temperature must be a number, not {temperature!r}", exec_id=run.exec_id)
+    if max_tokens is not None and (
+        isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1
+    ):
+        raise KitaruUsageError(f"max_tokens must be an integer >= 1, not {max_tokens!r}", exec_id=run.exec_id)
     if name is not None:
         validate_name(name, what="llm call name", exec_id=run.exec_id)
     params = {"model": model, "system": system, "temperature": temperature, "max_tokens": max_tokens}
@@ -211,6 +225,52 @@ def _copy_into(
     )
 
 
+def _overridden(run: context.FlowRun, inv: str, seq: int, prompt: str, value: Any) -> CheckpointOutput:
+    """A replay's injected response for a flow-body call (``overrides={"llm": ...}``): no model call."""
+    from kitaru_store import CheckpointRecord, Entry
+    from kitaru_store.ids import new_uuid
+
+    from .calls import _output, now
+
+    stamp = now()
+    with run.repo.writer() as w:
+        stored_prompt = w.put_value(prompt)
+        stored = w.put_value(value)
+        for entry_name, put, kind_type in (
+            (f"{inv}.prompt", stored_prompt, "prompt"),
+            (inv, stored, "response"),
+        ):
+            w.replace_entry(
+                run.exec_id,
+                Entry(
+                    artifact_id=new_uuid(),
+                    name=entry_name,
+                    kind="llm_record",
+                    artifact_type=kind_type,
+                    object_id=put.object_id,
+                    size=put.size,
+                    serializer=put.serializer,
+                    created_at=stamp,
+                    invocation_id=inv,
+                    metadata={"overridden": True},
+                ),
+            )
+        w.set_checkpoint(
+            run.exec_id,
+            CheckpointRecord(
+                invocation_id=inv,
+                name=FLOW_BODY_NAME,
+                status="overridden",
+                started_at=stamp,
+                ended_at=stamp,
+                output_object_id=stored.object_id,
+                seq=seq,
+                kind="llm",
+            ),
+        )
+    return _output(run, FLOW_BODY_NAME, inv, stored.object_id, value)
+
+
 def _flow_body_call(
     run: context.FlowRun, prompt: str, params: dict[str, Any], name: str | None
 ) -> CheckpointOutput:
@@ -223,6 +283,11 @@ def _flow_body_call(
     seq = run.next_seq()
     plan = run.plan
     if plan is not None:
+        from .replay import _UNSET
+
+        injected = plan.override_for(inv, FLOW_BODY_NAME)
+        if injected is not _UNSET:
+            return _overridden(run, inv, seq, prompt, injected)
         record = plan.decide(inv, FLOW_BODY_NAME)
         if record is not None:
             return reuse_record(
@@ -257,6 +322,8 @@ def _flow_body_call(
                 ),
             )
             w.commit()
+            with contextlib.suppress(AttributeError):
+                exc._kitaru_checkpoint = inv  # type: ignore[attr-defined]  # the execution's failure names it
             raise
         response_id = _record(w, run.exec_id, inv, prompt, params, result, checkpoint=None, invocation_id=inv)
         w.set_checkpoint(

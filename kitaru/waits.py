@@ -41,6 +41,8 @@ _BUILTINS: dict[str, Any] = {
 }
 _POLL_SECONDS = 0.2
 _MISSING: Any = object()
+# as calls.failure_of names it, so that an abort reads the same as the flow's own WaitAbortedError
+_ABORTED_TYPE = f"{WaitAbortedError.__module__}.{WaitAbortedError.__qualname__}"
 
 
 # --- schemas ---------------------------------------------------------------------------------
@@ -66,7 +68,21 @@ def describe(schema: Any) -> dict[str, Any]:
     if isinstance(schema, type):
         flavor = _flavor(schema)
         if flavor:
-            return {"kind": "class", "flavor": flavor, "path": f"{schema.__module__}:{schema.__qualname__}"}
+            from kitaru_store.errors import SerializationError
+            from kitaru_store.serialization import _import_class
+
+            path = f"{schema.__module__}:{schema.__qualname__}"
+            try:
+                found = _import_class(path, flavor)
+            except SerializationError:  # the name is taken by another kind of class
+                found = None
+            if found is not schema:  # the input is validated by a process that imports it by name
+                raise KitaruUsageError(
+                    f"kitaru.wait() cannot use {schema.__qualname__} as a schema: it cannot be imported"
+                    f" as {path}",
+                    hint="define the schema class at the top level of a module",
+                )
+            return {"kind": "class", "flavor": flavor, "path": path}
     raise KitaruUsageError(
         f"kitaru.wait() cannot use {schema!r} as a schema",
         hint="use a builtin type (bool, str, int, float, list[str], dict[str, int], Literal[...], ...),"
@@ -126,8 +142,8 @@ def validate(value: Any, desc: dict[str, Any], *, exec_id: str, name: str) -> An
             return value if isinstance(value, schema) else schema.model_validate(value)  # type: ignore[attr-defined]
         if schema is Any:
             return value
-        if isinstance(schema, type) and isinstance(value, schema) and schema is not bool:
-            return value
+        if isinstance(schema, type) and isinstance(value, schema) and not isinstance(value, bool):
+            return value  # (a bool is an int, but not a valid answer to an int wait: msgspec decides)
         return msgspec.convert(value, schema, strict=True)
     except (msgspec.ValidationError, ValueError, TypeError) as exc:
         raise InputValidationError(
@@ -187,6 +203,13 @@ def wait(
     ):
         raise KitaruUsageError(
             f"timeout must be a number of seconds >= 0, not {timeout!r}", exec_id=run.exec_id
+        )
+    if question is not None and not isinstance(question, str):
+        raise KitaruUsageError(
+            f"question must be a string, not {type(question).__name__}",
+            exec_id=run.exec_id,
+            name=name,
+            hint="build the text first, e.g. with .load() and an f-string",
         )
     desc = describe(schema)
     meta = _jsonable(metadata or {}, run.exec_id, name)
@@ -307,13 +330,23 @@ def pending_waits(repo: Repository, exec_id: str) -> list[PendingWait]:
 
 def _pending(repo: Repository, exec_id: str, wait: str | None) -> tuple[Manifest, WaitRecord]:
     m = repo.get_execution(exec_id)
+    if m.status not in ("waiting", "running"):
+        raise ExecutionStateError(
+            f"execution {m.exec_id} is {m.status}; only a waiting execution takes input",
+            exec_id=m.exec_id,
+            name=wait,
+            hint="start a new run",
+        )
     open_waits = [w for w in m.waits if w.status == "pending"]
     if wait is None:
         if len(open_waits) == 1:
             return m, open_waits[0]
         names = ", ".join(w.name for w in open_waits) or "(none)"
+        what = (
+            f"{len(open_waits)} pending waits; say which one with wait=" if open_waits else "no pending wait"
+        )
         raise WaitNotFoundError(
-            f"execution {m.exec_id} has {len(open_waits)} pending waits; say which one",
+            f"execution {m.exec_id} has {what}",
             exec_id=m.exec_id,
             hint=f"pending: {names}",
         )
@@ -327,11 +360,28 @@ def _pending(repo: Repository, exec_id: str, wait: str | None) -> tuple[Manifest
             name=wait,
             hint=f"pending waits: {names}",
         )
-    if m.status not in ("waiting", "running"):
-        raise ExecutionStateError(
-            f"execution {m.exec_id} is {m.status}", exec_id=m.exec_id, name=wait, hint="start a new run"
-        )
     return m, record
+
+
+def _still_pending(current: Manifest, name: str) -> Manifest:
+    """Checked again inside the commit: nobody answered or aborted the wait since it was read."""
+    found = _record(current, name)
+    if current.status not in ("waiting", "running"):
+        raise ExecutionStateError(
+            f"execution {current.exec_id} became {current.status} meanwhile",
+            exec_id=current.exec_id,
+            name=name,
+            hint="start a new run",
+        )
+    if found is None or found.status != "pending":
+        raise WaitNotFoundError(
+            f"wait {name!r} of execution {current.exec_id} was {found.status if found else 'removed'}"
+            " meanwhile",
+            exec_id=current.exec_id,
+            name=name,
+            hint="another process answered or aborted it first",
+        )
+    return current
 
 
 def provide_input(repo: Repository, exec_id: str, wait: str | None, value: Any) -> Any:
@@ -346,6 +396,7 @@ def provide_input(repo: Repository, exec_id: str, wait: str | None, value: Any) 
     m, record = _pending(repo, exec_id, wait)
     checked = validate(value, record.schema, exec_id=m.exec_id, name=record.name)
     with repo.writer() as w:
+        w.mutate(m.exec_id, lambda current: _still_pending(current, record.name))
         stored = w.put_value(checked)
         w.replace_entry(
             m.exec_id,
@@ -386,6 +437,7 @@ def abort_wait(repo: Repository, exec_id: str, wait: str | None, reason: str | N
     m, record = _pending(repo, exec_id, wait)
     message = f"wait {record.name!r} was aborted" + (f": {reason}" if reason else "")
     with repo.writer() as w:
+        w.mutate(m.exec_id, lambda current: _still_pending(current, record.name))
         w.set_wait(
             m.exec_id,
             msgspec.structs.replace(record, status="aborted", answered_at=now(), answered_by=_who()),
@@ -394,5 +446,5 @@ def abort_wait(repo: Repository, exec_id: str, wait: str | None, reason: str | N
             m.exec_id,
             status="failed",
             ended_at=now(),
-            failure=Failure(type="kitaru.WaitAbortedError", message=message, checkpoint=record.name),
+            failure=Failure(type=_ABORTED_TYPE, message=message, checkpoint=record.name),
         )
