@@ -9,6 +9,7 @@ Importing kitaru is cheap: the storage engine loads when a flow first runs.
 
 from typing import TYPE_CHECKING
 
+from . import memory  # the module: kitaru.memory.set/get/list/history/delete/redact
 from .artifacts import ArtifactType, load, save
 from .client import ArtifactRef, CheckpointCall, Execution, KitaruClient, WaitInfo
 from .context import current_execution_id
@@ -44,6 +45,7 @@ if TYPE_CHECKING:
     from .calls import CheckpointFuture
     from .llm import llm
     from .llm_providers import LLMConfigError, LLMError
+    from .memory import MemoryKeyNotFoundError, MemoryRedactedError
     from .metadata import log
     from .waits import PendingWait, wait
 
@@ -54,6 +56,8 @@ _LAZY = {
     "LLMConfigError": "llm_providers",
     "LLMError": "llm_providers",
     "log": "metadata",
+    "MemoryKeyNotFoundError": "memory",
+    "MemoryRedactedError": "memory",
     "PendingWait": "waits",
     "wait": "waits",
 }
@@ -102,6 +106,8 @@ __all__ = [
     "KitaruUsageError",
     "LLMConfigError",
     "LLMError",
+    "MemoryKeyNotFoundError",
+    "MemoryRedactedError",
     "PendingWait",
     "PickleNotAllowedError",
     "SerializationError",
@@ -116,6 +122,7 @@ __all__ = [
     "llm",
     "load",
     "log",
+    "memory",
     "save",
     "wait",
 ]

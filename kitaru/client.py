@@ -13,6 +13,7 @@ from .artifacts import normalize_type
 if TYPE_CHECKING:
     from kitaru_store import Repository
     from kitaru_store.manifests import CheckpointRecord, Entry, ExecutionSummary, Manifest
+    from kitaru_store.memory import MemoryItem, MemoryVersion
 
     from .handles import FlowHandle
     from .waits import PendingWait
@@ -302,14 +303,82 @@ class _Artifacts:
         return [_ref(e, manifest.exec_id, repo) for e in entries]
 
 
+class _Memories:
+    """Browse memory (docs/memory.md): ``get``, ``history`` and ``list``.
+
+    The client never uses a running flow's context: name the scope with ``namespace=`` (default
+    "default"), ``flow=`` or ``exec_id=`` (a unique prefix works). Writes go through kitaru.memory.
+    """
+
+    def __init__(self, client: KitaruClient) -> None:
+        self._client = client
+
+    def _scope(
+        self, api: str, scope: str | None, namespace: str | None, flow: str | None, exec_id: str | None
+    ) -> Any:
+        from .memory import resolve_scope
+
+        return resolve_scope(
+            self._client.repository,
+            f"KitaruClient().memories.{api}()",
+            scope=scope,
+            namespace=namespace,
+            flow=flow,
+            exec_id=exec_id,
+            use_context=False,
+        )
+
+    def get(
+        self,
+        key: str,
+        *,
+        version: int | None = None,
+        scope: str | None = None,
+        namespace: str | None = None,
+        flow: str | None = None,
+        exec_id: str | None = None,
+        allow_pickle: bool | None = None,
+    ) -> Any:
+        """The value of ``key`` (latest, or ``version``); MemoryKeyNotFoundError or MemoryRedactedError."""
+        target = self._scope("get", scope, namespace, flow, exec_id)
+        return self._client.repository.memory.get(target, key, version=version, allow_pickle=allow_pickle)
+
+    def history(
+        self,
+        key: str,
+        *,
+        scope: str | None = None,
+        namespace: str | None = None,
+        flow: str | None = None,
+        exec_id: str | None = None,
+    ) -> list[MemoryVersion]:
+        """Every version of ``key``, oldest first, deletions and redactions included."""
+        target = self._scope("history", scope, namespace, flow, exec_id)
+        return self._client.repository.memory.history(target, key)
+
+    def list(
+        self,
+        *,
+        scope: str | None = None,
+        namespace: str | None = None,
+        flow: str | None = None,
+        exec_id: str | None = None,
+        prefix: str | None = None,
+    ) -> list[MemoryItem]:
+        """The live keys of one scope, in key order, with their latest version."""
+        target = self._scope("list", scope, namespace, flow, exec_id)
+        return self._client.repository.memory.list(target, prefix=prefix)
+
+
 class KitaruClient:
-    """Programmatic access to the store: ``executions`` and ``artifacts``."""
+    """Programmatic access to the store: ``executions``, ``artifacts`` and ``memories``."""
 
     def __init__(self, store: str | os.PathLike[str] | None = None) -> None:
         self._store = store
         self._repo: Repository | None = None
         self.executions = _Executions(self)
         self.artifacts = _Artifacts(self)
+        self.memories = _Memories(self)
 
     @property
     def repository(self) -> Repository:

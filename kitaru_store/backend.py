@@ -33,6 +33,9 @@ DATABASES = (
     b"artifacts",  # artifact id (16 bytes) -> execution id (16 bytes)
     b"refs",  # ref name (utf-8: "pin/NAME", "inflight/...") -> object ids (32 bytes each, concatenated)
     b"cache",  # checkpoint cache key (32 bytes) -> CacheRecord (msgpack); not a gc root
+    # scope kind (b"n" namespace, b"f" flow, b"e" execution) + scope name (utf-8) + 0x00 + memory key
+    # (utf-8) + 0x00 + version (8 bytes, big-endian, from 1) -> MemoryRecord (msgpack, memory.py)
+    b"memory",
 )
 
 DEFAULT_MAP_SIZE = 1 << 36  # 64 GiB of address space; the file grows only as data arrives
@@ -68,32 +71,43 @@ def translate(exc: lmdb.Error, path: str) -> StoreError:
 
 
 class ReadTxn:
-    """A read (or write) transaction with helpers over the named sub-databases."""
+    """A read (or write) transaction with helpers over the named sub-databases.
+
+    A sub-database a read-only handle could not open (a store made before it existed) reads as
+    empty: its handle is None, which LMDB would otherwise take for the top-level table.
+    """
 
     def __init__(self, txn: lmdb.Transaction, dbs: dict[bytes, lmdb._Database | None]) -> None:
         self.txn = txn
         self._dbs = dbs
 
     def get(self, db: bytes, key: bytes) -> bytes | None:
-        value = self.txn.get(key, db=self._dbs[db])
+        handle = self._dbs[db]
+        value = self.txn.get(key, db=handle) if handle is not None else None
         return None if value is None else bytes(value)
 
     def get_view(self, db: bytes, key: bytes) -> memoryview | None:
         """A zero-copy view, valid only inside this transaction (needs buffers=True)."""
-        value = self.txn.get(key, db=self._dbs[db])
+        handle = self._dbs[db]
+        value = self.txn.get(key, db=handle) if handle is not None else None
         return None if value is None else memoryview(value)
 
     def has(self, db: bytes, key: bytes) -> bool:
-        return self.txn.get(key, db=self._dbs[db]) is not None
+        handle = self._dbs[db]
+        return handle is not None and self.txn.get(key, db=handle) is not None
 
     def count(self, db: bytes) -> int:
-        return int(self.txn.stat(self._dbs[db])["entries"])
+        handle = self._dbs[db]
+        return int(self.txn.stat(handle)["entries"]) if handle is not None else 0
 
     def items(
         self, db: bytes, lo: bytes = b"", hi: bytes | None = None, *, reverse: bool = False
     ) -> Iterator[tuple[bytes, bytes]]:
         """Items with lo <= key < hi, in key order (or reversed)."""
-        cur = self.txn.cursor(db=self._dbs[db])
+        handle = self._dbs[db]
+        if handle is None:
+            return
+        cur = self.txn.cursor(db=handle)
         if not reverse:
             if not cur.set_range(lo):
                 return
@@ -148,8 +162,9 @@ class Backend:
         if self._store_lock is not None:
             try:
                 self._store_lock.acquire(exclusive=False, timeout=60.0, what="opening the store")
-            except PermissionError:
-                if not self.readonly:
+            except OSError as exc:
+                # EROFS is not a PermissionError: a read-only filesystem raises a plain OSError.
+                if not self.readonly or exc.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
                     raise
                 # A read-only store on a read-only filesystem: nothing can compact it under us.
                 self._store_lock = None

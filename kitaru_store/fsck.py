@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 import msgspec
 
-from . import ids, objects
+from . import ids, memory, objects
 from . import manifests as mf
 from .errors import KitaruError
 
@@ -21,7 +21,8 @@ Progress = Callable[[str, int, int], None]
 
 @dataclass(frozen=True)
 class Problem:
-    kind: str  # corrupt-object, missing-object, bad-manifest, index-mismatch, missing-touch
+    kind: str  # corrupt-object, missing-object, bad-manifest, index-mismatch, missing-touch,
+    # bad-memory-record
     detail: str
     object_id: str | None = None
     exec_id: str | None = None
@@ -53,7 +54,10 @@ def check(
     progress: Progress | None = None,
     seed: int | None = None,
 ) -> FsckReport:
-    """Verify the store. ``sample``: a fraction (0 < f < 1) or a count of objects to re-hash."""
+    """Verify the store.
+
+    ``sample``: a fraction (a float, 0 < f <= 1) or a count (an int) of objects to re-hash.
+    """
     report = FsckReport()
     backend = repo._backend()
     keys = [k for k, _ in _keys(repo)]
@@ -172,6 +176,7 @@ def _check_manifests(repo: Repository, report: FsckReport, progress: Progress | 
                 Problem("index-mismatch", f"artifact index names a missing artifact {akey.hex()}")
             )
     _check_refs(repo, report)
+    report.problems.extend(Problem(**p) for p in memory.problems(backend))
 
 
 def _check_refs(repo: Repository, report: FsckReport) -> None:

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING
 
-from . import codec, config, ids, objects
+from . import codec, config, ids, memory, objects
 from . import manifests as mf
 from .backend import WriteTxn, close_backend
 from .errors import StoreLockedError
@@ -71,7 +71,7 @@ def _file_size(repo: Repository) -> int:
 
 
 def stale_inflight(ref_name: bytes, before_ns: int) -> bool:
-    """Whether a ref is the in-flight list of a writer that started before ``before_ns``."""
+    """Whether a ref is the in-flight list of a writer that flushed before ``before_ns``."""
     if not ref_name.startswith(INFLIGHT_PREFIX):
         return False
     stamp = ref_name[len(INFLIGHT_PREFIX) : len(INFLIGHT_PREFIX) + 16]
@@ -107,6 +107,7 @@ def mark(repo: Repository, progress: Progress | None = None) -> set[bytes]:
         if stale_inflight(name, stale_before):
             continue  # a writer that died (or was dropped) long ago: its objects are garbage now
         live.update(raw[i : i + ids.OBJECT_ID_BYTES] for i in range(0, len(raw), ids.OBJECT_ID_BYTES))
+    live.update(memory.root_keys(backend))  # memory versions' values (redacted ones name none)
     # Expand chunked values into their chunks, in short read transactions.
     pending = list(live)
     for start in range(0, len(pending), 4096):
@@ -173,6 +174,7 @@ def collect(
     try:
         report.file_size_before = _file_size(repo)
         cutoff_ns = objects.now_ns() - int(grace_s * 1e9)
+        _wait_for_writers(repo)
         live = mark(repo, progress)
         report.objects_live = len(live)
         doomed = _candidates(repo, live, cutoff_ns, report, progress)
@@ -193,6 +195,20 @@ def collect(
         lock.release()
     report.seconds = time.monotonic() - began
     return report
+
+
+def _wait_for_writers(repo: Repository) -> None:
+    """Let every write transaction running now commit before the mark reads anything.
+
+    A transaction takes its touch stamp once it holds LMDB's writer lock, and commits (fsync
+    included) a little later. One that stamped before the cutoff but commits after the mark read
+    its manifest would leave an object that looks unreferenced and older than the cutoff. An
+    empty write transaction taken after the cutoff waits for that writer's commit, so every
+    stamp before the cutoff belongs to a commit the mark sees. (An empty commit writes nothing.)
+    """
+    backend = repo._backend()
+    if not backend.readonly:
+        backend.update(lambda wt: None)
 
 
 def _sweep(

@@ -224,9 +224,9 @@ _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 def time_key(started_at: dt.datetime) -> bytes:
     """8 bytes, big-endian: nanoseconds since the Unix epoch, in exact integer arithmetic.
 
-    Naive datetimes are taken as UTC. Times before 1970 clamp to 0.
+    Naive datetimes are taken as UTC. Times before 1970 clamp to 0, after 2554 to the maximum.
     """
     if started_at.tzinfo is None:
         started_at = started_at.replace(tzinfo=dt.UTC)
     ns = (started_at - _EPOCH) // dt.timedelta(microseconds=1) * 1000
-    return max(ns, 0).to_bytes(8, "big")
+    return min(max(ns, 0), 2**64 - 1).to_bytes(8, "big")  # clamps past 2554, like before 1970

@@ -114,6 +114,10 @@ def _stored_equals(record: memoryview, piece: Piece) -> bool:
     if kind == codec.KIND_DATA:
         # Hashing beats comparing a memoryview with bytes, which CPython does item by item.
         return hashing.digest(payload) == piece.key
+    try:
+        _parse_index(payload, piece.key)  # a newer index version raises: never overwritten
+    except CorruptObjectError:
+        return False
     return bytes(payload) == bytes(piece.data)
 
 

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import datetime as dt
+import errno
 import os
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
@@ -20,11 +21,15 @@ from .errors import (
     ExecutionNotFoundError,
     KitaruError,
     ObjectNotFoundError,
+    ReadOnlyStoreError,
     StoreNotFoundError,
 )
 from .manifests import Entry, ExecutionSummary, Manifest
 from .names import validate_name
 from .resolve import resolve
+
+if TYPE_CHECKING:
+    from .memory import MemoryStore
 
 # A writer commits the objects it holds once they pass this many bytes (objects before manifest).
 FLUSH_BYTES = 64 << 20
@@ -91,6 +96,7 @@ class Writer:
         self._checkpoints: dict[str, dict[str, mf.CheckpointRecord]] = {}
         self._touch: set[bytes] = set()
         self._inflight: set[bytes] = set()
+        self._on_commit: list[Callable[[WriteTxn], None]] = []
         self._done = False
 
     # -- objects ----------------------------------------------------------------------------
@@ -249,11 +255,21 @@ class Writer:
                 hint="entries and checkpoints go through add_entry/replace_entry/set_checkpoint,"
                 " which check that their objects exist",
             )
+        if "flow_name" in changes:
+            validate_name(changes["flow_name"], what="flow name", exec_id=exec_id)
         for field_name in ("result_object_id", "input_object_id"):
             object_id = changes.get(field_name)
             if object_id:
                 self._referenced(object_id)
         self.mutate(exec_id, lambda m: msgspec.structs.replace(m, **changes))
+
+    def on_commit(self, fn: Callable[[WriteTxn], None]) -> None:
+        """Run ``fn`` inside the commit's write transaction, after the objects and manifests.
+
+        For records kept outside manifests (memory versions) that must commit with the objects
+        they name. ``fn`` must be safe to repeat: a commit that grows the map runs it again.
+        """
+        self._on_commit.append(fn)
 
     # -- commit -----------------------------------------------------------------------------
 
@@ -262,17 +278,21 @@ class Writer:
         pending, self._pending = self._pending, _Pending(keys=set())
         if not pending.values:
             return
-        stamp_ns = objects.now_ns()
-        # inflight/<start time, 16 hex digits of ns>/<uuid>: gc drops it when it is very old.
-        token = _inflight_prefix + b"%016x/" % stamp_ns + ids.new_uuid().encode()
         keys = [v.key for v in pending.values]
+        suffix = ids.new_uuid().encode()
 
-        def txn(wt: WriteTxn) -> None:
+        def txn(wt: WriteTxn) -> bytes:
+            # The stamp is taken inside the write transaction, as in commit(): gc relies on a
+            # touch time earlier than its cutoff belonging to a transaction committed before it.
+            stamp_ns = objects.now_ns()
+            # inflight/<flush time, 16 hex digits of ns>/<uuid>: gc drops it when it is very old.
+            token = _inflight_prefix + b"%016x/" % stamp_ns + suffix
             for prepared in pending.values:
                 objects.write(wt, prepared, stamp=objects.pack_time(stamp_ns), level=self._repo.level)
             wt.put(b"refs", token, b"".join(keys))
+            return token
 
-        self._repo._backend().update(txn)
+        token = self._repo._backend().update(txn)
         self._inflight.add(token)
         self._touch.update(keys)
 
@@ -286,7 +306,8 @@ class Writer:
         mutations = self._mutations
         touch = self._touch - pending.keys
         inflight = self._inflight
-        if not (pending.values or mutations or touch or inflight):
+        hooks = self._on_commit
+        if not (pending.values or mutations or touch or inflight or hooks):
             return
         level = self._repo.level
 
@@ -299,6 +320,8 @@ class Writer:
                     raise ObjectNotFoundError(key.hex())
             for exec_id, fns in mutations.items():
                 _apply_mutations(wt, exec_id, fns)
+            for hook in hooks:
+                hook(wt)
             for token in inflight:
                 wt.delete(b"refs", token)
 
@@ -384,12 +407,20 @@ class Repository:
     ) -> Repository:
         """Open the store at ``path`` (or the located one). ``create=False`` refuses a missing store."""
         loc = config.locate(path)
-        existing = config.read_config(loc.path)
-        if existing is None:
-            if readonly or not create:
-                raise StoreNotFoundError(str(loc.path), looked=loc.looked or (str(loc.path),))
-            config.init_store(loc.path)
-        return cls(loc, readonly=readonly, level=level)
+        try:
+            existing = config.read_config(loc.path)
+            if existing is None:
+                if readonly or not create:
+                    raise StoreNotFoundError(str(loc.path), looked=loc.looked or (str(loc.path),))
+                config.init_store(loc.path)
+            return cls(loc, readonly=readonly, level=level)
+        except OSError as exc:
+            if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+                raise ReadOnlyStoreError(
+                    f"cannot write to the store at {loc.path}: {exc.strerror}",
+                    hint="open it with readonly=True (kitaru-store reads work), or use a writable location",
+                ) from exc
+            raise
 
     def _backend(self) -> Backend:
         cached = self._cached
@@ -620,7 +651,12 @@ class Repository:
     def cache_get(self, key: bytes) -> mf.CacheRecord | None:
         with self._backend().read() as rt:
             raw = rt.get(b"cache", key)
-        return mf.decode_cache(raw) if raw is not None else None
+        if raw is None:
+            return None
+        try:
+            return mf.decode_cache(raw)
+        except msgspec.DecodeError:
+            return None  # a damaged or newer cache record is a miss; the cache is only an optimisation
 
     def cache_put(self, key: bytes, record: mf.CacheRecord) -> None:
         self._backend().update(lambda wt: wt.put(b"cache", key, mf.encode(record)))
@@ -662,9 +698,8 @@ class Repository:
 
     def set_ref(self, name: bytes, object_keys: Sequence[bytes]) -> None:
         """Low-level root: a ref holds a list of object ids that gc must keep (memory, pins)."""
-        stamp = objects.pack_time(objects.now_ns())
-
         def txn(wt: WriteTxn) -> None:
+            stamp = objects.pack_time(objects.now_ns())  # inside the transaction (see gc.collect)
             for k in object_keys:
                 if not objects.touch(wt, k, stamp):
                     raise ObjectNotFoundError(k.hex())
@@ -691,6 +726,13 @@ class Repository:
 
     def read(self, *, buffers: bool = False) -> Any:
         return self._backend().read(buffers=buffers)
+
+    @property
+    def memory(self) -> MemoryStore:
+        """Versioned key-value state kept in this store (kitaru_store.memory)."""
+        from .memory import MemoryStore
+
+        return MemoryStore(self)
 
 
 def _index_size(record: memoryview, key: bytes) -> int:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
-GUIDES = ["guide-artifacts.md", "guide-durable-execution.md"]
+GUIDES = ["guide-artifacts.md", "guide-durable-execution.md", "memory.md"]
 _BLOCK = re.compile(r"^```python\n(.*?)^```", re.S | re.M)
 
 

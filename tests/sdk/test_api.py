@@ -41,6 +41,8 @@ EXPECTED_ALL = [
     "KitaruUsageError",
     "LLMConfigError",
     "LLMError",
+    "MemoryKeyNotFoundError",
+    "MemoryRedactedError",
     "PendingWait",
     "PickleNotAllowedError",
     "SerializationError",
@@ -55,6 +57,7 @@ EXPECTED_ALL = [
     "llm",
     "load",
     "log",
+    "memory",
     "save",
     "wait",
 ]
@@ -71,7 +74,7 @@ def test_public_api_is_pinned() -> None:
 
 def test_every_public_error_is_a_kitaru_error() -> None:
     errors = [getattr(kitaru, n) for n in EXPECTED_ALL if n.endswith("Error")]
-    assert len(errors) == 25
+    assert len(errors) == 27
     for cls in errors:
         assert issubclass(cls, kitaru.KitaruError), cls
     assert issubclass(kitaru.PickleNotAllowedError, kitaru.SerializationError)
