@@ -75,3 +75,17 @@ def test_examples_run_as_scripts(script: str, kitaru_temp_store: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip()
+
+
+def test_memory_across_executions() -> None:
+    from kitaru import memory
+
+    out = _load("memory/memory_across_executions.py").main()
+    assert out["facts"] == ["the artifact store is content-addressed", "replay was studied"]
+    assert out["runs"] == 3
+    assert out["versions"] == [1, 2, 3]
+    assert out["written_by"] is True
+    assert out["first_version"] == ["the artifact store is content-addressed"]
+    # The third run set an unchanged value: a new version, but no new object bytes.
+    history = memory.history("facts", flow="study")
+    assert history[1].object_id == history[2].object_id
