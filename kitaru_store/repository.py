@@ -698,6 +698,7 @@ class Repository:
 
     def set_ref(self, name: bytes, object_keys: Sequence[bytes]) -> None:
         """Low-level root: a ref holds a list of object ids that gc must keep (memory, pins)."""
+
         def txn(wt: WriteTxn) -> None:
             stamp = objects.pack_time(objects.now_ns())  # inside the transaction (see gc.collect)
             for k in object_keys:
