@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kitaru_store.errors import DuplicateNameError, InvalidArtifactTypeError, KitaruError, SerializationError
 from kitaru_store.names import ARTIFACT_TYPES, validate_name
 
 from .context import current_checkpoint
+
+if TYPE_CHECKING:
+    from kitaru_store import Entry, StoredValue
 
 
 class ArtifactType(enum.StrEnum):
@@ -62,6 +65,23 @@ def _metadata(metadata: Any, *, name: str, exec_id: str) -> dict[str, Any]:
     return dict(metadata)
 
 
+def new_entry(stored: StoredValue, *, name: str, kind: str, artifact_type: str, **fields: Any) -> Entry:
+    """A manifest entry for a value just staged in a writer (a new artifact id, the object's facts)."""
+    from kitaru_store import Entry
+    from kitaru_store.ids import new_uuid
+
+    return Entry(
+        artifact_id=new_uuid(),
+        name=name,
+        kind=kind,
+        artifact_type=artifact_type,
+        object_id=stored.object_id,
+        size=stored.size,
+        serializer=stored.serializer,
+        **fields,
+    )
+
+
 def save(
     name: str,
     value: Any,
@@ -77,8 +97,6 @@ def save(
     Checkpoint-only. Saving a name twice in one checkpoint is a DuplicateNameError unless
     ``overwrite=True``.
     """
-    from kitaru_store import Entry
-    from kitaru_store.ids import new_uuid
     from kitaru_store.manifests import utcnow
 
     cp = current_checkpoint("kitaru.save()")
@@ -98,14 +116,11 @@ def save(
         stored = cp.writer.put_value(value, allow_pickle=allow_pickle)
     except KitaruError as exc:
         raise exc.concerning(exec_id=exec_id, name=name) from exc.__cause__
-    entry = Entry(
-        artifact_id=new_uuid(),
+    entry = new_entry(
+        stored,
         name=name,
         kind="manual",
         artifact_type=artifact_type,
-        object_id=stored.object_id,
-        size=stored.size,
-        serializer=stored.serializer,
         created_at=utcnow(),
         checkpoint=cp.name,
         invocation_id=cp.invocation_id,

@@ -17,6 +17,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from . import context
+from .artifacts import new_entry
 from .errors import KitaruContextError, KitaruError
 from .handles import CheckpointOutput
 from .replay import _UNSET, copy_entries
@@ -176,22 +177,18 @@ def reuse_record(
 
 
 def _override(run: context.FlowRun, cp: Checkpoint, inv: str, seq: int, value: Any) -> CheckpointOutput:
-    from kitaru_store import CheckpointRecord, Entry
-    from kitaru_store.ids import new_uuid
+    from kitaru_store import CheckpointRecord
 
     stamp = now()
     with run.repo.writer() as w:
         stored = w.put_value(value)
         w.replace_entry(
             run.exec_id,
-            Entry(
-                artifact_id=new_uuid(),
+            new_entry(
+                stored,
                 name=inv,
                 kind="checkpoint_output",
                 artifact_type=cp.type,
-                object_id=stored.object_id,
-                size=stored.size,
-                serializer=stored.serializer,
                 created_at=stamp,
                 checkpoint=cp.name,
                 invocation_id=inv,
@@ -332,8 +329,7 @@ def _cached(
 def _execute(
     run: context.FlowRun, cp: Checkpoint, inv: str, seq: int, args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> CheckpointOutput:
-    from kitaru_store import CheckpointRecord, Entry
-    from kitaru_store.ids import new_uuid
+    from kitaru_store import CheckpointRecord
     from kitaru_store.manifests import Attempt, CacheRecord
 
     upstream: list[str] = []
@@ -400,14 +396,11 @@ def _execute(
         lineage = tuple(dict.fromkeys([*inputs, *cp_run.loaded]))
         writer.replace_entry(
             run.exec_id,
-            Entry(
-                artifact_id=new_uuid(),
+            new_entry(
+                stored,
                 name=inv,
                 kind="checkpoint_output",
                 artifact_type=cp.type,
-                object_id=stored.object_id,
-                size=stored.size,
-                serializer=stored.serializer,
                 created_at=now(),
                 checkpoint=cp.name,
                 invocation_id=inv,

@@ -21,6 +21,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from . import context
+from .artifacts import new_entry
 from .errors import KitaruContextError
 
 if TYPE_CHECKING:
@@ -144,8 +145,6 @@ def _record(
     checkpoint: str | None,
     invocation_id: str,
 ) -> str:
-    from kitaru_store import Entry
-    from kitaru_store.ids import new_uuid
 
     from .calls import now
 
@@ -159,14 +158,11 @@ def _record(
     ):
         writer.replace_entry(
             exec_id,
-            Entry(
-                artifact_id=new_uuid(),
+            new_entry(
+                stored,
                 name=entry_name,
                 kind="llm_record",
                 artifact_type=kind_type,
-                object_id=stored.object_id,
-                size=stored.size,
-                serializer=stored.serializer,
                 created_at=stamp,
                 checkpoint=checkpoint,
                 invocation_id=invocation_id,
@@ -227,8 +223,7 @@ def _copy_into(
 
 def _overridden(run: context.FlowRun, inv: str, seq: int, prompt: str, value: Any) -> CheckpointOutput:
     """A replay's injected response for a flow-body call (``overrides={"llm": ...}``): no model call."""
-    from kitaru_store import CheckpointRecord, Entry
-    from kitaru_store.ids import new_uuid
+    from kitaru_store import CheckpointRecord
 
     from .calls import _output, now
 
@@ -242,14 +237,11 @@ def _overridden(run: context.FlowRun, inv: str, seq: int, prompt: str, value: An
         ):
             w.replace_entry(
                 run.exec_id,
-                Entry(
-                    artifact_id=new_uuid(),
+                new_entry(
+                    put,
                     name=entry_name,
                     kind="llm_record",
                     artifact_type=kind_type,
-                    object_id=put.object_id,
-                    size=put.size,
-                    serializer=put.serializer,
                     created_at=stamp,
                     invocation_id=inv,
                     metadata={"overridden": True},

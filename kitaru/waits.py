@@ -24,6 +24,7 @@ import typing
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from .artifacts import new_entry
 from .errors import (
     ExecutionStateError,
     InputValidationError,
@@ -388,9 +389,6 @@ def provide_input(repo: Repository, exec_id: str, wait: str | None, value: Any) 
     """Validate ``value`` and store it as the wait's answer (an artifact of type input)."""
     import msgspec
 
-    from kitaru_store import Entry
-    from kitaru_store.ids import new_uuid
-
     from .calls import now
 
     m, record = _pending(repo, exec_id, wait)
@@ -400,14 +398,11 @@ def provide_input(repo: Repository, exec_id: str, wait: str | None, value: Any) 
         stored = w.put_value(checked)
         w.replace_entry(
             m.exec_id,
-            Entry(
-                artifact_id=new_uuid(),
+            new_entry(
+                stored,
                 name=record.name,
                 kind="wait_input",
                 artifact_type="input",
-                object_id=stored.object_id,
-                size=stored.size,
-                serializer=stored.serializer,
                 created_at=now(),
                 invocation_id=record.name,
                 metadata={"question": record.question} if record.question else {},
