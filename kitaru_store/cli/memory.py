@@ -7,7 +7,6 @@ A key is addressed in one scope: ``--namespace NAME`` (the default: namespace "d
 from __future__ import annotations
 
 import json
-import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -24,7 +23,6 @@ if TYPE_CHECKING:
 
 F = TypeVar("F", bound=Callable[..., Any])
 DEFAULT_NAMESPACE = "default"  # kitaru_store.memory.DEFAULT_NAMESPACE (not imported for --help)
-HEXDUMP_BYTES = 256
 
 
 def scope_options(fn: F) -> F:
@@ -226,27 +224,7 @@ def get(
         doc["value"] = out.jsonable(value)
         out.echo_json(doc)
         return
-    sys.stdout.flush()
-    stdout = sys.stdout.buffer
-    tty = out.isatty(sys.stdout)
-    if serializer == "str":
-        stdout.write(value.encode("utf-8", "surrogatepass"))
-        if tty and value and not value.endswith("\n"):
-            stdout.write(b"\n")
-        stdout.flush()
-    elif serializer == "bytes":
-        if not tty:
-            stdout.write(value)
-            stdout.flush()
-            return
-        click.echo(f"{len(value)} bytes ({out.size(len(value))}), object {out.short(found.object_id)}")
-        out.echo_lines(out.hexdump(value, HEXDUMP_BYTES))
-        if len(value) > HEXDUMP_BYTES:
-            click.echo(
-                f"... {len(value) - HEXDUMP_BYTES} more bytes; pipe or redirect the output to get them all"
-            )
-    else:
-        click.echo(out.dumps(out.jsonable(value)))
+    out.write_value(value, serializer, found.object_id or "")
 
 
 @memory.command(short_help="Every version of a key, oldest first.")

@@ -315,3 +315,34 @@ class Progress:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+HEXDUMP_BYTES = 256
+
+
+def write_value(value: Any, serializer: str, object_id: str) -> None:
+    """Print a loaded value as ``cat`` does: text as it is, bytes raw into a pipe (a size and a
+    hexdump on a terminal), anything else as pretty JSON."""
+    sys.stdout.flush()
+    stdout = sys.stdout.buffer
+    tty = isatty(sys.stdout)
+    if serializer == "str":
+        text: str = value
+        stdout.write(text.encode("utf-8", "surrogatepass"))
+        if tty and text and not text.endswith("\n"):
+            stdout.write(b"\n")
+        stdout.flush()
+    elif serializer == "bytes":
+        raw: bytes = value
+        if not tty:
+            stdout.write(raw)
+            stdout.flush()
+            return
+        click.echo(f"{len(raw)} bytes ({size(len(raw))}), object {short(object_id)}")
+        echo_lines(hexdump(raw, HEXDUMP_BYTES))
+        if len(raw) > HEXDUMP_BYTES:
+            click.echo(
+                f"... {len(raw) - HEXDUMP_BYTES} more bytes; pipe or redirect the output to get them all"
+            )
+    else:
+        click.echo(dumps(jsonable(value)))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -12,8 +11,6 @@ from .common import State, Target, complete_target, fail, json_option, pass_stat
 
 if TYPE_CHECKING:
     from kitaru_store.repository import Repository
-
-HEXDUMP_BYTES = 256
 
 
 def _entry_meta(target: Target) -> dict[str, Any]:
@@ -127,29 +124,7 @@ def cat(state: State, target: str, meta: bool, allow_pickle: bool, as_json: bool
         doc["value"] = out.jsonable(value)
         out.echo_json(doc)
         return
-    sys.stdout.flush()
-    stdout = sys.stdout.buffer
-    tty = out.isatty(sys.stdout)
-    if serializer == "str":
-        text: str = value
-        stdout.write(text.encode("utf-8", "surrogatepass"))
-        if tty and text and not text.endswith("\n"):
-            stdout.write(b"\n")
-        stdout.flush()
-    elif serializer == "bytes":
-        raw: bytes = value
-        if not tty:
-            stdout.write(raw)
-            stdout.flush()
-            return
-        click.echo(f"{len(raw)} bytes ({out.size(len(raw))}), object {out.short(t.object_id)}")
-        out.echo_lines(out.hexdump(raw, HEXDUMP_BYTES))
-        if len(raw) > HEXDUMP_BYTES:
-            click.echo(
-                f"... {len(raw) - HEXDUMP_BYTES} more bytes; pipe or redirect the output to get them all"
-            )
-    else:
-        click.echo(out.dumps(out.jsonable(value)))
+    out.write_value(value, serializer, t.object_id)
 
 
 @click.command(short_help="Pin an object so that gc keeps it.")
