@@ -38,6 +38,8 @@ DATABASES = (
     b"memory",
 )
 
+# Adopting another process's map growth is retried: several processes may grow it in a row.
+_RESIZE_RETRIES = 10
 DEFAULT_MAP_SIZE = 1 << 36  # 64 GiB of address space; the file grows only as data arrives
 MAX_READERS = 1022
 SCAN_BATCH = 2048
@@ -187,24 +189,39 @@ class Backend:
             raise translate(exc, self.path) from exc
         # A killed process leaves its reader slot behind; clear those now, not at the 1,023rd reader.
         env.reader_check()
-        dbs: dict[bytes, lmdb._Database | None] = {}
-        if self.readonly:
-            # Opened outside any transaction: handles opened inside a read transaction are only
-            # valid in it (every later cursor failed with EINVAL).
-            for name in DATABASES:
-                try:
-                    dbs[name] = env.open_db(name, create=False)
-                except lmdb.NotFoundError:
-                    dbs[name] = None
-        else:
-            try:
-                for name in DATABASES:
-                    dbs[name] = env.open_db(name)
-            except lmdb.Error as exc:
-                raise translate(exc, self.path) from exc
+        try:
+            dbs = self._open_databases(env)
+        except lmdb.Error as exc:
+            env.close()
+            if self._store_lock is not None:
+                self._store_lock.release()
+            raise translate(exc, self.path) from exc
         self._env = env
         self._dbs = dbs
         self._pid = os.getpid()
+
+    def _open_databases(self, env: lmdb.Environment) -> dict[bytes, lmdb._Database | None]:
+        for attempt in range(_RESIZE_RETRIES):
+            dbs: dict[bytes, lmdb._Database | None] = {}
+            try:
+                if self.readonly:
+                    # Opened outside any transaction: handles opened inside a read transaction are
+                    # only valid in it (every later cursor failed with EINVAL).
+                    for name in DATABASES:
+                        try:
+                            dbs[name] = env.open_db(name, create=False)
+                        except lmdb.NotFoundError:
+                            dbs[name] = None
+                else:
+                    for name in DATABASES:
+                        dbs[name] = env.open_db(name)
+                return dbs
+            except lmdb.MapResizedError:
+                # Another process grew the map between our open and this transaction: adopt it.
+                if attempt == _RESIZE_RETRIES - 1:
+                    raise
+                env.set_mapsize(0)
+        raise AssertionError("unreachable")
 
     @property
     def env(self) -> lmdb.Environment:
@@ -239,14 +256,16 @@ class Backend:
 
     def _begin(self, *, write: bool, buffers: bool = False) -> lmdb.Transaction:
         env = self.env
-        for _ in range(3):
+        for attempt in range(_RESIZE_RETRIES):
             try:
                 return env.begin(write=write, buffers=buffers)  # type: ignore[call-overload]
-            except lmdb.MapResizedError:
+            except lmdb.MapResizedError as exc:
+                if attempt == _RESIZE_RETRIES - 1:
+                    raise translate(exc, self.path) from exc
                 env.set_mapsize(0)  # adopt the size another process grew the map to
             except lmdb.Error as exc:
                 raise translate(exc, self.path) from exc
-        return env.begin(write=write, buffers=buffers)  # type: ignore[call-overload]
+        raise AssertionError("unreachable")
 
     @contextmanager
     def read(self, *, buffers: bool = False) -> Iterator[ReadTxn]:

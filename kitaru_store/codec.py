@@ -24,6 +24,10 @@ KIND_INDEX = 1
 CODEC_RAW = 0
 CODEC_ZSTD = 1
 HEADER_SIZE = 3
+# The most a record of each kind can hold uncompressed: a data record at most objects.CHUNK_THRESHOLD
+# (1 MiB + 64 KiB), a chunk index 40-odd bytes per chunk (256 MiB: objects of terabytes).
+MAX_DATA_SIZE = (1 << 20) + (64 << 10)
+MAX_INDEX_SIZE = 256 << 20
 
 DEFAULT_LEVEL = 3
 # Below this size compression is tried outright; above it, a sample decides first, so that
@@ -91,12 +95,30 @@ def header(record: bytes | memoryview) -> tuple[int, int]:
     return kind, codec
 
 
+def _frame_size(payload: memoryview, limit: int) -> int:
+    """The content size a zstd frame declares, checked before anything is allocated for it.
+
+    The writer always records it. A damaged or hostile frame could declare any size, and
+    decompressing would first allocate that much (a MemoryError rather than a corrupt object).
+    """
+    try:
+        size = zstandard.frame_content_size(payload)
+    except zstandard.ZstdError as exc:
+        raise ValueError(f"zstd: {exc}") from None
+    if size < 0:
+        raise ValueError("zstd frame without a content size")
+    if size > limit:
+        raise ValueError(f"zstd frame declares {size} bytes, more than a record of its kind holds ({limit})")
+    return size
+
+
 def decode(record: bytes | memoryview) -> tuple[int, bytes | memoryview]:
     """(kind, uncompressed payload). Raises ValueError on a malformed record."""
     kind, codec = header(record)
     payload = memoryview(record)[HEADER_SIZE:]
     if codec == CODEC_RAW:
         return kind, payload
+    _frame_size(payload, MAX_DATA_SIZE if kind == KIND_DATA else MAX_INDEX_SIZE)
     try:
         return kind, _decompressor().decompress(payload)
     except zstandard.ZstdError as exc:
@@ -113,6 +135,8 @@ def decode_into(record: bytes | memoryview, out: memoryview) -> int:
             raise ValueError("record larger than its slot")
         out[:n] = payload
         return n
+    if _frame_size(payload, MAX_DATA_SIZE) > len(out):
+        raise ValueError("record larger than its slot")
     try:
         data = _decompressor().decompress(payload)
     except zstandard.ZstdError as exc:

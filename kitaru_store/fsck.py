@@ -11,7 +11,7 @@ import msgspec
 
 from . import ids, memory, objects
 from . import manifests as mf
-from .errors import KitaruError
+from .errors import KitaruError, StoreFormatError
 
 if TYPE_CHECKING:
     from .repository import Repository
@@ -21,8 +21,8 @@ Progress = Callable[[str, int, int], None]
 
 @dataclass(frozen=True)
 class Problem:
-    kind: str  # corrupt-object, missing-object, bad-manifest, index-mismatch, missing-touch,
-    # bad-memory-record
+    kind: str  # corrupt-object, newer-format, missing-object, bad-manifest, index-mismatch,
+    # missing-touch, bad-memory-record
     detail: str
     object_id: str | None = None
     exec_id: str | None = None
@@ -73,7 +73,13 @@ def check(
                 record = rt.get_view(b"objects", key)
                 if record is None:
                     continue  # swept since listed
-                problem = objects.verify(rt, key)
+                try:
+                    problem = objects.verify(rt, key)
+                except StoreFormatError as exc:
+                    # A newer record or chunk index format, or a damaged version byte: this kitaru
+                    # cannot vouch for the object. Reported, and the check goes on.
+                    report.problems.append(Problem("newer-format", exc.message, object_id=key.hex()))
+                    problem = None
                 if problem:
                     report.problems.append(Problem("corrupt-object", problem, object_id=key.hex()))
                 if rt.get(b"touch", key) is None:
@@ -117,6 +123,13 @@ def _check_manifests(repo: Repository, report: FsckReport, progress: Progress | 
             m = mf.decode_manifest(raw, exec_id=exec_id)
         except (msgspec.DecodeError, KitaruError) as exc:
             report.problems.append(Problem("bad-manifest", f"undecodable manifest: {exc}", exec_id=exec_id))
+            unreadable.add(key)
+            continue
+        malformed = _malformed_ids(m)
+        if malformed:  # it decodes, but names ids that are not ids: checking it further would fail
+            report.problems.append(
+                Problem("bad-manifest", f"malformed ids: {', '.join(malformed[:3])}", exec_id=exec_id)
+            )
             unreadable.add(key)
             continue
         report.manifests_checked += 1
@@ -177,6 +190,21 @@ def _check_manifests(repo: Repository, report: FsckReport, progress: Progress | 
             )
     _check_refs(repo, report)
     report.problems.extend(Problem(**p) for p in memory.problems(backend))
+
+
+def _malformed_ids(m: mf.Manifest) -> list[str]:
+    bad: list[str] = []
+    for object_id in mf.referenced_ids(m):
+        try:
+            ids.object_key(object_id)
+        except KitaruError:
+            bad.append(repr(object_id))
+    for e in m.entries:
+        try:
+            ids.uuid_key(e.artifact_id)
+        except KitaruError:
+            bad.append(repr(e.artifact_id))
+    return bad
 
 
 def _check_refs(repo: Repository, report: FsckReport) -> None:

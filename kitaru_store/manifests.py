@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 import msgspec
 
+from . import hashing
 from .errors import CorruptManifestError, StoreFormatError
 from .names import ARTIFACT_TYPES as ARTIFACT_TYPES  # re-exported (kitaru_store.ARTIFACT_TYPES)
 
@@ -155,10 +156,54 @@ def encode(obj: msgspec.Struct) -> bytes:
     return _encoder.encode(obj)
 
 
+# A stored manifest ends with one more map pair, "checksum": the BLAKE3-256 of every byte before
+# the digest (the map header, every field, and this key). Readers that do not know it ignore it as
+# an unknown field; readers that do refuse a manifest whose bytes no longer match it.
+CHECKSUM_TAIL = b"\xa8checksum\xc4\x20"  # fixstr(8) "checksum", then bin8 of 32 bytes
+_CHECKSUMMED = len(CHECKSUM_TAIL) + 32
+
+
+def encode_manifest(m: Manifest) -> bytes:
+    """The stored form of a manifest: its MessagePack map plus the checksum pair."""
+    body = _encoder.encode(m)
+    out = bytearray(_one_more_pair(body))
+    out += CHECKSUM_TAIL
+    out += hashing.digest(out)
+    return bytes(out)
+
+
+def _one_more_pair(body: bytes) -> bytes:
+    """``body`` (a MessagePack map) with its header counting one more key-value pair."""
+    head = body[0]
+    if 0x80 <= head < 0x8F:
+        return bytes((head + 1,)) + body[1:]
+    if head == 0x8F:
+        return b"\xde\x00\x10" + body[1:]
+    if head == 0xDE:
+        n = int.from_bytes(body[1:3], "big") + 1
+        return (b"\xde" + n.to_bytes(2, "big") if n <= 0xFFFF else b"\xdf" + n.to_bytes(4, "big")) + body[3:]
+    if head == 0xDF:
+        return b"\xdf" + (int.from_bytes(body[1:5], "big") + 1).to_bytes(4, "big") + body[5:]
+    raise ValueError("a manifest encodes as a MessagePack map")
+
+
+def _check_checksum(data: bytes | memoryview, exec_id: str | None) -> None:
+    view = memoryview(data)
+    if len(view) <= _CHECKSUMMED or view[-_CHECKSUMMED:-32] != CHECKSUM_TAIL:
+        return  # written before manifests had checksums (or by a writer without them)
+    if hashing.digest(view[:-32]) != view[-32:]:
+        raise CorruptManifestError(
+            f"the manifest of execution {exec_id} is damaged: its checksum does not match",
+            exec_id=exec_id,
+            hint="run `kitaru-store fsck`; the execution's objects are still in the store",
+        )
+
+
 def decode_manifest(data: bytes | memoryview, *, exec_id: str | None = None) -> Manifest:
+    _check_checksum(data, exec_id)
     try:
         manifest = _manifest_decoder.decode(data)
-    except msgspec.DecodeError as exc:
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:  # bad UTF-8 is not a DecodeError
         version = _probe_version(data)
         if version is not None and version > MANIFEST_FORMAT:
             raise _newer(version, exec_id) from exc
@@ -175,7 +220,7 @@ def decode_manifest(data: bytes | memoryview, *, exec_id: str | None = None) -> 
 def _probe_version(data: bytes | memoryview) -> int | None:
     try:
         version = _probe_decoder.decode(data).get("format_version")
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, UnicodeDecodeError):
         return None
     return version if isinstance(version, int) else None
 

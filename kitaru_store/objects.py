@@ -21,6 +21,7 @@ from .errors import CorruptObjectError, ObjectNotFoundError, StoreFormatError
 
 # Values up to 1 MiB (plus room for a serializer header) are one record; larger ones are chunked.
 CHUNK_THRESHOLD = (1 << 20) + (64 << 10)
+assert CHUNK_THRESHOLD <= codec.MAX_DATA_SIZE  # a reader refuses data records larger than that
 INDEX_VERSION = 1
 CHUNK_MIN, CHUNK_AVG, CHUNK_MAX = 64 << 10, 256 << 10, 1 << 20
 
@@ -133,7 +134,11 @@ def stage(rt: ReadTxn, prepared: PreparedValue, *, level: int, seen: set[bytes])
             continue
         seen.add(piece.key)
         stored = rt.get_view(b"objects", piece.key)
-        if stored is not None and _stored_equals(stored, piece):
+        try:
+            equal = stored is not None and _stored_equals(stored, piece)
+        except StoreFormatError as exc:
+            raise _naming(exc, prepared.key, piece.key if piece.key != prepared.key else None) from None
+        if equal:
             piece.record = None
             continue
         piece.record = codec.encode(piece.data, kind=piece.kind, level=level)
@@ -179,12 +184,22 @@ def _decode_checked(record: bytes | memoryview, key: bytes) -> tuple[int, Buffer
         return codec.decode(record)
     except ValueError as exc:
         raise CorruptObjectError(key.hex(), f"undecodable record: {exc}") from None
+    except StoreFormatError as exc:
+        raise _naming(exc, key) from None
+
+
+def _naming(exc: StoreFormatError, key: bytes, chunk: bytes | None = None) -> StoreFormatError:
+    """A record-format error that says which object it concerns (and which of its chunks)."""
+    if exc.object_id is not None:
+        return exc
+    where = f"object {key.hex()}" + (f", chunk {chunk.hex()}" if chunk is not None else "")
+    return StoreFormatError(f"{where}: {exc.message}", object_id=key.hex(), hint=exc.hint)
 
 
 def _parse_index(payload: Buffer, key: bytes) -> ChunkIndex:
     try:
         index = _index_dec.decode(payload)
-    except msgspec.DecodeError as exc:
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
         raise CorruptObjectError(key.hex(), f"bad chunk index: {exc}") from None
     if index.version > INDEX_VERSION:
         raise StoreFormatError(
@@ -224,6 +239,8 @@ def read(rt: ReadTxn, key: bytes) -> bytes | bytearray:
             n = codec.decode_into(crecord, slot)
         except ValueError as exc:
             raise CorruptObjectError(key.hex(), f"chunk {ckey.hex()} undecodable: {exc}") from None
+        except StoreFormatError as exc:
+            raise _naming(exc, key, ckey) from None
         if ckind != codec.KIND_DATA or n != csize:
             raise CorruptObjectError(key.hex(), f"chunk {ckey.hex()} has the wrong size")
         pos += csize

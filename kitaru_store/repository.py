@@ -98,6 +98,9 @@ class Writer:
         self._inflight: set[bytes] = set()
         self._on_commit: list[Callable[[WriteTxn], None]] = []
         self._done = False
+        # After a commit that changed executions, push them to a write-through remote (if one is
+        # configured, kitaru_store/remote/hooks.py). Pulls turn it off: an import is no change.
+        self.remote_sync = True
 
     # -- objects ----------------------------------------------------------------------------
 
@@ -128,6 +131,22 @@ class Writer:
     def reference(self, object_id: str) -> None:
         """Name an object stored earlier (replay reuse): it must exist, and gets touched."""
         self._touch.add(ids.object_key(object_id))
+
+    def put_record(self, key: bytes, record: bytes) -> None:
+        """Stage a record as it is stored (codec.py frame) under ``key``: a remote's copy.
+
+        The caller has verified it (a data record hashes to ``key``; an index record's chunks are
+        staged before it and reassemble to ``key``): it is written as is, never re-encoded.
+        """
+        if key in self._pending.keys:
+            return
+        kind, _ = objects.codec.header(record)
+        piece = objects.Piece(key, b"", kind=kind, record=record)
+        self._pending.values.append(objects.PreparedValue(key, len(record), [piece]))
+        self._pending.keys.add(key)
+        self._pending.bytes += len(record)
+        if self._pending.bytes >= FLUSH_BYTES:
+            self.flush_objects()
 
     # -- manifests --------------------------------------------------------------------------
 
@@ -163,6 +182,27 @@ class Writer:
 
         self._mutations.setdefault(exec_id, []).insert(0, create)
         return exec_id
+
+    def put_manifest(self, manifest: Manifest, *, expect: Manifest | None) -> None:
+        """Store ``manifest`` whole (an import), if the local one is still ``expect`` at commit.
+
+        ``expect=None`` requires the execution to be absent. Every object the manifest names
+        must be stored by then (checked and touched at commit, chunks included).
+        """
+        for object_id in mf.referenced_ids(manifest):
+            self._referenced(object_id)
+        exec_id = manifest.exec_id
+
+        def apply(current: Manifest | None) -> Manifest:
+            if current != expect:
+                raise KitaruError(
+                    f"execution {exec_id} changed in this store while it was being imported",
+                    exec_id=exec_id,
+                    hint="run the pull again",
+                )
+            return manifest
+
+        self._mutations.setdefault(exec_id, []).append(apply)
 
     def mutate(self, exec_id: str, fn: Callable[[Manifest], Manifest]) -> None:
         def apply(current: Manifest | None) -> Manifest:
@@ -326,6 +366,8 @@ class Writer:
                 wt.delete(b"refs", token)
 
         self._repo._backend().update(txn)
+        if mutations and self.remote_sync:
+            self._repo._after_commit(list(mutations))
 
     def abort(self) -> None:
         """Drop what was not committed. Objects flushed early stay, unreferenced, for gc."""
@@ -357,7 +399,7 @@ def _apply_mutations(wt: WriteTxn, exec_id: str, fns: Sequence[Mutation]) -> Non
     for fn in fns:
         manifest = fn(manifest)
     assert manifest is not None
-    wt.put(b"manifests", key, mf.encode(manifest))
+    wt.put(b"manifests", key, mf.encode_manifest(manifest))
     tkey = mf.time_key(manifest.started_at) + key
     flow_key = manifest.flow_name.encode() + b"\x00" + tkey
     if before is not None:
@@ -394,6 +436,7 @@ class Repository:
         self._lock = threading.Lock()
         self._cached: tuple[int, Backend, Backend] | None = None
         self.config = config.read_config(self.root) or {}
+        self._remotes: Any = None  # kitaru_store.remote.hooks.SdkRemotes, or False: none apply
         self._backend()
 
     @classmethod
@@ -464,8 +507,30 @@ class Repository:
 
     def get_bytes(self, object_id: str) -> bytes | bytearray:
         key = self._object_key(object_id)
+        try:
+            with self._backend().read(buffers=True) as rt:
+                return objects.read(rt, key)
+        except ObjectNotFoundError:
+            remotes = self._sdk_remotes()
+            if remotes is None or not remotes.fetch(key.hex()):  # the opt-in load fallback
+                raise
         with self._backend().read(buffers=True) as rt:
             return objects.read(rt, key)
+
+    def _sdk_remotes(self) -> Any:
+        """The remote fallback / write-through of kitaru_store.remote.hooks, if any is configured."""
+        if self._remotes is None:
+            from .remote import hooks
+
+            self._remotes = hooks.SdkRemotes(self) if hooks.configured(self) else False
+            if self._remotes and not self._remotes.active:
+                self._remotes = False
+        return self._remotes or None
+
+    def _after_commit(self, exec_ids: list[str]) -> None:
+        remotes = self._sdk_remotes()
+        if remotes is not None:
+            remotes.push(exec_ids)
 
     def get_value(self, object_id: str, *, allow_pickle: bool | None = None) -> Any:
         return serialization.deserialize(self.get_bytes(object_id), allow_pickle=allow_pickle)
@@ -655,7 +720,7 @@ class Repository:
             return None
         try:
             return mf.decode_cache(raw)
-        except msgspec.DecodeError:
+        except (msgspec.DecodeError, UnicodeDecodeError):
             return None  # a damaged or newer cache record is a miss; the cache is only an optimisation
 
     def cache_put(self, key: bytes, record: mf.CacheRecord) -> None:

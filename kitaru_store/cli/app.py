@@ -9,7 +9,7 @@ from click.core import ParameterSource
 
 from kitaru_store import __version__
 
-from . import history, maintenance, memory, values
+from . import history, maintenance, memory, remote, values
 from .common import KitaruGroup, State
 
 PROG = "kitaru-store"
@@ -45,7 +45,13 @@ def cli(ctx: click.Context, store: str | None) -> None:
     ctx.obj = State(store=None if from_env else store)
 
 
-for _command in (*history.COMMANDS, *values.COMMANDS, *maintenance.COMMANDS, *memory.COMMANDS):
+for _command in (
+    *history.COMMANDS,
+    *values.COMMANDS,
+    *maintenance.COMMANDS,
+    *memory.COMMANDS,
+    *remote.COMMANDS,
+):
     cli.add_command(_command)
 
 

@@ -158,6 +158,37 @@ _SOURCES = {
 }
 
 
+@click.command(short_help="Create a store (here: .kitaru/ with --project).")
+@click.argument("directory", required=False, type=click.Path(file_okay=False))
+@click.option("--project", is_flag=True, help="Create .kitaru/ in the current directory (a project store).")
+@json_option
+@pass_state
+def init(state: State, directory: str | None, project: bool, as_json: bool) -> None:
+    """Create a store, like `git init`: at DIRECTORY, or with --project as .kitaru/ in the current
+    directory (found from here and every directory below), or else where the store is located
+    (--store, KITARU_STORE, a .kitaru/ above, the per-user data directory).
+
+    An existing store is left as it is; a directory that holds something else is an error.
+    """
+    from pathlib import Path
+
+    from kitaru_store import config
+    from kitaru_store.repository import Repository
+
+    if directory and project:
+        raise click.UsageError("give a DIRECTORY or --project, not both")
+    target = directory or (str(Path.cwd() / config.PROJECT_DIR) if project else state.store)
+    loc = config.locate(target)
+    existed = config.read_config(loc.path) is not None
+    repo = Repository.open(loc.path, create=True)
+    if as_json:
+        out.echo_json(
+            {"path": str(repo.root), "created": not existed, "store_id": repo.config.get("store_id")}
+        )
+    else:
+        click.echo(f"{'existing' if existed else 'created'} kitaru store in {repo.root}")
+
+
 @click.command(short_help="Where the store is and how it was found.")
 @json_option
 @pass_state
@@ -202,4 +233,4 @@ def path(state: State, as_json: bool) -> None:
         raise Failed()
 
 
-COMMANDS = [gc, fsck, stats, path]
+COMMANDS = [init, gc, fsck, stats, path]

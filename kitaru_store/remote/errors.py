@@ -1,0 +1,57 @@
+"""Errors of the remote layer. All are KitaruErrors, so the CLI maps them like every other one.
+
+Only the standard library and kitaru_store.errors are imported here.
+"""
+
+from __future__ import annotations
+
+from kitaru_store.errors import KitaruError
+
+
+class RemoteError(KitaruError):
+    """A remote could not be used: unreachable, misconfigured, or answered with an error."""
+
+
+class RemoteNotFoundError(RemoteError):
+    """No such remote (name), bucket, remote store, or execution on the remote."""
+
+
+class RemoteAuthError(RemoteError):
+    """The remote refused the credentials, or there were none to send."""
+
+
+class RemoteConflictError(RemoteError):
+    """A conditional write lost a race that the documented rule could not settle, or a local and
+    a remote version of an execution diverged.
+
+    ``exec_ids`` lists the executions concerned.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        exec_ids: list[str] | None = None,
+        exec_id: str | None = None,
+        object_id: str | None = None,
+        hint: str | None = None,
+    ) -> None:
+        self.exec_ids = list(exec_ids or ([exec_id] if exec_id else []))
+        super().__init__(message, exec_id=exec_id, object_id=object_id, hint=hint)
+
+
+class PreconditionFailed(RemoteConflictError):
+    """A conditional write (If-None-Match: * or If-Match) found the key changed since it was read.
+
+    The push logic catches it, re-reads the remote and decides again; it reaches a caller only
+    when that keeps failing.
+    """
+
+
+__all__ = [
+    "PreconditionFailed",
+    "RemoteAuthError",
+    "RemoteConflictError",
+    "RemoteError",
+    "RemoteNotFoundError",
+]

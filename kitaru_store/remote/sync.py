@@ -1,0 +1,800 @@
+"""push, pull and fetch between a local store and a remote on S3-compatible storage.
+
+The remote layout (docs/remotes.md has the whole of it)::
+
+    s3://BUCKET/PREFIX/config                  JSON: kind "kitaru-remote", format, store_id
+    s3://BUCKET/PREFIX/objects/<2 hex>/<id>    a record, byte for byte as in LMDB (codec.py)
+    s3://BUCKET/PREFIX/manifests/<exec id>     a manifest, MessagePack as in LMDB
+
+Push uploads objects first (chunks before the chunk index that names them), then the manifest
+with a conditional write: If-None-Match: * to create, If-Match: <ETag> to replace. A remote
+manifest therefore never names a missing object, an interrupted push leaves only orphan
+objects (which the next push finds and skips), and two pushers never overwrite each other's
+version unseen. Pull fetches only objects missing locally, verifies each against its id
+before anything is stored, and imports objects and manifest through a Writer: one commit,
+indexes included.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any, Literal, Protocol
+
+from kitaru_store import codec, hashing, ids, objects
+from kitaru_store import manifests as mf
+from kitaru_store.errors import (
+    AmbiguousIdError,
+    CorruptObjectError,
+    KitaruError,
+    ObjectNotFoundError,
+    StoreFormatError,
+)
+
+from . import settings
+from .errors import PreconditionFailed, RemoteConflictError, RemoteError, RemoteNotFoundError
+from .settings import RemoteSpec, Tracked
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from kitaru_store.repository import Repository, Writer
+
+CONFIG_KEY = "config"
+REMOTE_KIND = "kitaru-remote"
+REMOTE_FORMAT = 1
+DEFAULT_JOBS = 8
+# Above this many executions, one LIST of manifests/ is cheaper than a HEAD per execution.
+HEAD_LIMIT = 16
+MAX_ATTEMPTS = 5  # conditional writes lost in a row before a push gives up on an execution
+
+Progress = Callable[[str, int, int], None]
+Verdict = Literal["same", "local", "remote", "conflict"]
+
+
+class Transport(Protocol):
+    """What sync needs from a remote (s3.S3Transport; tests may wrap it)."""
+
+    counts: Any
+
+    def describe(self) -> str: ...
+    def head(self, key: str) -> str | None: ...
+    def get(self, key: str) -> tuple[bytes, str] | None: ...
+    def put(
+        self, key: str, body: bytes, *, if_none_match: bool = False, if_match: str | None = None
+    ) -> str: ...
+    def list(self, prefix: str) -> Iterator[tuple[str, str]]: ...
+
+
+def object_path(key: bytes) -> str:
+    h = key.hex()
+    return f"objects/{h[:2]}/{h}"
+
+
+def manifest_path(exec_id: str) -> str:
+    return f"manifests/{exec_id}"
+
+
+# --- reports ---------------------------------------------------------------------------------
+
+
+@dataclass
+class PushReport:
+    remote: str
+    url: str
+    pushed: list[str] = field(default_factory=list)  # created or replaced on the remote
+    up_to_date: list[str] = field(default_factory=list)
+    behind: list[str] = field(default_factory=list)  # the remote holds a newer version: pull it
+    conflicts: list[str] = field(default_factory=list)  # diverged: push --force or pull --force
+    objects_uploaded: int = 0
+    bytes_uploaded: int = 0
+    objects_present: int = 0  # found on the remote already (HEAD), not uploaded
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return not self.conflicts
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "ok": self.ok}
+
+
+@dataclass
+class PullReport:
+    remote: str
+    url: str
+    fetched: list[str] = field(default_factory=list)  # new in the local store
+    updated: list[str] = field(default_factory=list)  # a newer remote version replaced the local one
+    up_to_date: list[str] = field(default_factory=list)
+    ahead: list[str] = field(default_factory=list)  # the local version is newer: push it
+    conflicts: list[str] = field(default_factory=list)
+    objects_fetched: int = 0
+    bytes_fetched: int = 0
+    objects_present: int = 0  # already in the local store, not fetched
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return not self.conflicts
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "ok": self.ok}
+
+
+# --- which version wins ----------------------------------------------------------------------
+
+
+def _utc(t: dt.datetime) -> dt.datetime:
+    return t.replace(tzinfo=dt.UTC) if t.tzinfo is None else t
+
+
+def progress_key(m: mf.Manifest) -> tuple[Any, ...]:
+    """How far an execution has got, for versions whose history the tracking files do not know.
+
+    The latest time recorded anywhere in the manifest first (a later event is a later version),
+    then finished before unfinished, then more checkpoints, entries, waits, answered waits and
+    metadata keys. Equal keys with different bytes are a conflict.
+    """
+    times = [m.started_at, m.ended_at]
+    for e in m.entries:
+        times.append(e.created_at)
+    for c in m.checkpoints:
+        times += [c.started_at, c.ended_at]
+        for a in c.attempts:
+            times += [a.started_at, a.ended_at]
+    for w in m.waits:
+        times += [w.created_at, w.answered_at]
+    latest = max(_utc(t) for t in times if t is not None)
+    return (
+        latest,
+        m.status in mf.FINISHED,
+        len(m.checkpoints),
+        len(m.entries),
+        len(m.waits),
+        sum(1 for w in m.waits if w.status != "pending"),
+        len(m.metadata),
+    )
+
+
+def compare(local: bytes, remote: bytes, exec_id: str) -> Verdict:
+    """Which of two versions of one execution's manifest is newer (by progress_key)."""
+    if local == remote:
+        return "same"
+    a = progress_key(mf.decode_manifest(local, exec_id=exec_id))
+    b = progress_key(mf.decode_manifest(remote, exec_id=exec_id))
+    if a > b:
+        return "local"
+    if a < b:
+        return "remote"
+    return "conflict"
+
+
+def _by_tracking(tracked: Tracked | None, digest: str, remote_etag: str) -> Verdict | None:
+    """The verdict the tracking file gives without downloading anything, or None."""
+    if tracked is None:
+        return None
+    if tracked.etag == remote_etag:
+        return "same" if tracked.digest == digest else "local"
+    if tracked.digest == digest:
+        return "remote"  # we have not changed since the last sync; the remote has
+    return None
+
+
+# --- the remote ------------------------------------------------------------------------------
+
+
+class Remote:
+    """One configured remote of one local store."""
+
+    def __init__(
+        self,
+        repo: Repository,
+        spec: RemoteSpec,
+        *,
+        jobs: int = DEFAULT_JOBS,
+        transport: Transport | None = None,
+    ) -> None:
+        self.repo = repo
+        self.spec = spec
+        self.jobs = max(1, int(jobs))
+        if transport is None:
+            from .s3 import S3Transport
+
+            transport = S3Transport(spec, pool=self.jobs + 2)
+        self.transport: Transport = transport
+        self._present: set[bytes] = set()  # object keys known to be on the remote
+        self._present_lock = threading.Lock()
+        self._config: dict[str, Any] | None = None
+
+    @classmethod
+    def open(cls, repo: Repository, name: str | None = None, *, jobs: int = DEFAULT_JOBS) -> Remote:
+        return cls(repo, settings.get(repo.root, name), jobs=jobs)
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def url(self) -> str:
+        return self.spec.url
+
+    def _pool(self) -> ThreadPoolExecutor:
+        return ThreadPoolExecutor(max_workers=self.jobs, thread_name_prefix=f"kitaru-remote-{self.name}")
+
+    # -- the remote's config --------------------------------------------------------------
+
+    def read_config(self) -> dict[str, Any] | None:
+        return read_remote_config(self.transport, self.name)
+
+    def config(self, *, create: bool = False) -> dict[str, Any]:
+        """The remote's config; ``create`` makes the remote on first use (a push)."""
+        if self._config is not None:
+            return self._config
+        data = self.read_config()
+        if data is None and create:
+            data = self._create()
+        if data is None:
+            raise _missing_remote(self.transport, self.name)
+        self._config = data
+        return data
+
+    def _create(self) -> dict[str, Any]:
+        # kitaru never writes into a prefix that merely exists: it must be empty, or ours.
+        if next(iter(self.transport.list("")), None) is not None:
+            data = self.read_config()  # another pusher may have created it meanwhile
+            if data is not None:
+                return data
+            raise RemoteError(
+                f"{self.transport.describe()} holds other data and no kitaru config",
+                name=self.name,
+                hint="use an empty prefix for the remote, e.g. s3://BUCKET/kitaru",
+            )
+        data = {
+            "kind": REMOTE_KIND,
+            "format": REMOTE_FORMAT,
+            "store_id": uuid.uuid4().hex,
+            "created_at": dt.datetime.now(dt.UTC).isoformat(),
+        }
+        try:
+            self.transport.put(CONFIG_KEY, (json.dumps(data, indent=2) + "\n").encode(), if_none_match=True)
+        except PreconditionFailed:
+            winner = self.read_config()
+            if winner is None:
+                raise
+            return winner
+        return data
+
+    # -- listing --------------------------------------------------------------------------
+
+    def list_executions(self) -> dict[str, str]:
+        """Execution id -> the ETag of its manifest, for every execution on the remote."""
+        out: dict[str, str] = {}
+        for key, etag in self.transport.list("manifests/"):
+            exec_id = key[len("manifests/") :]
+            if len(exec_id) == ids.UUID_HEX and all(c in "0123456789abcdef" for c in exec_id):
+                out[exec_id] = etag
+        return out
+
+    def _remote_etags(self, exec_ids: Sequence[str]) -> dict[str, str]:
+        if len(exec_ids) > HEAD_LIMIT:
+            listed = self.list_executions()
+            return {e: listed[e] for e in exec_ids if e in listed}
+        out = {}
+        for exec_id in exec_ids:
+            etag = self.transport.head(manifest_path(exec_id))
+            if etag is not None:
+                out[exec_id] = etag
+        return out
+
+    def resolve_remote(self, prefix: str, listed: dict[str, str]) -> str:
+        """A unique prefix of an execution id on the remote -> the full id."""
+        hexp = ids.normalize_hex(prefix, what="execution id", full_length=ids.UUID_HEX)
+        found = sorted(e for e in listed if e.startswith(hexp))
+        if not found:
+            raise RemoteNotFoundError(
+                f"no execution {prefix!r} on remote {self.name!r}",
+                exec_id=prefix,
+                name=self.name,
+                hint="check the id; `kitaru-store pull` without ids fetches every execution on the remote",
+            )
+        if len(found) > 1:
+            raise AmbiguousIdError(prefix, found[:11], what="execution id")
+        return found[0]
+
+    # -- push -----------------------------------------------------------------------------
+
+    def push(
+        self,
+        exec_ids: Iterable[str] | None = None,
+        *,
+        force: bool = False,
+        progress: Progress | None = None,
+        raise_on_conflict: bool = True,
+    ) -> PushReport:
+        """Push executions (ids or unique prefixes; None: every local execution).
+
+        Objects first, then each manifest with a conditional write. An execution whose remote
+        version is newer is left alone (``behind``); one that diverged is a conflict, raised as
+        RemoteConflictError after every other execution was pushed (or only reported, with
+        ``raise_on_conflict=False``). ``force`` makes the local version win both.
+        """
+        began = time.monotonic()
+        report = PushReport(self.name, self.url)
+        if exec_ids is None:
+            wanted = [key.hex() for key, _ in self.repo._backend().scan(b"manifests")]
+        else:
+            wanted = list(dict.fromkeys(self.repo.resolve_execution(e) for e in exec_ids))
+        self.config(create=True)
+        etags = self._remote_etags(wanted)
+        for n, exec_id in enumerate(wanted, 1):
+            outcome = self._push_one(exec_id, etags.get(exec_id), force, report)
+            getattr(report, outcome).append(exec_id)
+            if progress:
+                progress("push", n, len(wanted))
+        report.seconds = time.monotonic() - began
+        if report.conflicts and raise_on_conflict:
+            raise _conflict(report.conflicts, self.name, pushing=True)
+        return report
+
+    def _local_manifest(self, exec_id: str) -> bytes | None:
+        with self.repo._backend().read() as rt:
+            return rt.get(b"manifests", ids.uuid_key(exec_id))
+
+    def _push_one(self, exec_id: str, remote_etag: str | None, force: bool, report: PushReport) -> str:
+        local = self._local_manifest(exec_id)
+        if local is None:
+            return "up_to_date"  # deleted locally since it was listed: nothing to push
+        digest = hashing.hexdigest(local)
+        tracked = settings.read_tracking(self.repo.root, self.name, exec_id)
+        remote: bytes | None = None  # the remote version whose ETag is remote_etag, once read
+        uploaded = False
+        for _ in range(MAX_ATTEMPTS):
+            verdict: Verdict | None = "local" if remote_etag is None else None
+            if verdict is None and remote is None:
+                verdict = _by_tracking(tracked, digest, remote_etag or "")
+            if verdict is None:
+                if remote is None:
+                    got = self.transport.get(manifest_path(exec_id))
+                    if got is None:  # deleted from the remote meanwhile
+                        remote_etag = None
+                        continue
+                    remote, remote_etag = got
+                verdict = compare(local, remote, exec_id)
+            if verdict == "same":
+                assert remote_etag is not None
+                settings.write_tracking(self.repo.root, self.name, exec_id, Tracked(remote_etag, digest))
+                return "up_to_date"
+            if verdict != "local" and not force:
+                return "behind" if verdict == "remote" else "conflicts"
+            if not uploaded:
+                self._upload_objects(mf.decode_manifest(local, exec_id=exec_id), report)
+                uploaded = True
+            try:
+                etag = self.transport.put(
+                    manifest_path(exec_id),
+                    local,
+                    if_none_match=remote_etag is None,
+                    if_match=remote_etag,
+                )
+            except PreconditionFailed:
+                # Another pusher wrote this execution between our read and our write: read
+                # their version and decide again (the objects are uploaded already).
+                got = self.transport.get(manifest_path(exec_id))
+                remote, remote_etag = got if got is not None else (None, None)
+                continue
+            settings.write_tracking(self.repo.root, self.name, exec_id, Tracked(etag, digest))
+            return "pushed"
+        raise RemoteConflictError(
+            f"execution {exec_id} changed on remote {self.name!r} {MAX_ATTEMPTS} times while it was pushed",
+            exec_id=exec_id,
+            hint="another machine keeps writing it; push again later",
+        )
+
+    def _upload_objects(self, manifest: mf.Manifest, report: PushReport) -> None:
+        """Every object the manifest names, chunks before their index, each at most once.
+
+        A chunk index on the remote vouches for its chunks (they were uploaded before it), so
+        the chunks of a value whose index is there already are not even looked at.
+        """
+        values = sorted({ids.object_key(o) for o in mf.referenced_ids(manifest)})
+        chunks_of: dict[bytes, list[bytes]] = {}
+        plain: list[bytes] = []
+        with self.repo._backend().read(buffers=True) as rt:
+            for key in values:
+                record = rt.get_view(b"objects", key)
+                if record is None:
+                    raise ObjectNotFoundError(key.hex(), exec_id=manifest.exec_id)
+                chunks = objects.chunk_keys(record, key)
+                if chunks:
+                    chunks_of[key] = chunks
+                else:
+                    plain.append(key)
+        with self._pool() as pool:
+            unknown = [k for k in chunks_of if k not in self._present]
+            report.objects_present += sum(etag is not None for etag in pool.map(self._head, unknown))
+            indexes = [k for k in chunks_of if k not in self._present]
+            first = list(dict.fromkeys([*plain, *(c for k in indexes for c in chunks_of[k])]))
+            for batch in (first, indexes):
+                todo = [k for k in batch if k not in self._present]
+                for uploaded in pool.map(self._ensure_uploaded, todo):
+                    if uploaded is None:
+                        report.objects_present += 1
+                    else:
+                        report.objects_uploaded += 1
+                        report.bytes_uploaded += uploaded
+
+    def _head(self, key: bytes) -> str | None:
+        etag = self.transport.head(object_path(key))
+        if etag is not None:
+            with self._present_lock:
+                self._present.add(key)
+        return etag
+
+    def _ensure_uploaded(self, key: bytes) -> int | None:
+        """Upload one record unless the remote has it; returns the bytes sent (None: present)."""
+        path = object_path(key)
+        if self._head(key) is not None:
+            return None
+        with self.repo._backend().read() as rt:
+            record = rt.get(b"objects", key)
+        if record is None:
+            raise ObjectNotFoundError(key.hex())
+        _check_local(record, key)  # never spread a damaged copy
+        self.transport.put(path, record)
+        with self._present_lock:
+            self._present.add(key)
+        return len(record)
+
+    # -- pull -----------------------------------------------------------------------------
+
+    def pull(
+        self,
+        exec_ids: Iterable[str] | None = None,
+        *,
+        force: bool = False,
+        progress: Progress | None = None,
+        raise_on_conflict: bool = True,
+    ) -> PullReport:
+        """Fetch executions (ids or unique prefixes on the remote; None: all of them).
+
+        An execution missing locally, or whose remote version is newer, is imported: its missing
+        objects are fetched and verified, then objects and manifest are committed together. A
+        local version that is newer is kept (``ahead``); a diverged one is a conflict (raised
+        after everything else, as for push). ``force`` makes the remote version win.
+        """
+        began = time.monotonic()
+        report = PullReport(self.name, self.url)
+        self.config()
+        listed = self.list_executions()
+        if exec_ids is None:
+            wanted = sorted(listed)
+        else:
+            wanted = list(dict.fromkeys(self.resolve_remote(e, listed) for e in exec_ids))
+        for n, exec_id in enumerate(wanted, 1):
+            outcome = self._pull_one(exec_id, listed[exec_id], force, report)
+            getattr(report, outcome).append(exec_id)
+            if progress:
+                progress("pull", n, len(wanted))
+        report.seconds = time.monotonic() - began
+        if report.conflicts and raise_on_conflict:
+            raise _conflict(report.conflicts, self.name, pushing=False)
+        return report
+
+    def _pull_one(self, exec_id: str, remote_etag: str, force: bool, report: PullReport) -> str:
+        local = self._local_manifest(exec_id)
+        remote: bytes | None = None
+        verdict: Verdict | None = None
+        if local is not None:
+            digest = hashing.hexdigest(local)
+            tracked = settings.read_tracking(self.repo.root, self.name, exec_id)
+            verdict = _by_tracking(tracked, digest, remote_etag)
+            if verdict in ("same", "local"):
+                return "up_to_date" if verdict == "same" else "ahead"
+        got = self.transport.get(manifest_path(exec_id))
+        if got is None:
+            raise RemoteNotFoundError(
+                f"execution {exec_id} vanished from remote {self.name!r} while it was pulled",
+                exec_id=exec_id,
+                hint="pull again",
+            )
+        remote, remote_etag = got
+        if local is not None and verdict is None:
+            verdict = compare(local, remote, exec_id)
+            if verdict == "same":
+                settings.write_tracking(
+                    self.repo.root, self.name, exec_id, Tracked(remote_etag, hashing.hexdigest(local))
+                )
+                return "up_to_date"
+            if verdict == "local" and not force:
+                return "ahead"
+            if verdict == "conflict" and not force:
+                return "conflicts"
+        manifest = mf.decode_manifest(remote, exec_id=exec_id)
+        if manifest.exec_id != exec_id:
+            raise RemoteError(
+                f"the manifest stored as {exec_id} on remote {self.name!r} names execution"
+                f" {manifest.exec_id}",
+                exec_id=exec_id,
+                hint="the remote was written by something other than kitaru; fix or remove that key",
+            )
+        expected = mf.decode_manifest(local, exec_id=exec_id) if local is not None else None
+        writer = self.repo.writer()
+        writer.remote_sync = False  # an import is not a change to push back
+        try:
+            self._fetch_objects(writer, mf.referenced_ids(manifest), report, exec_id=exec_id)
+            writer.put_manifest(manifest, expect=expected)
+            writer.commit()
+        except BaseException:
+            writer.abort()
+            raise
+        stored = self._local_manifest(exec_id) or b""
+        settings.write_tracking(
+            self.repo.root, self.name, exec_id, Tracked(remote_etag, hashing.hexdigest(stored))
+        )
+        return "fetched" if local is None else "updated"
+
+    def _has_local(self, keys: Iterable[bytes]) -> set[bytes]:
+        with self.repo._backend().read() as rt:
+            return {k for k in keys if rt.has(b"objects", k)}
+
+    def _fetch(self, key: bytes) -> bytes:
+        got = self.transport.get(object_path(key))
+        if got is None:
+            raise RemoteNotFoundError(
+                f"object {key.hex()} is missing on remote {self.name!r}",
+                object_id=key.hex(),
+                name=self.name,
+                hint="the remote is incomplete: push it again from a store that has the object",
+            )
+        return got[0]
+
+    def _fetch_objects(
+        self, writer: Writer, object_ids: Iterable[str], report: PullReport | None, *, exec_id: str | None
+    ) -> None:
+        """Fetch, verify and stage every object missing locally (chunked values with their chunks).
+
+        A record that does not hash to its key raises CorruptObjectError before it is staged:
+        it is never stored. Small values are fetched in parallel and staged first; each chunked
+        value is then fetched chunk by chunk, verified chunk by chunk and as a whole, and
+        flushed, so that memory holds at most one chunked value at a time.
+        """
+        keys = sorted({ids.object_key(o) for o in object_ids})
+        local = self._has_local(keys)
+        missing = [k for k in keys if k not in local]
+        if report is not None:
+            report.objects_present += len(local)
+        if not missing:
+            return
+        with self._pool() as pool:
+            records = list(pool.map(self._fetch, missing))
+        indexes: list[tuple[bytes, bytes]] = []
+        for key, record in zip(missing, records, strict=True):
+            kind = _verify_record(record, key, self.name, exec_id=exec_id)
+            if kind == codec.KIND_INDEX:
+                indexes.append((key, record))
+                continue
+            writer.put_record(key, record)
+            if report is not None:
+                report.objects_fetched += 1
+                report.bytes_fetched += len(record)
+        if not indexes:
+            return
+        writer.flush_objects()
+        for key, record in indexes:
+            self._fetch_chunked(writer, key, record, report, exec_id=exec_id)
+
+    def _fetch_chunked(
+        self, writer: Writer, key: bytes, record: bytes, report: PullReport | None, *, exec_id: str | None
+    ) -> None:
+        _, payload = codec.decode(record)
+        index = objects._parse_index(payload, key)
+        chunk_keys = [c for c, _ in index.chunks]
+        present = self._has_local(chunk_keys)
+        missing = list(dict.fromkeys(c for c in chunk_keys if c not in present))
+        with self._pool() as pool:
+            fetched = dict(zip(missing, pool.map(self._fetch, missing), strict=True))
+        for ckey, crecord in fetched.items():
+            if _verify_record(crecord, ckey, self.name, exec_id=exec_id) != codec.KIND_DATA:
+                raise CorruptObjectError(
+                    ckey.hex(), f"chunk of {key.hex()} on remote {self.name!r} is not a data record"
+                )
+        # The whole value must hash to its id: chunk by chunk, in order, never all in memory.
+        hasher = hashing.StreamHasher()
+        total = 0
+        for ckey, csize in index.chunks:
+            data: bytes | bytearray | memoryview
+            if ckey in fetched:
+                _, data = codec.decode(fetched[ckey])
+            else:
+                with self.repo._backend().read(buffers=True) as rt:
+                    data = objects.read(rt, ckey)
+            if len(data) != csize:
+                raise CorruptObjectError(key.hex(), f"chunk {ckey.hex()} has the wrong size")
+            hasher.update(data)
+            total += csize
+        if total != index.size or hasher.digest() != key:
+            raise CorruptObjectError(
+                key.hex(), f"the copy on remote {self.name!r} does not reassemble to its id"
+            )
+        for ckey, crecord in fetched.items():
+            writer.put_record(ckey, crecord)
+        writer.put_record(key, record)
+        writer.flush_objects()
+        if report is not None:
+            report.objects_fetched += 1 + len(fetched)
+            report.bytes_fetched += len(record) + sum(len(r) for r in fetched.values())
+            report.objects_present += len(chunk_keys) - len(missing)
+
+    # -- the load fallback ----------------------------------------------------------------
+
+    def fetch_object(self, object_id: str) -> None:
+        """Copy one object (with its chunks) from the remote into the local store, verified.
+
+        Raises ObjectNotFoundError if the remote does not have it either.
+        """
+        key = ids.object_key(object_id)
+        self.config()
+        if self.transport.head(object_path(key)) is None:
+            raise ObjectNotFoundError(object_id)
+        writer = self.repo.writer()
+        writer.remote_sync = False
+        try:
+            self._fetch_objects(writer, [object_id], None, exec_id=None)
+            writer.commit()
+        except BaseException:
+            writer.abort()
+            raise
+
+
+def read_remote_config(transport: Transport, name: str) -> dict[str, Any] | None:
+    """The remote's config (None if the prefix holds none); RemoteError if it is not kitaru's."""
+    got = transport.get(CONFIG_KEY)
+    if got is None:
+        return None
+    try:
+        data = json.loads(got[0])
+        fmt = int(data["format"])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise RemoteError(
+            f"{transport.describe()} is not a kitaru remote: its config is unreadable ({exc})",
+            name=name,
+            hint="point the remote at another prefix",
+        ) from None
+    if data.get("kind") != REMOTE_KIND:
+        raise RemoteError(
+            f"{transport.describe()} is not a kitaru remote (config kind {data.get('kind')!r})",
+            name=name,
+            hint="point the remote at another prefix",
+        )
+    if fmt > REMOTE_FORMAT:
+        raise StoreFormatError(
+            f"remote {name!r} has format {fmt}; this kitaru understands up to {REMOTE_FORMAT}",
+            name=name,
+            hint="upgrade kitaru to use this remote",
+        )
+    return dict(data)
+
+
+def _missing_remote(transport: Transport, name: str) -> RemoteNotFoundError:
+    return RemoteNotFoundError(
+        f"no kitaru remote at {transport.describe()}",
+        name=name,
+        hint="push to it first (the first push creates it), or check the URL and prefix",
+    )
+
+
+def _conflict(exec_list: list[str], name: str, *, pushing: bool) -> RemoteConflictError:
+    shown = ", ".join(ids.short(e) for e in exec_list[:10]) + (" ..." if len(exec_list) > 10 else "")
+    other = "pull" if pushing else "push"
+    return RemoteConflictError(
+        f"{len(exec_list)} execution{'s' if len(exec_list) != 1 else ''} diverged between this store"
+        f" and remote {name!r}: {shown}",
+        exec_ids=exec_list,
+        exec_id=exec_list[0] if len(exec_list) == 1 else None,
+        hint=f"both sides changed them; keep one side with `kitaru-store {'push' if pushing else 'pull'}"
+        f" --force EXEC` or take the other with `kitaru-store {other} --force EXEC`",
+    )
+
+
+def _check_local(record: bytes, key: bytes) -> None:
+    """A local record about to be uploaded must be intact (an index must at least parse)."""
+    kind, payload = objects._decode_checked(record, key)
+    if kind == codec.KIND_DATA:
+        if hashing.digest(payload) != key:
+            raise CorruptObjectError(
+                key.hex(), "content does not match its id (not pushed; run `kitaru-store fsck`)"
+            )
+    else:
+        objects._parse_index(payload, key)
+
+
+def _verify_record(record: bytes, key: bytes, remote: str, *, exec_id: str | None) -> int:
+    """The kind of a record fetched from a remote, after checking it; CorruptObjectError if bad.
+
+    A data record must hash to its key. An index record must parse; its chunks and the value
+    they reassemble to are checked by the caller.
+    """
+    try:
+        kind, payload = codec.decode(record)
+    except ValueError as exc:
+        raise CorruptObjectError(
+            key.hex(), f"the copy on remote {remote!r} is undecodable: {exc}", exec_id=exec_id
+        ) from None
+    if kind == codec.KIND_DATA:
+        if hashing.digest(payload) != key:
+            raise CorruptObjectError(
+                key.hex(), f"the copy on remote {remote!r} does not match its id", exec_id=exec_id
+            )
+    else:
+        try:
+            objects._parse_index(payload, key)
+        except CorruptObjectError as exc:
+            raise CorruptObjectError(
+                key.hex(), f"the copy on remote {remote!r}: {exc.message}", exec_id=exec_id
+            ) from None
+    return kind
+
+
+def clone(
+    url: str,
+    path: str,
+    *,
+    name: str = settings.DEFAULT_NAME,
+    endpoint_url: str | None = None,
+    region: str | None = None,
+    profile: str | None = None,
+    fallback: bool = False,
+    write_through: bool = False,
+    jobs: int = DEFAULT_JOBS,
+    progress: Progress | None = None,
+) -> tuple[Repository, PullReport]:
+    """A new store at ``path`` with ``url`` as remote ``name``, holding everything the remote has."""
+    from pathlib import Path
+
+    from kitaru_store import config
+    from kitaru_store.repository import Repository
+
+    spec = settings.make_spec(
+        name,
+        url,
+        endpoint_url=endpoint_url,
+        region=region,
+        profile=profile,
+        fallback=fallback,
+        write_through=write_through,
+    )
+    root = Path(path).expanduser().absolute()
+    if config.read_config(root) is not None:
+        raise KitaruError(
+            f"{root} is a kitaru store already",
+            hint="clone into a new or empty directory; to fetch into an existing store use"
+            " `kitaru-store remote add` and `kitaru-store pull`",
+        )
+    from .s3 import S3Transport
+
+    transport = S3Transport(spec, pool=max(1, jobs) + 2)
+    if read_remote_config(transport, name) is None:  # checked before anything is created locally
+        raise _missing_remote(transport, name)
+    repo = Repository.open(root)
+    settings.add(repo.root, spec)
+    remote = Remote(repo, spec, jobs=jobs, transport=transport)
+    return repo, remote.pull(progress=progress, raise_on_conflict=False)
+
+
+__all__ = [
+    "CONFIG_KEY",
+    "PullReport",
+    "PushReport",
+    "Remote",
+    "clone",
+    "compare",
+    "manifest_path",
+    "object_path",
+    "progress_key",
+]
