@@ -69,7 +69,30 @@ def translate(exc: lmdb.Error, path: str) -> StoreError:
             f"the disk holding {path} is full: {exc}",
             hint="free disk space; the failed write changed nothing",
         )
+    if "Input/output error" in str(exc):
+        # LMDB reports a short write (what a full disk or a file size limit gives) as EIO.
+        if _free_bytes(path) < _NEARLY_FULL:
+            return StoreFullError(
+                f"the disk holding {path} is full: {exc}",
+                hint="free disk space; the failed write changed nothing",
+            )
+        return StoreError(
+            f"writing to the store {path} failed: {exc}",
+            hint="the disk may be full, over a quota or size limit, or failing;"
+            " the failed write changed nothing",
+        )
     return StoreError(f"LMDB error in {path}: {exc}", hint="run `kitaru-store fsck`; see docs/design.md")
+
+
+_NEARLY_FULL = 16 << 20
+
+
+def _free_bytes(path: str) -> int:
+    try:
+        st = os.statvfs(path)
+    except OSError:
+        return _NEARLY_FULL  # cannot tell: not "full"
+    return st.f_bavail * st.f_frsize
 
 
 class ReadTxn:
@@ -171,18 +194,17 @@ class Backend:
                 # A read-only store on a read-only filesystem: nothing can compact it under us.
                 self._store_lock = None
         try:
-            env = lmdb.open(
-                self.path,
-                map_size=_map_size_from_env(),
-                subdir=True,
-                readonly=self.readonly,
-                create=self._create and not self.readonly,
-                max_dbs=len(DATABASES) + 2,
-                max_readers=MAX_READERS,
-                readahead=False,
-                mode=0o600,
-                lock=True,
-            )
+            try:
+                env = self._lmdb_open(lock=True)
+            except lmdb.ReadonlyError:
+                if not self.readonly:
+                    raise
+                # A store this process may read but not write (lock.mdb is not writable: another
+                # user's store, or one made read-only with chmod). LMDB cannot register a reader
+                # in its lock file, so read without it: whoever could write the store is not us,
+                # and every object read is verified against its id, every manifest against its
+                # checksum. (docs/reliability.md, "Read-only stores")
+                env = self._lmdb_open(lock=False)
         except lmdb.Error as exc:
             if self._store_lock is not None:
                 self._store_lock.release()
@@ -199,6 +221,20 @@ class Backend:
         self._env = env
         self._dbs = dbs
         self._pid = os.getpid()
+
+    def _lmdb_open(self, *, lock: bool) -> lmdb.Environment:
+        return lmdb.open(
+            self.path,
+            map_size=_map_size_from_env(),
+            subdir=True,
+            readonly=self.readonly,
+            create=self._create and not self.readonly,
+            max_dbs=len(DATABASES) + 2,
+            max_readers=MAX_READERS,
+            readahead=False,
+            mode=0o600,
+            lock=lock,
+        )
 
     def _open_databases(self, env: lmdb.Environment) -> dict[bytes, lmdb._Database | None]:
         for attempt in range(_RESIZE_RETRIES):

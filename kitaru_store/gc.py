@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 from . import codec, config, ids, memory, objects
 from . import manifests as mf
 from .backend import WriteTxn, close_backend
-from .errors import StoreLockedError
+from .errors import ReadOnlyStoreError, StoreLockedError
 from .locks import FileLock
 
 if TYPE_CHECKING:
@@ -167,6 +167,11 @@ def collect(
     grace_s = grace.total_seconds() if isinstance(grace, dt.timedelta) else float(grace)
     if grace_s < 0:
         raise ValueError("grace must not be negative")
+    if repo.readonly and not dry_run:
+        raise ReadOnlyStoreError(
+            f"store {repo.root} is open read-only: gc would delete from it",
+            hint="open it without readonly=True, or pass dry_run=True to see what gc would remove",
+        )
     report = GCReport(dry_run=dry_run, grace_seconds=grace_s)
     began = time.monotonic()
     lock = FileLock(str(repo.root / config.LOCK_DIR / "gc.lock"))

@@ -80,6 +80,7 @@ class PreparedValue:
     size: int
     pieces: list[Piece] = field(default_factory=list)
     chunked: bool = False
+    compressible: bool = True  # judged once for a chunked value, not at every chunk
 
     @property
     def object_id(self) -> str:
@@ -101,7 +102,7 @@ def prepare(data: Buffer) -> PreparedValue:
         entries.append((ckey, chunk.length))
     index = _index_enc.encode(ChunkIndex(INDEX_VERSION, size, entries))
     pieces.append(Piece(key, index, kind=codec.KIND_INDEX))
-    return PreparedValue(key, size, pieces, chunked=True)
+    return PreparedValue(key, size, pieces, chunked=True, compressible=codec.worth_compressing(view))
 
 
 def _stored_equals(record: memoryview, piece: Piece) -> bool:
@@ -141,7 +142,14 @@ def stage(rt: ReadTxn, prepared: PreparedValue, *, level: int, seen: set[bytes])
         if equal:
             piece.record = None
             continue
-        piece.record = codec.encode(piece.data, kind=piece.kind, level=level)
+        piece.record = _encode(prepared, piece, level)
+
+
+def _encode(prepared: PreparedValue, piece: Piece, level: int) -> bytes:
+    if prepared.chunked and piece.kind == codec.KIND_DATA:
+        # Incompressible data (floats, media) does not pay for compression it does not get.
+        return codec.encode(piece.data, level=level if prepared.compressible else 0, sample=False)
+    return codec.encode(piece.data, kind=piece.kind, level=level)
 
 
 def write(wt: WriteTxn, prepared: PreparedValue, *, stamp: bytes, level: int) -> int:
@@ -150,7 +158,7 @@ def write(wt: WriteTxn, prepared: PreparedValue, *, stamp: bytes, level: int) ->
     for piece in prepared.pieces:
         if piece.record is None:
             if not wt.has(b"objects", piece.key):  # swept between stage and write: store it after all
-                piece.record = codec.encode(piece.data, kind=piece.kind, level=level)
+                piece.record = _encode(prepared, piece, level)
             else:
                 wt.put(b"touch", piece.key, stamp)
                 continue

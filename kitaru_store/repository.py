@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import errno
+import importlib
 import os
 import threading
 from collections.abc import Callable, Iterator, Sequence
@@ -13,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from . import config, ids, objects, serialization
+from . import config, ids
 from . import manifests as mf
 from .backend import Backend, ReadTxn, WriteTxn, open_backend
 from .errors import (
@@ -26,14 +27,35 @@ from .errors import (
 )
 from .manifests import Entry, ExecutionSummary, Manifest
 from .names import validate_name
-from .resolve import resolve
+from .resolve import name_index, resolve
 
 if TYPE_CHECKING:
+    from . import objects, serialization
     from .memory import MemoryStore
+else:
+
+    class _Lazy:
+        """A submodule imported on first use, which then takes this stand-in's place in the
+        module's globals. Listing and reading manifests (``kitaru-store log``, ``show``) thus
+        never load the object engine (FastCDC, zstd, BLAKE3) or the serializers."""
+
+        __slots__ = ("_name",)
+
+        def __init__(self, name: str) -> None:
+            self._name = name
+
+        def __getattr__(self, attr: str) -> Any:
+            module = importlib.import_module(f".{self._name}", __package__)
+            globals()[self._name] = module
+            return getattr(module, attr)
+
+    objects = _Lazy("objects")
+    serialization = _Lazy("serialization")
 
 # A writer commits the objects it holds once they pass this many bytes (objects before manifest).
 FLUSH_BYTES = 64 << 20
 _pin_prefix = b"pin/"
+_MANIFEST_CACHE = 64  # decoded manifests kept per Repository (checked against their bytes)
 _inflight_prefix = b"inflight/"
 # Fields a caller may set through update_execution; entries and checkpoints have their own calls.
 _UPDATABLE = frozenset(
@@ -435,6 +457,7 @@ class Repository:
         self._db_path = str(self.root / config.DB_DIR)
         self._lock = threading.Lock()
         self._cached: tuple[int, Backend, Backend] | None = None
+        self._manifests: dict[bytes, tuple[bytes, Manifest, dict[str, list[Entry]]]] = {}
         self.config = config.read_config(self.root) or {}
         self._remotes: Any = None  # kitaru_store.remote.hooks.SdkRemotes, or False: none apply
         self._backend()
@@ -600,12 +623,34 @@ class Repository:
         return self._resolve_prefix(b"manifests", prefix, ids.UUID_HEX, "execution id")
 
     def get_execution(self, exec_id: str) -> Manifest:
-        full = self.resolve_execution(exec_id)
-        with self._backend().read() as rt:
-            raw = rt.get(b"manifests", ids.uuid_key(full))
-        if raw is None:
-            raise ExecutionNotFoundError(exec_id)
-        return mf.decode_manifest(raw, exec_id=full)
+        return self._cached_manifest(exec_id)[0]
+
+    def _cached_manifest(self, exec_id: str) -> tuple[Manifest, dict[str, list[Entry]]]:
+        """The manifest and its name index, decoded once per version.
+
+        A manifest of thousands of entries takes milliseconds to decode; kitaru.load() by name
+        asks for the same one again and again. The cache is checked against a BLAKE3 of the stored
+        bytes (read in place), so another writer's change is never missed.
+        """
+        from . import hashing
+
+        cleaned = exec_id.strip().lower().replace("-", "") if isinstance(exec_id, str) else ""
+        full = cleaned if len(cleaned) == ids.UUID_HEX else self.resolve_execution(exec_id)
+        key = ids.uuid_key(full)
+        with self._backend().read(buffers=True) as rt:
+            view = rt.get_view(b"manifests", key)
+            if view is None:
+                raise ExecutionNotFoundError(exec_id)
+            digest = hashing.digest(view)
+            hit = self._manifests.get(key)
+            if hit is not None and hit[0] == digest:
+                return hit[1], hit[2]
+            manifest = mf.decode_manifest(view, exec_id=full)
+        index = name_index(manifest)
+        if len(self._manifests) >= _MANIFEST_CACHE:
+            self._manifests.pop(next(iter(self._manifests)))
+        self._manifests[key] = (digest, manifest, index)
+        return manifest, index
 
     def iter_executions(
         self, *, flow: str | None = None, status: str | None = None
@@ -688,7 +733,8 @@ class Repository:
     # -- names and artifacts ----------------------------------------------------------------
 
     def resolve_name(self, exec_id: str, name: str) -> Entry:
-        return resolve(self.get_execution(exec_id), name)
+        manifest, index = self._cached_manifest(exec_id)
+        return resolve(manifest, name, index=index)
 
     def get_artifact(self, artifact_id: str) -> tuple[Manifest, Entry]:
         full = self._resolve_prefix(b"artifacts", artifact_id, ids.UUID_HEX, "artifact id")

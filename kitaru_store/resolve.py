@@ -58,8 +58,21 @@ def candidates(manifest: Manifest, name: str) -> list[Entry]:
     return [e for e in manifest.entries if _matches(e, name)]
 
 
-def resolve(manifest: Manifest, name: str) -> Entry:
-    found = candidates(manifest, name)
+def name_index(manifest: Manifest) -> dict[str, list[Entry]]:
+    """Every name an entry answers to -> the entries answering to it (in manifest order)."""
+    index: dict[str, list[Entry]] = {}
+    for e in manifest.entries:
+        if e.kind == "checkpoint_output":
+            names = {n for n in (e.invocation_id, e.checkpoint, _first_call_alias(e)) if n}
+        else:
+            names = {e.name}
+        for n in names:
+            index.setdefault(n, []).append(e)
+    return index
+
+
+def resolve(manifest: Manifest, name: str, *, index: dict[str, list[Entry]] | None = None) -> Entry:
+    found = list(index.get(name, ())) if index is not None else candidates(manifest, name)
     if len(found) == 1:
         return found[0]
     if not found:

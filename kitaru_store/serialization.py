@@ -144,10 +144,10 @@ def _pack(v: Any) -> Any:
         fields = {k: _pack(getattr(v, k)) for k in type(v).model_fields}
         return _ext(X_OBJECT, ["pydantic", _qualified(t), fields])
     if _is_numpy(v):
-        return msgspec.msgpack.Ext(X_NDARRAY, bytes(_numpy_bytes(v)))
+        return msgspec.msgpack.Ext(X_NDARRAY, _numpy_bytes(v))
     if "numpy" in sys.modules and isinstance(v, sys.modules["numpy"].generic):
         arr = sys.modules["numpy"].asarray(v)
-        return msgspec.msgpack.Ext(X_NPSCALAR, bytes(_numpy_bytes(arr)))
+        return msgspec.msgpack.Ext(X_NPSCALAR, _numpy_bytes(arr))
     if _is_pandas_frame(v):
         return msgspec.msgpack.Ext(X_DATAFRAME, _enc.encode(_frame_tree(v)))
     if "pandas" in sys.modules and isinstance(v, sys.modules["pandas"].Series):
@@ -158,30 +158,29 @@ def _pack(v: Any) -> Any:
 # --- numpy -----------------------------------------------------------------------------------
 
 
-def _numpy_bytes(arr: Any) -> bytearray:
-    """``u32 header length, u32 padding, header, padding, data``.
+def _numpy_bytes(arr: Any, prefix: bytes = b"") -> bytes:
+    """``prefix`` + ``u32 header length, u32 padding, header, padding, data``.
 
     The padding puts the data at a multiple of 64 bytes from the start of the serialized value
-    (tag included), so a value read into a fresh, aligned buffer yields an aligned array.
+    (tag included), so a value read into a fresh, aligned buffer yields an aligned array. Built
+    with one join: the array's bytes are copied once, into a buffer nothing else zero-fills.
     """
     np = sys.modules["numpy"]
     if arr.dtype.hasobject:
         flat = arr.reshape(-1).tolist()  # C order: the order the loader reshapes in
         head = _enc.encode({"dtype": "O", "shape": list(arr.shape), "items": _pack(flat)})
-        return bytearray(struct.pack("<II", len(head), 0) + head)
+        return prefix + struct.pack("<II", len(head), 0) + head
     fortran = bool(arr.flags.f_contiguous and not arr.flags.c_contiguous)
     descr = np.lib.format.dtype_to_descr(arr.dtype)
     head = _enc.encode({"descr": descr, "shape": list(arr.shape), "fortran": fortran})
     offset = 8 + len(head)
     pad = (-(offset + 1)) % _ALIGN  # +1: the serializer tag precedes this buffer
-    buf = bytearray(offset + pad + arr.nbytes)
-    buf[:8] = struct.pack("<II", len(head), pad)
-    buf[8:offset] = head
+    parts: list[Any] = [prefix, struct.pack("<II", len(head), pad), head, b"\x00" * pad]
     if arr.nbytes:
         data = arr if (arr.flags.c_contiguous or fortran) else np.ascontiguousarray(arr)
         # A uint8 view: memoryview cannot export datetime64 / timedelta64 data.
-        buf[offset + pad :] = memoryview(data.reshape(-1, order="F" if fortran else "C").view(np.uint8))
-    return buf
+        parts.append(memoryview(data.reshape(-1, order="F" if fortran else "C").view(np.uint8)))
+    return b"".join(parts)
 
 
 def _numpy_from(view: memoryview, *, writable_copy_below: int = 1 << 20) -> Any:
@@ -220,7 +219,7 @@ def _column(s: Any) -> Any:
 
     dtype = s.dtype
     if isinstance(dtype, np.dtype) and not dtype.hasobject:
-        return ["np", msgspec.msgpack.Ext(X_NDARRAY, bytes(_numpy_bytes(s.to_numpy())))]
+        return ["np", msgspec.msgpack.Ext(X_NDARRAY, _numpy_bytes(s.to_numpy()))]
     if isinstance(dtype, pd.CategoricalDtype):
         return ["cat", _column(pd.Series(s.cat.codes)), _index_tree(dtype.categories), dtype.ordered]
     if isinstance(dtype, pd.DatetimeTZDtype):
@@ -390,14 +389,9 @@ def serialize(value: Any, *, allow_pickle: bool | None = None) -> tuple[bytes | 
         if t is str:
             return TAG_STR + value.encode("utf-8", "surrogatepass"), "str"
         if t is bytes:
-            buf = bytearray(len(value) + 1)
-            buf[0] = TAG_BYTES[0]
-            buf[1:] = value
-            return buf, "bytes"
+            return TAG_BYTES + value, "bytes"  # one copy, no zero-fill
         if _is_numpy(value) and not value.dtype.hasobject:
-            payload = _numpy_bytes(value)
-            payload[0:0] = TAG_NUMPY
-            return payload, "numpy"
+            return _numpy_bytes(value, TAG_NUMPY), "numpy"
         if _is_pandas_frame(value):
             return TAG_PANDAS + _enc.encode(_frame_tree(value)), "pandas"
         return TAG_MSGPACK + _enc.encode(_pack(value)), "msgpack"
@@ -415,6 +409,11 @@ def serialize(value: Any, *, allow_pickle: bool | None = None) -> tuple[bytes | 
             f"cannot store a value of type {_qualified(bad)} as data",
             hint="convert it to plain data, use a dataclass / msgspec Struct / pydantic model, or opt in to"
             " pickle with allow_pickle=True (per call) or KITARU_ALLOW_PICKLE=1",
+        ) from None
+    except RecursionError:
+        raise SerializationError(
+            f"cannot serialize a value of type {_qualified(t)}: it contains itself or nests too deeply",
+            hint="store plain data without cycles, nested less than a few hundred levels deep",
         ) from None
     except (TypeError, OverflowError, ValueError, msgspec.EncodeError) as exc:
         raise SerializationError(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
 import click
@@ -9,14 +10,38 @@ from click.core import ParameterSource
 
 from kitaru_store import __version__
 
-from . import history, maintenance, memory, remote, values
 from .common import KitaruGroup, State
 
 PROG = "kitaru-store"
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
+# Command name -> the module of this package that defines it (in its COMMANDS list). A module is
+# imported when one of its commands runs, or when --help or shell completion lists them all, so
+# that `log` does not load the value, memory and remote commands.
+COMMAND_MODULES = {
+    **dict.fromkeys(("log", "show", "ls", "diff"), "history"),
+    **dict.fromkeys(("cat", "pin", "unpin", "pins"), "values"),
+    **dict.fromkeys(("init", "gc", "fsck", "stats", "path"), "maintenance"),
+    "memory": "memory",
+    **dict.fromkeys(("remote", "push", "pull", "clone"), "remote"),
+}
 
-@click.group(cls=KitaruGroup, context_settings=CONTEXT)
+
+class LazyGroup(KitaruGroup):
+    """The command group, loading command modules on demand (click's lazy-loading pattern)."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*self.commands, *COMMAND_MODULES})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.commands and cmd_name in COMMAND_MODULES:
+            module = importlib.import_module(f".{COMMAND_MODULES[cmd_name]}", __package__)
+            for command in module.COMMANDS:
+                self.add_command(command)
+        return super().get_command(ctx, cmd_name)
+
+
+@click.group(cls=LazyGroup, context_settings=CONTEXT)
 @click.option(
     "--store",
     metavar="PATH",
@@ -43,16 +68,6 @@ def cli(ctx: click.Context, store: str | None) -> None:
     # found through the environment rather than given explicitly.
     from_env = ctx.get_parameter_source("store") is ParameterSource.ENVIRONMENT
     ctx.obj = State(store=None if from_env else store)
-
-
-for _command in (
-    *history.COMMANDS,
-    *values.COMMANDS,
-    *maintenance.COMMANDS,
-    *memory.COMMANDS,
-    *remote.COMMANDS,
-):
-    cli.add_command(_command)
 
 
 def main(argv: list[str] | None = None) -> Any:

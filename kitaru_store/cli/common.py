@@ -39,9 +39,14 @@ class State:
 
     def repo(self) -> Repository:
         """The located store; a missing store is StoreNotFoundError, never a new empty store."""
+        from kitaru_store.errors import ReadOnlyStoreError
         from kitaru_store.repository import Repository
 
-        return Repository.open(self.store, create=False)
+        try:
+            return Repository.open(self.store, create=False)
+        except ReadOnlyStoreError:
+            # A store this user may not write: the read commands work, the write ones say why not.
+            return Repository.open(self.store, create=False, readonly=True)
 
 
 pass_state = click.make_pass_decorator(State, ensure=True)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -22,6 +24,8 @@ if TYPE_CHECKING:
 
 
 # --- log -------------------------------------------------------------------------------------
+
+LOG_PAGE = 100  # rows formatted and printed at a time
 
 
 def _summary_dict(s: ExecutionSummary) -> dict[str, Any]:
@@ -45,39 +49,47 @@ def log(
     """List executions, newest first.
 
     Columns: short id, flow, status, start time (local), duration and the number of artifacts
-    (every named value: checkpoint outputs, saved artifacts, LLM records, wait inputs).
+    (every named value: checkpoint outputs, saved artifacts, LLM records, wait inputs). Rows are
+    printed 100 at a time; a column widens where a later page needs more room.
     """
-    repo = state.repo()
-    summaries: list[ExecutionSummary] = []
-    for s in repo.iter_executions(flow=flow, status=status):
-        if limit is not None and len(summaries) >= limit:
-            break
-        summaries.append(s)
+    summaries: Iterator[ExecutionSummary] = state.repo().iter_executions(flow=flow, status=status)
+    if limit is not None:
+        summaries = itertools.islice(summaries, limit)
+    # Printed a page at a time: on a store of 100,000 executions the first rows show at once.
     if as_json:
-        click.echo(out.dumps([_summary_dict(s) for s in summaries]))
+        out.echo_json_list(_summary_dict(s) for s in summaries)
         return
+    shown = 0
     if oneline:
-        for s in summaries:
+        for page in out.pages(summaries, LOG_PAGE):
             click.echo(
-                f"{out.style(out.short(s.exec_id), fg='yellow')} {out.status_text(s.status)}"
-                f" {s.flow_name} {out.when(s.started_at)}"
+                "\n".join(
+                    f"{out.style(out.short(s.exec_id), fg='yellow')} {out.status_text(s.status)}"
+                    f" {s.flow_name} {out.when(s.started_at)}"
+                    for s in page
+                )
             )
         return
-    if not summaries:
-        click.echo("no executions" + (" match" if flow or status else " yet"), err=True)
-        return
-    rows = [
-        [
-            out.style(out.short(s.exec_id), fg="yellow"),
-            s.flow_name,
-            out.status_text(s.status),
-            out.when(s.started_at),
-            out.duration(out.elapsed(s.started_at, s.ended_at)),
-            str(s.artifact_count),
+    columns = out.Columns(
+        ["ID", "FLOW", "STATUS", "STARTED", "DURATION", "ARTIFACTS"],
+        styles=[lambda text: out.style(text, fg="yellow"), None, out.status_text],
+    )
+    for page in out.pages(summaries, LOG_PAGE):
+        rows = [
+            [
+                out.short(s.exec_id),
+                s.flow_name,
+                s.status,
+                out.when(s.started_at),
+                out.duration(out.elapsed(s.started_at, s.ended_at)),
+                str(s.artifact_count),
+            ]
+            for s in page
         ]
-        for s in summaries
-    ]
-    out.echo_lines(out.table(rows, header=["ID", "FLOW", "STATUS", "STARTED", "DURATION", "ARTIFACTS"]))
+        click.echo("\n".join(columns.page(rows)))
+        shown += len(rows)
+    if not shown:
+        click.echo("no executions" + (" match" if flow or status else " yet"), err=True)
 
 
 # --- show ------------------------------------------------------------------------------------

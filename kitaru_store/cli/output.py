@@ -10,7 +10,7 @@ import json
 import os
 import re
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import IO, Any
 
 import click
@@ -217,6 +217,47 @@ def table(rows: Sequence[Sequence[str]], *, header: Sequence[str] | None = None)
     return out
 
 
+class Columns:
+    """Left-aligned columns two spaces apart, like :func:`table`, for rows formatted a page at a
+    time, so that a long listing starts printing at once.
+
+    Cells are plain text; ``styles`` colours a column's cells (a function of the text, or None),
+    after their width is measured. The widths are those of the header and the first page, and
+    grow when a later page needs more: every page is aligned, and no column moves left.
+    """
+
+    def __init__(
+        self,
+        header: Sequence[str] | None = None,
+        styles: Sequence[Callable[[str], str] | None] = (),
+    ) -> None:
+        self.header = list(header) if header else None
+        self.styles = list(styles)
+        self.widths = [len(h) for h in header] if header else []
+
+    def page(self, rows: Sequence[Sequence[str]]) -> list[str]:
+        """The lines of ``rows`` (and of the header, before the first page)."""
+        if not rows:
+            return []
+        widths = self.widths or [0] * len(rows[0])
+        self.widths = [max(w, *map(len, column)) for w, column in zip(widths, zip(*rows), strict=True)]
+        styles = self.styles + [None] * (len(self.widths) - len(self.styles))
+        last = len(self.widths) - 1
+        lines = []
+        if self.header is not None:
+            line = "  ".join(h.ljust(w) for h, w in zip(self.header, self.widths, strict=True)).rstrip()
+            lines.append(style(line, bold=True))
+            self.header = None
+        for row in rows:
+            cells = []
+            for i, cell in enumerate(row):
+                paint = styles[i]
+                pad = " " * (self.widths[i] - len(cell)) if i < last else ""
+                cells.append((paint(cell) if paint else cell) + pad)
+            lines.append("  ".join(cells).rstrip())
+        return lines
+
+
 def fields(pairs: Iterable[tuple[str, str]]) -> list[str]:
     """``label:  value`` lines with the values aligned."""
     items = list(pairs)
@@ -273,6 +314,29 @@ def echo_json(value: Any) -> None:
 def echo_lines(lines: Iterable[str]) -> None:
     for line in lines:
         click.echo(line)
+
+
+def pages(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
+    """``items`` in lists of ``size`` (the last may be shorter; none is empty)."""
+    page: list[Any] = []
+    for item in items:
+        page.append(item)
+        if len(page) >= size:
+            yield page
+            page = []
+    if page:
+        yield page
+
+
+def echo_json_list(items: Iterable[Any], page_size: int = 100) -> None:
+    """What ``click.echo(dumps(list(items)))`` prints, written a page of items at a time."""
+    opened = False
+    for page in pages(items, page_size):
+        # An item's lines, indented one more level; a newline in JSON text is always structure.
+        text = ",\n".join("  " + dumps(item).replace("\n", "\n  ") for item in page)
+        click.echo((",\n" if opened else "[\n") + text, nl=False)
+        opened = True
+    click.echo("\n]" if opened else "[]")
 
 
 # --- progress --------------------------------------------------------------------------------

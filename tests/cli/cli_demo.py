@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+
+from click.testing import Result
 
 from kitaru_store import Repository
 from kitaru_store.ids import new_uuid
@@ -16,6 +19,8 @@ RESEARCH = "3f9c2a6e8b7d4c1fa0e5d2b4c6a8e1f7"
 REPLAY = "b52e7d1c9a4f4e8b8c3d6a0f1e2b7c94"
 INGEST = "d81a4c7f2e6b4a93b5c0e7f1a2d3c4b6"
 RUNNING = "6c0e9b3a5d2f4178a9e4c1b7d8f2a053"
+
+Run = Callable[..., Result]  # the `run` fixture of conftest.py: the CLI in-process
 
 
 @dataclass

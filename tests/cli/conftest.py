@@ -1,15 +1,12 @@
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import cli_demo
 import pytest
+from cli_demo import Run
 from click.testing import CliRunner, Result
 
 from kitaru_store import Repository
 from kitaru_store.cli import cli
-
-Run = Callable[..., Result]
 
 
 @pytest.fixture

@@ -9,8 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from cli_demo import Demo
-from conftest import Run
+from cli_demo import Demo, Run
 
 from kitaru_store import Repository
 from kitaru_store.cli import common, history, main, output

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import json
 
-from cli_demo import Demo
-from conftest import Run
+from cli_demo import Demo, Run
 
 from kitaru_store import Repository
 

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import Run
+from cli_demo import Run
 
 from kitaru_store import config
 

@@ -8,8 +8,7 @@ import os
 from pathlib import Path
 
 import pytest
-from cli_demo import Demo
-from conftest import Run
+from cli_demo import Demo, Run
 
 from kitaru_store import Repository, ids
 from kitaru_store.cli import output

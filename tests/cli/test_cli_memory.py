@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import Run
+from cli_demo import Run
 
 from kitaru_store import Repository
 from kitaru_store.cli import output

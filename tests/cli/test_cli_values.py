@@ -7,8 +7,7 @@ import datetime as dt
 import json
 
 import pytest
-from cli_demo import Demo
-from conftest import Run
+from cli_demo import Demo, Run
 
 from kitaru_store import Repository
 from kitaru_store.cli import output
