@@ -384,7 +384,11 @@ class KitaruClient:
     def repository(self) -> Repository:
         """The underlying store (opened on first use; a missing store is StoreNotFoundError)."""
         if self._repo is None:
-            from kitaru_store import Repository
+            from kitaru_store import ReadOnlyStoreError, Repository
 
-            self._repo = Repository.open(self._store, create=False)
+            try:
+                self._repo = Repository.open(self._store, create=False)
+            except ReadOnlyStoreError:
+                # A store this user may not write: browsing works; input/resume say why not.
+                self._repo = Repository.open(self._store, create=False, readonly=True)
         return self._repo

@@ -223,21 +223,23 @@ def _drive(
         )
     finally:
         context._flow.reset(token)
-    result_id: str | None
+    # The result's object and the manifest that names it commit in one transaction: a gc in
+    # between could otherwise sweep a result nothing referenced yet.
     try:
-        if isinstance(result, CheckpointOutput):
-            result_id = result.object_id
-            value = result.load()
-        else:
-            value = unwrap(result, [], [])  # handles inside a returned list, tuple or dict
-            result_id = repo.put_value(value).object_id if value is not None else None
+        with repo.writer() as w:
+            if isinstance(result, CheckpointOutput):
+                value = result.load()
+                result_id: str | None = result.object_id
+            else:
+                value = unwrap(result, [], [])  # handles inside a returned list, tuple or dict
+                result_id = w.put_value(value).object_id if value is not None else None
+            w.update_execution(exec_id, status="completed", ended_at=now(), result_object_id=result_id)
     except KitaruError as exc:
         failure = failure_of(exc)
         _finish(repo, exec_id, "failed", failure=failure)
         return FlowHandle(
             repo=repo, exec_id=exec_id, flow_name=flow.name, status="failed", error=exc, failure=failure
         )
-    _finish(repo, exec_id, "completed", result_object_id=result_id)
     return FlowHandle(repo=repo, exec_id=exec_id, flow_name=flow.name, status="completed", result=value)
 
 

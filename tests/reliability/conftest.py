@@ -1,0 +1,10 @@
+"""The reliability tests share tests/reliability/harness.py (also used by bench/soak.py)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+HERE = str(Path(__file__).resolve().parent)
+if HERE not in sys.path:
+    sys.path.insert(0, HERE)
