@@ -1,22 +1,36 @@
-"""fsck: re-hash objects, check that every manifest entry points at a stored object, check indexes."""
+"""fsck: re-hash objects, check that every manifest entry points at a stored object, check indexes.
+
+Everything is read with cursors in short read transactions, never one long snapshot. A full
+fsck checks every object, manifest and index key; with ``sample`` it checks that fraction of the
+objects, and the same fraction of the manifests and of the keys of each index, chosen at random
+(``seed`` repeats a choice) without listing every key first.
+"""
 
 from __future__ import annotations
 
+import itertools
+import math
 import random
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, cast
 
 import msgspec
 
 from . import ids, memory, objects
 from . import manifests as mf
-from .errors import KitaruError, StoreFormatError
+from .errors import CorruptObjectError, KitaruError, ObjectNotFoundError, StoreFormatError
 
 if TYPE_CHECKING:
+    from .backend import Backend, ReadTxn
     from .repository import Repository
 
 Progress = Callable[[str, int, int], None]
+
+OBJECT_BATCH = 256  # objects re-hashed per read transaction
+MANIFEST_BATCH = 2048  # manifests checked per read transaction (as Backend.scan reads them)
+WALK_BATCH = 65_536  # keys a cursor passes per read transaction while picking a sample
 
 
 @dataclass(frozen=True)
@@ -33,6 +47,7 @@ class Problem:
 class FsckReport:
     objects_total: int = 0
     objects_checked: int = 0
+    manifests_total: int = 0
     manifests_checked: int = 0
     entries_checked: int = 0
     problems: list[Problem] = field(default_factory=list)
@@ -56,25 +71,146 @@ def check(
 ) -> FsckReport:
     """Verify the store.
 
-    ``sample``: a fraction (a float, 0 < f <= 1) or a count (an int) of objects to re-hash.
+    ``sample``: a fraction (a float, 0 < f <= 1) or a count (an int) of objects to re-hash. The
+    manifests and the keys of each index are then sampled at the same fraction (for a count: the
+    count over the number of objects), at least one of each when the fraction is not 0.
+    Without ``sample``, or with a fraction of 1, everything is checked.
     """
     report = FsckReport()
     backend = repo._backend()
-    keys = [k for k, _ in _keys(repo)]
-    report.objects_total = len(keys)
-    chosen = keys
+    with backend.read() as rt:
+        n_objects = rt.count(b"objects")
+        n_manifests = rt.count(b"manifests")
+    rng = random.Random(seed)
+    fraction = 1.0
+    picks: list[int] | None = None  # positions of the objects to check; None: every object
     if sample is not None:
         # A float up to 1.0 is a fraction (1.0: everything); an int is a count.
-        n = int(len(keys) * sample) if isinstance(sample, float) and sample <= 1 else int(sample)
-        chosen = sorted(random.Random(seed).sample(keys, min(max(n, 0), len(keys))))
-    for start in range(0, len(chosen), 256):
+        if isinstance(sample, float) and sample <= 1:
+            n, fraction = int(n_objects * sample), max(sample, 0.0)
+        else:
+            n = int(sample)
+            fraction = min(max(n, 0) / n_objects, 1.0) if n_objects else float(n > 0)
+        n = min(max(n, 0), n_objects)
+        if fraction < 1:
+            # The same positions random.sample would pick from a list of every key.
+            picks = sorted(rng.sample(range(n_objects), n))
+    if picks is None:
+        report.objects_total = _check_objects(
+            backend, _all_keys(backend, b"objects", OBJECT_BATCH), n_objects, report, progress
+        )
+    else:
+        report.objects_total = n_objects
+        _check_objects(backend, _keys_at(backend, b"objects", picks), len(picks), report, progress)
+    report.manifests_total = n_manifests
+    if fraction >= 1:
+        _check_manifests(backend, report, progress, n_manifests)
+    else:
+        _check_sample(backend, report, progress, fraction, rng)
+    _check_refs(backend, report)
+    report.problems.extend(Problem(**p) for p in memory.problems(backend))
+    return report
+
+
+# --- walking keys ------------------------------------------------------------------------------
+
+
+def _all_keys(backend: Backend, db: bytes, batch: int) -> Iterator[bytes]:
+    """Every key of ``db`` in order, ``batch`` keys per read transaction."""
+    start = b""
+    while True:
+        with backend.read() as rt:
+            handle = rt._dbs[db]
+            if handle is None:
+                return
+            cur = rt.txn.cursor(db=handle)
+            found = cur.iternext(keys=True, values=False) if cur.set_range(start) else iter(())
+            keys = cast("list[bytes]", list(itertools.islice(found, batch)))  # not a buffers=True read
+        yield from keys
+        if len(keys) < batch:
+            return
+        start = keys[-1] + b"\x00"
+
+
+def _keys_at(backend: Backend, db: bytes, positions: Sequence[int]) -> Iterator[bytes]:
+    """The keys of ``db`` at the sorted ``positions`` (0 is the first key), in order.
+
+    A cursor passes the keys in between without a Python step per key, WALK_BATCH keys per read
+    transaction. Positions past the last key are skipped (the database shrank meanwhile).
+    """
+    todo = iter(positions)
+    target = next(todo, None)
+    start = b""
+    pos = 0  # the position of the first key at or after ``start``
+    while target is not None:
+        picked: list[bytes] = []
+        with backend.read() as rt:
+            handle = rt._dbs[db]
+            if handle is None:
+                return
+            cur = rt.txn.cursor(db=handle)
+            if not cur.set_range(start):
+                return
+            keys = cast("Iterator[bytes]", cur.iternext(keys=True, values=False))  # not buffers=True
+            budget = WALK_BATCH
+            last = b""
+            while target is not None and budget > 0:
+                step = min(target - pos + 1, budget)  # up to and including the target, if in reach
+                tail = deque(zip(itertools.count(1), itertools.islice(keys, step)), maxlen=1)
+                if not tail:
+                    break
+                passed, last = tail[0]
+                pos += passed
+                budget -= passed
+                if passed < step:  # the end of the database
+                    target = None
+                    break
+                if pos == target + 1:
+                    picked.append(last)
+                    target = next(todo, None)
+        yield from picked
+        if target is None or not last:
+            return
+        start = last + b"\x00"
+
+
+def _chunks(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
+    chunk: list[Any] = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def _sample_positions(rng: random.Random, total: int, fraction: float) -> list[int]:
+    """Sorted random positions: ``fraction`` of ``total``, rounded up."""
+    n = min(total, math.ceil(total * fraction))
+    return sorted(rng.sample(range(total), n))
+
+
+# --- objects -----------------------------------------------------------------------------------
+
+
+def _check_objects(
+    backend: Backend, keys: Iterator[bytes], total: int, report: FsckReport, progress: Progress | None
+) -> int:
+    """Re-hash the objects ``keys`` names; returns how many keys it went through."""
+    done = 0
+    for chunk in _chunks(keys, OBJECT_BATCH):
         with backend.read(buffers=True) as rt:
-            for key in chosen[start : start + 256]:
-                record = rt.get_view(b"objects", key)
-                if record is None:
-                    continue  # swept since listed
+            for key in chunk:
                 try:
-                    problem = objects.verify(rt, key)
+                    objects.read(rt, key)
+                    problem = None
+                except ObjectNotFoundError as exc:
+                    if exc.object_id == key.hex():
+                        continue  # swept since listed
+                    problem = exc.message
+                except CorruptObjectError as exc:
+                    problem = exc.message
                 except StoreFormatError as exc:
                     # A newer record or chunk index format, or a damaged version byte: this kitaru
                     # cannot vouch for the object. Reported, and the check goes on.
@@ -82,104 +218,263 @@ def check(
                     problem = None
                 if problem:
                     report.problems.append(Problem("corrupt-object", problem, object_id=key.hex()))
-                if rt.get(b"touch", key) is None:
+                if not rt.has(b"touch", key):
                     report.problems.append(
                         Problem("missing-touch", "object has no touch time", object_id=key.hex())
                     )
                 report.objects_checked += 1
+        done += len(chunk)
         if progress:
-            progress("objects", min(start + 256, len(chosen)), len(chosen))
-    _check_manifests(repo, report, progress)
-    return report
+            progress("objects", done, max(total, done))
+    return done
 
 
-def _keys(repo: Repository) -> list[tuple[bytes, None]]:
-    out: list[tuple[bytes, None]] = []
-    backend = repo._backend()
-    start = b""
-    while True:
-        n = 0
-        with backend.read(buffers=True) as rt:
-            cur = rt.txn.cursor(db=rt._dbs[b"objects"])
-            ok = cur.set_range(start)
-            while ok and n < 8192:
-                out.append((bytes(cur.key()), None))
-                n += 1
-                ok = cur.next()
-        if n < 8192:
-            return out
-        start = out[-1][0] + b"\x00"
+# --- manifests ---------------------------------------------------------------------------------
 
 
-def _check_manifests(repo: Repository, report: FsckReport, progress: Progress | None) -> None:
-    backend = repo._backend()
-    total = repo.count_executions()
-    seen_time_keys: set[bytes] = set()
-    unreadable: set[bytes] = set()  # their time keys are not "missing": the manifest is there
-    artifact_ids: set[bytes] = set()
-    for n, (key, raw) in enumerate(backend.scan(b"manifests"), 1):
-        exec_id = key.hex()
-        try:
-            m = mf.decode_manifest(raw, exec_id=exec_id)
-        except (msgspec.DecodeError, KitaruError) as exc:
-            report.problems.append(Problem("bad-manifest", f"undecodable manifest: {exc}", exec_id=exec_id))
-            unreadable.add(key)
+@dataclass
+class _Found:
+    """What the manifest checks found in the indexes: the keys they account for, counted."""
+
+    time_keys: int = 0  # decoded manifests whose exec_time key exists
+    flow_keys: int = 0  # ... whose exec_flow key exists
+    artifact_keys: int = 0  # artifact ids of decoded manifests indexed to their execution
+    unreadable: set[bytes] = field(default_factory=set)  # undecodable manifests: not held against
+
+
+def _decode(key: bytes, raw: bytes | memoryview, *, check_ids: bool = True) -> mf.Manifest | Problem:
+    """The manifest, or the bad-manifest problem that keeps it from being checked."""
+    exec_id = key.hex()
+    try:
+        m = mf.decode_manifest(raw, exec_id=exec_id)
+    except (msgspec.DecodeError, KitaruError) as exc:
+        return Problem("bad-manifest", f"undecodable manifest: {exc}", exec_id=exec_id)
+    return _malformed(key, m) if check_ids else m
+
+
+def _malformed(key: bytes, m: mf.Manifest) -> mf.Manifest | Problem:
+    malformed = _malformed_ids(m)
+    if malformed:  # it decodes, but names ids that are not ids: checking it further would fail
+        return Problem("bad-manifest", f"malformed ids: {', '.join(malformed[:3])}", exec_id=key.hex())
+    return m
+
+
+def _present(rt: ReadTxn, db: bytes, keys: Iterable[bytes]) -> set[bytes]:
+    """Which of ``keys`` ``db`` holds, looked up in key order: a cursor moving forward through
+    the B-tree finds each next key in pages it has just read, several times faster than lookups
+    in random order."""
+    handle = rt._dbs[db]
+    if handle is None:
+        return set()
+    set_key = rt.txn.cursor(db=handle).set_key
+    return {k for k in sorted(set(keys)) if set_key(k)}
+
+
+def _values(rt: ReadTxn, db: bytes, keys: Iterable[bytes]) -> dict[bytes, bytes]:
+    """The values ``db`` holds for ``keys`` (those it has), looked up in key order."""
+    handle = rt._dbs[db]
+    if handle is None:
+        return {}
+    cur = rt.txn.cursor(db=handle)
+    return {k: bytes(cur.value()) for k in sorted(set(keys)) if cur.set_key(k)}
+
+
+@dataclass
+class _Decoded:
+    """What the checks need of a manifest (not the manifest: a batch of 2,048 decoded manifests
+    kept alive would make Python's cyclic gc walk them over and over)."""
+
+    key: bytes
+    time_key: bytes
+    flow_key: bytes
+    names: list[str]  # of the entries, in order
+    object_ids: list[str]
+    object_keys: list[bytes]
+    artifact_keys: list[bytes]
+    others: list[tuple[str, bytes, str]]  # (object id, key, what): checkpoint outputs, result, inputs
+
+
+def _plain_hex(hex_ids: list[str], keys: list[bytes], size: int) -> bool:
+    """Whether every key is ``size`` bytes, from exactly ``2 * size`` hex characters."""
+    return set(map(len, keys)) <= {size} and sum(map(len, hex_ids)) == 2 * size * len(keys)
+
+
+def _ids_of(key: bytes, m: mf.Manifest) -> _Decoded | Problem:
+    """The keys to look up for ``m``, or the bad-manifest problem of a malformed id."""
+    tkey = mf.time_key(m.started_at) + key
+    named = [(c.output_object_id, f"checkpoint {c.invocation_id} output") for c in m.checkpoints]
+    named += [(m.result_object_id, "flow result"), (m.input_object_id, "flow inputs")]
+    others = [(oid, what) for oid, what in named if oid]
+    object_ids = [e.object_id for e in m.entries]
+    artifact_ids = [e.artifact_id for e in m.entries]
+    more_ids = [oid for oid, _ in others]
+    wait_ids = [w.value_object_id for w in m.waits if w.value_object_id]
+    try:
+        # Ids spelled as written take this fast path: plain hex of the full length. Any other
+        # spelling takes the slow one, through ids.object_key and ids.uuid_key, which accept some
+        # (dashed uuids) and say what is wrong with the others.
+        object_keys = list(map(bytes.fromhex, object_ids))
+        artifact_keys = list(map(bytes.fromhex, artifact_ids))
+        more_keys = list(map(bytes.fromhex, more_ids))
+        plain = (
+            _plain_hex(object_ids, object_keys, ids.OBJECT_ID_BYTES)
+            and _plain_hex(artifact_ids, artifact_keys, ids.UUID_HEX // 2)
+            and _plain_hex(more_ids, more_keys, ids.OBJECT_ID_BYTES)
+            and _plain_hex(wait_ids, list(map(bytes.fromhex, wait_ids)), ids.OBJECT_ID_BYTES)
+        )
+    except ValueError:
+        plain = False
+    if not plain:
+        checked = _malformed(key, m)
+        if isinstance(checked, Problem):
+            return checked
+        object_keys = list(map(ids.object_key, object_ids))
+        artifact_keys = list(map(ids.uuid_key, artifact_ids))
+        more_keys = list(map(ids.object_key, more_ids))
+    return _Decoded(
+        key,
+        tkey,
+        m.flow_name.encode() + b"\x00" + tkey,
+        [e.name for e in m.entries],
+        object_ids,
+        object_keys,
+        artifact_keys,
+        [(oid, k, what) for (oid, what), k in zip(others, more_keys, strict=True)],
+    )
+
+
+def _check_manifest_batch(
+    rt: ReadTxn, batch: list[tuple[bytes, memoryview]], report: FsckReport, found: _Found
+) -> None:
+    """Check manifests against the objects and the indexes, in one read transaction (opened
+    with buffers=True: no looked-up value is copied). The lookups of the whole batch are made
+    per database in key order; the problems are listed manifest by manifest, as found."""
+    checked: list[_Decoded | Problem] = []
+    for key, raw in batch:
+        m = _decode(key, raw, check_ids=False)
+        d = m if isinstance(m, Problem) else _ids_of(key, m)
+        if isinstance(d, Problem):
+            found.unreadable.add(key)
+        checked.append(d)
+    decoded = [d for d in checked if isinstance(d, _Decoded)]
+    chain = itertools.chain.from_iterable
+    times = _present(rt, b"exec_time", (d.time_key for d in decoded))
+    flows = _present(rt, b"exec_flow", (d.flow_key for d in decoded))
+    stored = _present(rt, b"objects", chain(d.object_keys for d in decoded))
+    stored |= _present(rt, b"objects", (o[1] for d in decoded for o in d.others))
+    owners = _values(rt, b"artifacts", chain(d.artifact_keys for d in decoded))
+    for d in checked:
+        if isinstance(d, Problem):
+            report.problems.append(d)
             continue
-        malformed = _malformed_ids(m)
-        if malformed:  # it decodes, but names ids that are not ids: checking it further would fail
-            report.problems.append(
-                Problem("bad-manifest", f"malformed ids: {', '.join(malformed[:3])}", exec_id=exec_id)
-            )
-            unreadable.add(key)
-            continue
+        exec_id = d.key.hex()
         report.manifests_checked += 1
-        with backend.read() as rt:
-            tkey = mf.time_key(m.started_at) + key
-            seen_time_keys.add(tkey)
-            if rt.get(b"exec_time", tkey) is None:
-                report.problems.append(
-                    Problem("index-mismatch", "execution missing from the time index", exec_id=exec_id)
-                )
-            for e in m.entries:
-                report.entries_checked += 1
-                if not rt.has(b"objects", ids.object_key(e.object_id)):
+        report.entries_checked += len(d.names)
+        if d.time_key in times:
+            found.time_keys += 1
+        else:
+            report.problems.append(
+                Problem("index-mismatch", "execution missing from the time index", exec_id=exec_id)
+            )
+        found.flow_keys += d.flow_key in flows
+        indexed_to = list(map(owners.get, d.artifact_keys))
+        if stored.issuperset(d.object_keys) and indexed_to.count(d.key) == len(indexed_to):
+            found.artifact_keys += len(set(d.artifact_keys))  # every entry is fine (the usual case)
+        else:
+            indexed: set[bytes] = set()
+            for name, object_id, okey, akey, owner in zip(
+                d.names, d.object_ids, d.object_keys, d.artifact_keys, indexed_to, strict=True
+            ):
+                if okey not in stored:
                     report.problems.append(
                         Problem(
                             "missing-object",
-                            f"entry {e.name!r} names an object that is not stored",
-                            object_id=e.object_id,
+                            f"entry {name!r} names an object that is not stored",
+                            object_id=object_id,
                             exec_id=exec_id,
-                            name=e.name,
+                            name=name,
                         )
                     )
-                if rt.get(b"artifacts", ids.uuid_key(e.artifact_id)) != key:
+                if owner == d.key:
+                    indexed.add(akey)
+                else:
                     report.problems.append(
                         Problem(
                             "index-mismatch",
                             "artifact missing from the artifact index",
                             exec_id=exec_id,
-                            name=e.name,
+                            name=name,
                         )
                     )
-            others = [(c.output_object_id, f"checkpoint {c.invocation_id} output") for c in m.checkpoints]
-            others += [(m.result_object_id, "flow result"), (m.input_object_id, "flow inputs")]
-            for object_id, what in others:
-                if object_id and not rt.has(b"objects", ids.object_key(object_id)):
-                    report.problems.append(
-                        Problem(
-                            "missing-object", f"{what} is not stored", object_id=object_id, exec_id=exec_id
-                        )
-                    )
-            artifact_ids.update(ids.uuid_key(e.artifact_id) for e in m.entries)
-        if progress and n % 1000 == 0:
-            progress("manifests", n, total)
-    for tkey, _ in backend.scan(b"exec_time"):
-        if tkey not in seen_time_keys and tkey[8:] not in unreadable:
+            found.artifact_keys += len(indexed)
+        for object_id, okey, what in d.others:
+            if okey not in stored:
+                report.problems.append(
+                    Problem("missing-object", f"{what} is not stored", object_id=object_id, exec_id=exec_id)
+                )
+
+
+def _check_manifest_keys(
+    backend: Backend,
+    keys: Iterable[bytes],
+    report: FsckReport,
+    progress: Progress | None,
+    total: int,
+) -> _Found:
+    found = _Found()
+    done = 0
+    for chunk in _chunks(keys, MANIFEST_BATCH):
+        with backend.read(buffers=True) as rt:
+            batch = [(key, raw) for key in chunk if (raw := rt.get_view(b"manifests", key)) is not None]
+            _check_manifest_batch(rt, batch, report, found)  # (a manifest deleted since listed: skipped)
+        done += len(chunk)
+        if progress:
+            progress("manifests", done, max(total, done))
+    return found
+
+
+def _check_manifests(backend: Backend, report: FsckReport, progress: Progress | None, total: int) -> None:
+    """Every manifest; then the indexes, which must name nothing the manifests do not account for."""
+    found = _check_manifest_keys(
+        backend, _all_keys(backend, b"manifests", MANIFEST_BATCH), report, progress, total
+    )
+    # The manifests found their own index keys and counted them (distinct keys, each in one
+    # index only once): an index holding exactly that many keys, leaving out those that belong to
+    # unreadable manifests, names nothing else. Only when a count differs (damage, or executions
+    # added or deleted meanwhile) are the indexes read against the manifests key by key.
+    unreadable = found.unreadable
+    if not unreadable:
+        with backend.read() as rt:
+            counts = [rt.count(b"exec_time"), rt.count(b"exec_flow"), rt.count(b"artifacts")]
+    else:
+        counts = [
+            sum(1 for k in _all_keys(backend, b"exec_time", WALK_BATCH) if k[8:] not in unreadable),
+            sum(1 for k in _all_keys(backend, b"exec_flow", WALK_BATCH) if k[-16:] not in unreadable),
+            sum(1 for _, v in backend.scan(b"artifacts") if v not in unreadable),
+        ]
+    if counts != [found.time_keys, found.flow_keys, found.artifact_keys]:
+        _check_indexes_exactly(backend, report)
+
+
+def _check_indexes_exactly(backend: Backend, report: FsckReport) -> None:
+    """Every index key against the set of keys the manifests account for (memory: O(entries))."""
+    time_keys: set[bytes] = set()
+    unreadable: set[bytes] = set()  # their time keys are not "missing": the manifest is there
+    artifact_ids: set[bytes] = set()
+    for key, raw in backend.scan(b"manifests"):
+        m = _decode(key, raw)
+        if isinstance(m, Problem):
+            unreadable.add(key)
+            continue
+        time_keys.add(mf.time_key(m.started_at) + key)
+        artifact_ids.update(ids.uuid_key(e.artifact_id) for e in m.entries)
+    for tkey in _all_keys(backend, b"exec_time", WALK_BATCH):
+        if tkey not in time_keys and tkey[8:] not in unreadable:
             report.problems.append(
                 Problem("index-mismatch", "time index names a missing execution", exec_id=tkey[8:].hex())
             )
-    for fkey, _ in backend.scan(b"exec_flow"):
-        if fkey[-24:] not in seen_time_keys and fkey[-16:] not in unreadable:
+    for fkey in _all_keys(backend, b"exec_flow", WALK_BATCH):
+        if fkey[-24:] not in time_keys and fkey[-16:] not in unreadable:
             report.problems.append(
                 Problem("index-mismatch", "flow index names a missing execution", exec_id=fkey[-16:].hex())
             )
@@ -188,8 +483,64 @@ def _check_manifests(repo: Repository, report: FsckReport, progress: Progress | 
             report.problems.append(
                 Problem("index-mismatch", f"artifact index names a missing artifact {akey.hex()}")
             )
-    _check_refs(repo, report)
-    report.problems.extend(Problem(**p) for p in memory.problems(backend))
+
+
+def _check_sample(
+    backend: Backend, report: FsckReport, progress: Progress | None, fraction: float, rng: random.Random
+) -> None:
+    """A sample of the manifests, checked as a full fsck checks each; then a sample of each
+    index's keys, each looked up in the manifest it names."""
+    with backend.read() as rt:
+        counts = {db: rt.count(db) for db in (b"manifests", b"exec_time", b"exec_flow", b"artifacts")}
+    picks = _sample_positions(rng, counts[b"manifests"], fraction)
+    _check_manifest_keys(backend, _keys_at(backend, b"manifests", picks), report, progress, len(picks))
+    time_keys = _keys_at(backend, b"exec_time", _sample_positions(rng, counts[b"exec_time"], fraction))
+    flow_keys = _keys_at(backend, b"exec_flow", _sample_positions(rng, counts[b"exec_flow"], fraction))
+    artifact_keys = _keys_at(backend, b"artifacts", _sample_positions(rng, counts[b"artifacts"], fraction))
+    # An index key names a missing execution when that execution has no manifest, or one that
+    # puts it elsewhere; an unreadable manifest (reported where it is checked) is not held against
+    # the indexes, as in a full fsck.
+    for chunk in _chunks(time_keys, MANIFEST_BATCH):
+        with backend.read(buffers=True) as rt:
+            for tkey in chunk:
+                d = _lookup(rt, tkey[8:])
+                if d is None or (isinstance(d, _Decoded) and d.time_key != tkey):
+                    report.problems.append(
+                        Problem(
+                            "index-mismatch", "time index names a missing execution", exec_id=tkey[8:].hex()
+                        )
+                    )
+    for chunk in _chunks(flow_keys, MANIFEST_BATCH):
+        with backend.read(buffers=True) as rt:
+            for fkey in chunk:
+                d = _lookup(rt, fkey[-16:])
+                if d is None or (isinstance(d, _Decoded) and d.time_key != fkey[-24:]):
+                    report.problems.append(
+                        Problem(
+                            "index-mismatch", "flow index names a missing execution", exec_id=fkey[-16:].hex()
+                        )
+                    )
+    for chunk in _chunks(artifact_keys, MANIFEST_BATCH):
+        with backend.read(buffers=True) as rt:
+            for akey in chunk:
+                exec_key = rt.get(b"artifacts", akey)
+                if exec_key is None:
+                    continue  # deleted since listed
+                d = _lookup(rt, exec_key)
+                if d is None or (isinstance(d, _Decoded) and akey not in set(d.artifact_keys)):
+                    report.problems.append(
+                        Problem("index-mismatch", f"artifact index names a missing artifact {akey.hex()}")
+                    )
+
+
+def _lookup(rt: ReadTxn, key: bytes) -> _Decoded | Problem | None:
+    """The manifest ``key`` as the checks see it: None if there is none, a Problem if it is
+    unreadable."""
+    raw = rt.get_view(b"manifests", key)
+    if raw is None:
+        return None
+    m = _decode(key, raw, check_ids=False)
+    return m if isinstance(m, Problem) else _ids_of(key, m)
 
 
 def _malformed_ids(m: mf.Manifest) -> list[str]:
@@ -207,8 +558,7 @@ def _malformed_ids(m: mf.Manifest) -> list[str]:
     return bad
 
 
-def _check_refs(repo: Repository, report: FsckReport) -> None:
-    backend = repo._backend()
+def _check_refs(backend: Backend, report: FsckReport) -> None:
     for name, raw in backend.scan(b"refs"):
         with backend.read() as rt:
             for i in range(0, len(raw), ids.OBJECT_ID_BYTES):

@@ -14,10 +14,11 @@ Rules (docs/design.md, "Garbage collection"):
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import os
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING
 
@@ -36,6 +37,7 @@ DEFAULT_GRACE = dt.timedelta(hours=1)
 INFLIGHT_MAX_AGE = dt.timedelta(days=7)
 INFLIGHT_PREFIX = b"inflight/"
 DELETE_BATCH = 1000
+SCAN_BATCH = 4096  # records per read transaction in the candidate scan
 Progress = Callable[[str, int, int], None]
 
 
@@ -93,13 +95,17 @@ def _drop_stale_inflight(repo: Repository) -> int:
 
 
 def mark(repo: Repository, progress: Progress | None = None) -> set[bytes]:
-    """Every object key reachable from a manifest or a ref, chunks included."""
+    """Every object key a manifest or a ref names (the roots).
+
+    The chunks of the chunked values among them are added by ``_candidates``, which reads every
+    record's header anyway: finding the chunk indexes here would cost a random read per root.
+    """
     backend = repo._backend()
     live: set[bytes] = set()
     total = repo.count_executions()
     for n, (key, raw) in enumerate(backend.scan(b"manifests"), 1):
         manifest = mf.decode_manifest(raw, exec_id=key.hex())
-        live.update(ids.object_key(oid) for oid in mf.referenced_ids(manifest))
+        live.update(_object_keys(mf.referenced_ids(manifest)))
         if progress and n % 1000 == 0:
             progress("mark", n, total)
     stale_before = objects.now_ns() - int(INFLIGHT_MAX_AGE.total_seconds() * 1e9)
@@ -108,22 +114,35 @@ def mark(repo: Repository, progress: Progress | None = None) -> set[bytes]:
             continue  # a writer that died (or was dropped) long ago: its objects are garbage now
         live.update(raw[i : i + ids.OBJECT_ID_BYTES] for i in range(0, len(raw), ids.OBJECT_ID_BYTES))
     live.update(memory.root_keys(backend))  # memory versions' values (redacted ones name none)
-    # Expand chunked values into their chunks, in short read transactions.
-    pending = list(live)
-    for start in range(0, len(pending), 4096):
-        with backend.read(buffers=True) as rt:
-            for key in pending[start : start + 4096]:
-                record = rt.get_view(b"objects", key)
-                if record is not None and len(record) >= codec.HEADER_SIZE and record[1] == codec.KIND_INDEX:
-                    live.update(objects.chunk_keys(record, key))
     return live
+
+
+def _object_keys(object_ids: Collection[str]) -> list[bytes]:
+    """``ids.object_key`` of every id (InvalidIdError for one that is not an id: gc stops), with a
+    fast path for ids spelled as written: 64 hex characters each."""
+    try:
+        keys = list(map(bytes.fromhex, object_ids))
+        full = set(map(len, keys)) <= {ids.OBJECT_ID_BYTES}  # and no whitespace in between:
+        if full and sum(map(len, object_ids)) == ids.OBJECT_ID_HEX * len(keys):
+            return keys
+    except ValueError:
+        pass
+    return [ids.object_key(oid) for oid in object_ids]
 
 
 def _candidates(
     repo: Repository, live: set[bytes], cutoff_ns: int, report: GCReport, progress: Progress | None
 ) -> list[tuple[bytes, int]]:
+    """The objects to sweep: neither live nor touched since ``cutoff_ns``; with their sizes.
+
+    One cursor scan of ``objects`` in key order, SCAN_BATCH records per read transaction, also
+    finds the chunk indexes among the live objects (by the kind byte of their record's header)
+    and adds their chunks to ``live``. A chunk can come before its index in key order, so an
+    object is judged only after the scan: then ``live`` holds every chunk of a live value, and
+    the touch times of the others are read, in key order too.
+    """
     backend = repo._backend()
-    found: list[tuple[bytes, int]] = []
+    unmarked: list[tuple[bytes, int]] = []  # not live when scanned: (key, record size)
     start = b""
     with backend.read() as rt:
         total = rt.count(b"objects")
@@ -133,25 +152,34 @@ def _candidates(
         last = None
         with backend.read(buffers=True) as rt:
             cur = rt.txn.cursor(db=rt._dbs[b"objects"])
-            ok = cur.set_range(start)
-            while ok and batch < 4096:
-                key = bytes(cur.key())
-                last = key
+            records = cur.iternext(keys=True, values=True) if cur.set_range(start) else iter(())
+            for raw_key, record in itertools.islice(records, SCAN_BATCH):
+                key = bytes(raw_key)
                 batch += 1
                 if key not in live:
-                    touched = objects.unpack_time(rt.get(b"touch", key))
-                    if touched >= cutoff_ns:
-                        report.objects_in_grace += 1
-                    else:
-                        found.append((key, len(cur.value())))
-                ok = cur.next()
+                    unmarked.append((key, len(record)))
+                elif len(record) >= codec.HEADER_SIZE and record[1] == codec.KIND_INDEX:
+                    # A live chunked value: its chunks are live. A damaged or newer index raises
+                    # (CorruptObjectError, StoreFormatError): gc never sweeps on a partial mark.
+                    live.update(objects.chunk_keys(record, key))
+                last = key
         seen += batch
         report.objects_total = seen
         if progress:
             progress("scan", seen, total)
-        if last is None or batch < 4096:
-            return found
+        if last is None or batch < SCAN_BATCH:
+            break
         start = last + b"\x00"
+    found: list[tuple[bytes, int]] = []
+    pending = [item for item in unmarked if item[0] not in live]
+    for i in range(0, len(pending), SCAN_BATCH):
+        with backend.read() as rt:
+            for key, size in pending[i : i + SCAN_BATCH]:
+                if objects.unpack_time(rt.get(b"touch", key)) >= cutoff_ns:
+                    report.objects_in_grace += 1
+                else:
+                    found.append((key, size))
+    return found
 
 
 def collect(
@@ -181,8 +209,8 @@ def collect(
         cutoff_ns = objects.now_ns() - int(grace_s * 1e9)
         _wait_for_writers(repo)
         live = mark(repo, progress)
+        doomed = _candidates(repo, live, cutoff_ns, report, progress)  # (adds live values' chunks)
         report.objects_live = len(live)
-        doomed = _candidates(repo, live, cutoff_ns, report, progress)
         if dry_run:
             report.objects_removed = len(doomed)
             report.bytes_removed = sum(size for _, size in doomed)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import itertools
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
@@ -59,20 +60,21 @@ def log(
     if as_json:
         out.echo_json_list(_summary_dict(s) for s in summaries)
         return
-    shown = 0
+    paint_id = out.styler(fg="yellow")
+    paint_status = functools.lru_cache(maxsize=64)(out.status_text)
     if oneline:
         for page in out.pages(summaries, LOG_PAGE):
             click.echo(
                 "\n".join(
-                    f"{out.style(out.short(s.exec_id), fg='yellow')} {out.status_text(s.status)}"
+                    f"{paint_id(out.short(s.exec_id))} {paint_status(s.status)}"
                     f" {s.flow_name} {out.when(s.started_at)}"
                     for s in page
                 )
             )
         return
+    shown = 0
     columns = out.Columns(
-        ["ID", "FLOW", "STATUS", "STARTED", "DURATION", "ARTIFACTS"],
-        styles=[lambda text: out.style(text, fg="yellow"), None, out.status_text],
+        ["ID", "FLOW", "STATUS", "STARTED", "DURATION", "ARTIFACTS"], styles=[paint_id, None, paint_status]
     )
     for page in out.pages(summaries, LOG_PAGE):
         rows = [

@@ -68,7 +68,8 @@ def gc(state: State, dry_run: bool, grace: float, compact: bool, as_json: bool) 
 @click.option(
     "--sample",
     type=out.SampleType(),
-    help="Re-hash only a random sample of objects: a count (500), a fraction (0.1) or a percentage (10%).",
+    help="Check only a random sample of objects: a count (500), a fraction (0.1) or a percentage (10%);"
+    " the same fraction of executions and of index keys.",
 )
 @click.option("--seed", type=int, help="Seed for --sample, to repeat a run.")
 @json_option
@@ -95,9 +96,12 @@ def fsck(state: State, sample: int | float | None, seed: int | None, as_json: bo
             click.echo(
                 f"{out.style(p.kind, fg='red')}: {p.detail}" + (f" ({', '.join(where)})" if where else "")
             )
+        executions = f"{report.manifests_checked}" + (
+            f" of {report.manifests_total}" if sample is not None else ""
+        )
         click.echo(
             f"checked {report.objects_checked} of {report.objects_total} objects,"
-            f" {report.manifests_checked} executions, {report.entries_checked} entries: "
+            f" {executions} executions, {report.entries_checked} entries: "
             + (
                 out.style("ok", fg="green")
                 if report.ok

@@ -6,7 +6,6 @@ Only click and the standard library at import time: this module is loaded for ``
 from __future__ import annotations
 
 import datetime as dt
-import json
 import os
 import re
 import sys
@@ -49,6 +48,15 @@ def style(text: str, **kwargs: Any) -> str:
     if no_color():
         return text
     return click.style(text, **kwargs)
+
+
+def styler(**kwargs: Any) -> Callable[[str], str]:
+    """``lambda text: style(text, **kwargs)`` for many cells: NO_COLOR and click.style are
+    consulted once (click.style only wraps the text in escape codes)."""
+    if no_color():
+        return str
+    before, after = click.style("\x00", **kwargs).split("\x00")
+    return lambda text: before + text + after
 
 
 def status_text(text: str, width: int = 0) -> str:
@@ -240,20 +248,23 @@ class Columns:
         if not rows:
             return []
         widths = self.widths or [0] * len(rows[0])
-        self.widths = [max(w, *map(len, column)) for w, column in zip(widths, zip(*rows), strict=True)]
-        styles = self.styles + [None] * (len(self.widths) - len(self.styles))
-        last = len(self.widths) - 1
+        self.widths = [
+            max(w, *map(len, column)) for w, column in zip(widths, zip(*rows, strict=True), strict=True)
+        ]
         lines = []
         if self.header is not None:
             line = "  ".join(h.ljust(w) for h, w in zip(self.header, self.widths, strict=True)).rstrip()
             lines.append(style(line, bold=True))
             self.header = None
+        styles = self.styles + [None] * (len(self.widths) - len(self.styles))
+        padded = list(zip(styles[:-1], self.widths[:-1], strict=True))
+        paint_last = styles[-1]
         for row in rows:
-            cells = []
-            for i, cell in enumerate(row):
-                paint = styles[i]
-                pad = " " * (self.widths[i] - len(cell)) if i < last else ""
-                cells.append((paint(cell) if paint else cell) + pad)
+            cells = [
+                (paint(c) if paint else c) + " " * (w - len(c))
+                for c, (paint, w) in zip(row, padded, strict=False)
+            ]
+            cells.append(paint_last(row[-1]) if paint_last else row[-1])  # the last column is not padded
             lines.append("  ".join(cells).rstrip())
         return lines
 
@@ -289,11 +300,15 @@ def _all_fields(value: Any) -> Any:
 
 def dumps(value: Any) -> str:
     """Indented JSON; NaN and infinities become null, so the output is always valid JSON."""
+    import json  # here, not at the top: most commands print no JSON
+
     return json.dumps(_finite(value), indent=2, ensure_ascii=False)
 
 
 def inline(value: Any) -> str:
     """One-line JSON, for metadata shown inside human output."""
+    import json
+
     return json.dumps(_finite(jsonable(value)), ensure_ascii=False)
 
 

@@ -12,7 +12,7 @@ import pytest
 from cli_demo import Demo, Run
 
 from kitaru_store import Repository
-from kitaru_store.cli import common, history, main, output
+from kitaru_store.cli import app, common, history, main, output
 from kitaru_store.manifests import ENTRY_KINDS, STATUSES
 
 HEAVY = ("lmdb", "zstandard", "msgspec", "blake3", "numpy", "pyfastcdc")
@@ -122,6 +122,16 @@ def test_main_entry_point() -> None:
     assert exc.value.code == 0
 
 
+def test_lazy_command_table_matches_the_command_modules() -> None:
+    import importlib
+
+    defined = {}
+    for module in set(app.COMMAND_MODULES.values()):
+        for command in importlib.import_module(f"kitaru_store.cli.{module}").COMMANDS:
+            defined[command.name] = module
+    assert defined == app.COMMAND_MODULES
+
+
 def test_mirrored_choices_match_the_store() -> None:
     assert common.STATUSES == STATUSES
     assert history.KINDS == ENTRY_KINDS
@@ -196,6 +206,32 @@ def test_help_in_a_process_imports_no_storage_libraries() -> None:
     )
     probe = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert probe.stdout.strip().splitlines()[-1] == "[]", probe.stderr
+
+
+def test_log_in_a_process_loads_neither_the_object_engine_nor_other_commands(demo: Demo) -> None:
+    code = (
+        "import sys\n"
+        "from kitaru_store.cli import main\n"
+        "try:\n    main(['log', '-n', '2'])\nexcept SystemExit:\n    pass\n"
+        "print(sorted(m for m in sys.modules if m.startswith('kitaru_store') or m in"
+        " ('zstandard', 'pyfastcdc')))\n"
+    )
+    probe = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    loaded = set(eval(probe.stdout.strip().splitlines()[-1]))
+    assert "kitaru_store.cli.history" in loaded, probe.stderr
+    unwanted = {
+        "zstandard",
+        "pyfastcdc",
+        "kitaru_store.objects",
+        "kitaru_store.codec",
+        "kitaru_store.serialization",
+        "kitaru_store.memory",
+        "kitaru_store.cli.values",
+        "kitaru_store.cli.maintenance",
+        "kitaru_store.cli.memory",
+        "kitaru_store.cli.remote",
+    }
+    assert not loaded & unwanted
 
 
 def test_log_json_in_a_process(demo: Demo) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from cli_demo import Demo, Run
 
 from kitaru_store import Repository
@@ -55,6 +56,45 @@ def test_log_empty_store(run: Run, repo: Repository) -> None:
     assert result.stdout == ""
     assert "no executions yet" in result.stderr
     assert json.loads(run("log", "--json").stdout) == []
+
+
+def test_log_prints_page_by_page(run: Run, repo: Repository, monkeypatch: pytest.MonkeyPatch) -> None:
+    import datetime as dt
+
+    from kitaru_store.cli import history
+
+    t0 = dt.datetime(2025, 1, 1, tzinfo=dt.UTC)
+    with repo.writer() as w:
+        for i in range(7):  # the oldest has the longest flow name: the last page is wider
+            w.create_execution("f" + "x" * (7 - i), started_at=t0 + dt.timedelta(minutes=i))
+    monkeypatch.setattr(history, "LOG_PAGE", 3)
+    lines = run("log").stdout.splitlines()
+    assert len(lines) == 8
+    flows = [line.split()[1] for line in lines[1:]]
+    assert flows == ["f" + "x" * n for n in range(1, 8)]
+    # Where the STATUS column starts: each page is aligned, widened for its longest flow name.
+    starts = [line.index(line.split()[2]) for line in lines]
+    assert starts == [14 + 4 + 2] * 4 + [14 + 7 + 2] * 3 + [14 + 8 + 2]
+    assert len(run("log", "-n", "4", "--oneline").stdout.splitlines()) == 4
+    paged = json.loads(run("log", "--json").stdout)
+    assert [r["flow_name"] for r in paged] == flows
+
+
+def test_json_list_written_page_by_page_is_the_same_json() -> None:
+    from click.testing import CliRunner
+
+    from kitaru_store.cli import output
+
+    items = [{"a": [1, {"b": "x\ny"}], "c": None}, {}, [], {"d": float("nan")}, "é"]
+    for n in range(len(items) + 1):
+
+        def echo(n: int = n) -> None:
+            output.echo_json_list(items[:n], page_size=2)
+
+        import click
+
+        result = CliRunner().invoke(click.command()(echo))
+        assert result.stdout == output.dumps(items[:n]) + "\n"
 
 
 def test_log_bad_status_is_a_usage_error(run: Run, demo: Demo) -> None:

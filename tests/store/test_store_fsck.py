@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 import msgspec
 import pytest
 from store_helpers import T0, commit_execution, delete_record, tamper
@@ -152,3 +154,105 @@ def test_undecodable_manifest_stops_gc_but_not_stats_of_objects(repo: Repository
     else:
         with pytest.raises(Exception, match="newer"):
             repo.stats()
+
+
+# --- sampling manifests and indexes, without listing every key ------------------------------------
+
+
+def test_sample_picks_what_a_sample_of_the_key_list_would(repo: Repository) -> None:
+    """The positions are random.sample's over the objects in key order: a seed picks the same
+    objects as it did when fsck listed every key first."""
+    import random
+
+    ids = sorted(repo.put_value(f"value {i}").object_id for i in range(50))
+    for oid in ids:
+        tamper(repo, oid)
+    report = repo.fsck(sample=7, seed=11)
+    assert [p.object_id for p in report.problems] == sorted(random.Random(11).sample(ids, 7))
+
+
+def test_keys_at_walks_to_the_picked_positions(repo: Repository, monkeypatch: pytest.MonkeyPatch) -> None:
+    from kitaru_store import fsck
+
+    keys = sorted(bytes.fromhex(repo.put_value(i).object_id) for i in range(40))
+    backend = repo._backend()
+    for walk in (1, 3, 64):  # keys a read transaction passes: several transactions, or one
+        monkeypatch.setattr(fsck, "WALK_BATCH", walk)
+        for positions in ([], [0], [39], [0, 1, 2], [5, 17, 18, 30, 39], list(range(40))):
+            assert list(fsck._keys_at(backend, b"objects", positions)) == [keys[i] for i in positions]
+        assert list(fsck._keys_at(backend, b"objects", [38, 39, 40, 99])) == keys[38:]  # past the end
+
+
+def test_sample_checks_that_fraction_of_the_manifests(repo: Repository) -> None:
+    exec_ids = [commit_execution(repo, "flow", {"a": f"a {i}", "b": f"b {i}"}) for i in range(10)]
+    assert repo.fsck(sample=0.5, seed=1).manifests_checked == 5
+    assert repo.fsck(sample=0.01).manifests_checked == 1  # at least one
+    assert repo.fsck(sample=0).manifests_checked == 0
+    assert repo.fsck(sample=1.0).manifests_checked == 10
+    # Every entry's object gone: a sample lists the missing objects of the manifests it checked.
+    for exec_id in exec_ids:
+        for entry in repo.get_execution(exec_id).entries:
+            delete_record(repo, entry.object_id)
+    report = repo.fsck(sample=0.3, seed=5)
+    assert report.manifests_checked == 3 and report.entries_checked == 6
+    assert kinds(report) == ["missing-object"] * 6
+    assert len({p.exec_id for p in report.problems}) == 3
+    again = repo.fsck(sample=0.3, seed=5)
+    assert again.problems == report.problems
+
+
+def _damage_indexes(repo: Repository) -> list[str]:
+    """Index keys that name nothing, a time key moved, a missing artifact index entry."""
+    a = commit_execution(repo, "flow", {"x": 1}, started_at=T0)
+    b = commit_execution(repo, "flow", {"y": 2}, started_at=T0)
+    c = commit_execution(repo, "other", {"z": 3}, started_at=T0)
+    tkey_b = mf.time_key(T0) + bytes.fromhex(b)
+    artifact = repo.get_execution(a).entries[0].artifact_id
+    elsewhere = mf.time_key(T0 + dt.timedelta(seconds=5)) + bytes.fromhex(c)
+
+    def damage(wt) -> None:
+        wt.delete(b"artifacts", bytes.fromhex(artifact))
+        wt.delete(b"exec_time", tkey_b)
+        wt.put(b"exec_time", mf.time_key(T0) + bytes(16), b"")  # names no execution
+        wt.put(b"exec_time", elsewhere, b"")  # c's execution, at a time it did not start at
+        wt.put(b"exec_flow", b"flow\x00" + mf.time_key(T0) + bytes(16), b"")
+        wt.put(b"exec_flow", b"renamed\x00" + mf.time_key(T0) + bytes.fromhex(a), b"")  # last 24 bytes fine
+        wt.put(b"artifacts", bytes(16), bytes.fromhex(c))  # c has no such artifact
+        wt.put(b"artifacts", b"\x01" * 16, bytes(16))  # an execution that does not exist
+
+    repo._backend().update(damage)
+    return [a, b, c]
+
+
+def test_full_fsck_reads_the_indexes_against_the_manifests_when_the_counts_differ(repo: Repository) -> None:
+    a, b, c = _damage_indexes(repo)
+    report = repo.fsck()
+    found = sorted((p.kind, p.detail, p.exec_id) for p in report.problems)
+    assert found == sorted(
+        [
+            ("index-mismatch", "artifact missing from the artifact index", a),
+            ("index-mismatch", "execution missing from the time index", b),
+            ("index-mismatch", "time index names a missing execution", "00" * 16),
+            ("index-mismatch", "time index names a missing execution", c),
+            ("index-mismatch", "flow index names a missing execution", "00" * 16),
+            ("index-mismatch", f"artifact index names a missing artifact {'00' * 16}", None),
+            ("index-mismatch", f"artifact index names a missing artifact {'01' * 16}", None),
+        ]
+    )
+
+
+def test_a_sample_of_every_index_key_finds_what_a_full_fsck_finds(repo: Repository) -> None:
+    _damage_indexes(repo)
+    full = repo.fsck()
+    sampled = repo.fsck(sample=0.99, seed=3)  # below 1: sampled, yet every index key is picked
+    assert sampled.objects_checked < sampled.objects_total
+    assert sorted(map(repr, sampled.problems)) == sorted(map(repr, full.problems))
+
+
+def test_flow_index_key_with_another_flow_name_is_not_reported(repo: Repository) -> None:
+    """As before: only the last 24 bytes of a flow index key are checked (the counts differ, and
+    the indexes are then read against the manifests)."""
+    a = commit_execution(repo, "flow", {"x": 1}, started_at=T0)
+    key = b"renamed\x00" + mf.time_key(T0) + bytes.fromhex(a)
+    repo._backend().update(lambda wt: wt.put(b"exec_flow", key, b""))
+    assert repo.fsck().ok
