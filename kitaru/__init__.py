@@ -9,6 +9,8 @@ Importing kitaru is cheap: the storage engine loads when a flow first runs.
 
 from typing import TYPE_CHECKING
 
+from kitaru_store.lazy import lazy_getattr
+
 from . import memory  # the module: kitaru.memory.set/get/list/history/delete/redact
 from .artifacts import ArtifactType, load, save
 from .client import ArtifactRef, CheckpointCall, Execution, KitaruClient, WaitInfo
@@ -63,15 +65,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> object:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'kitaru' has no attribute {name!r}")
-    import importlib
-
-    value = getattr(importlib.import_module(f".{module}", __name__), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_getattr(__name__, _LAZY)
 
 
 __version__ = "0.1.0"

@@ -10,8 +10,7 @@ stay fast. The public names are the same either way.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from .errors import (
     AmbiguousIdError,
@@ -34,6 +33,7 @@ from .errors import (
     StoreLockedError,
     StoreNotFoundError,
 )
+from .lazy import lazy_getattr
 
 if TYPE_CHECKING:
     from .manifests import (
@@ -64,13 +64,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{module}", __name__), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_getattr(__name__, _LAZY)
 
 
 def __dir__() -> list[str]:
