@@ -157,7 +157,9 @@ class ReadTxn:
 
 
 class WriteTxn(ReadTxn):
-    def put(self, db: bytes, key: bytes, value: bytes | memoryview, *, overwrite: bool = True) -> bool:
+    def put(
+        self, db: bytes, key: bytes, value: bytes | bytearray | memoryview, *, overwrite: bool = True
+    ) -> bool:
         return bool(self.txn.put(key, value, db=self._dbs[db], overwrite=overwrite))
 
     def delete(self, db: bytes, key: bytes) -> bool:

@@ -12,9 +12,12 @@ Buffer = bytes | bytearray | memoryview
 _THREADED_FROM = 8 << 20
 
 
-def digest(data: Buffer) -> bytes:
-    """The 32-byte BLAKE3-256 digest of ``data``."""
-    if len(data) >= _THREADED_FROM:
+def digest(data: Buffer, *, threaded: bool = True) -> bytes:
+    """The 32-byte BLAKE3-256 digest of ``data``.
+
+    ``threaded=False`` when the caller runs other work on the other cores at the same time.
+    """
+    if threaded and len(data) >= _THREADED_FROM:
         return blake3(data, max_threads=blake3.AUTO).digest()
     return blake3(data).digest()
 

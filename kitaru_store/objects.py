@@ -11,11 +11,12 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass, field
+from typing import Literal, overload
 
 import msgspec
 from pyfastcdc import FastCDC
 
-from . import codec, hashing
+from . import buffers, codec, hashing, parallel
 from .backend import ReadTxn, WriteTxn
 from .errors import CorruptObjectError, ObjectNotFoundError, StoreFormatError
 
@@ -64,12 +65,27 @@ def unpack_time(raw: bytes | None) -> int:
 
 @dataclass(slots=True)
 class Piece:
-    """One record to store: its key, the raw bytes, and the encoded record once staged."""
+    """One record to store: its key and raw bytes; once staged, what to write.
+
+    A staged piece either is ``stored`` already (an equal, verified copy: touch only) or has a
+    ``payload`` (raw or zstd, per ``codec``) framed into a record at write time, or a ready
+    ``record`` (an index record, or a remote's copy written as is).
+    """
 
     key: bytes
     data: Buffer
     kind: int = codec.KIND_DATA
-    record: bytes | None = None  # None: an equal, verified copy is already stored
+    record: Buffer | None = None
+    payload: Buffer | None = None
+    codec: int = codec.CODEC_RAW
+    stored: bool = False
+
+    def framed(self) -> Buffer:
+        """The record to put: valid until the next framed() on this thread (see codec.frame)."""
+        if self.record is not None:
+            return self.record
+        assert self.payload is not None, "piece written before it was staged"
+        return codec.frame(self.kind, self.codec, self.payload)
 
 
 @dataclass(slots=True)
@@ -87,20 +103,39 @@ class PreparedValue:
         return self.key.hex()
 
 
+# From this size, a value is hashed, chunked, compressed and read back on two threads.
+PARALLEL_FROM = 4 << 20
+
+
 def prepare(data: Buffer) -> PreparedValue:
     """Hash (and chunk) ``data``. Nothing is compressed or written yet."""
     view = memoryview(data).cast("B") if not isinstance(data, bytes) else data
     size = len(view)
-    key = hashing.digest(view)
     if size <= CHUNK_THRESHOLD:
+        key = hashing.digest(view)
         return PreparedValue(key, size, [Piece(key, view)])
-    pieces: list[Piece] = []
-    entries: list[tuple[bytes, int]] = []
-    for chunk in _chunker().cut_buf(view):
-        ckey = hashing.digest(chunk.data)
-        pieces.append(Piece(ckey, chunk.data))
-        entries.append((ckey, chunk.length))
-    index = _index_enc.encode(ChunkIndex(INDEX_VERSION, size, entries))
+    whole: list[bytes] = []
+    chunks: list[memoryview] = []
+    ckeys: dict[int, bytes] = {}
+
+    def cut() -> list[int]:
+        chunks.extend(memoryview(c.data) for c in _chunker().cut_buf(view))
+        return list(range(len(chunks)))
+
+    def hash_chunk(i: int) -> None:
+        ckeys[i] = hashing.digest(chunks[i], threaded=False)
+
+    # The whole value's hash (its id) on the helper while this thread finds the chunk boundaries;
+    # then both hash chunks.
+    parallel.for_each(
+        hash_chunk,
+        (),
+        helper_first=lambda: whole.append(hashing.digest(view, threaded=not parallel.enabled())),
+        main_first=cut,
+    )
+    key = whole[0]
+    pieces = [Piece(ckeys[i], c) for i, c in enumerate(chunks)]
+    index = _index_enc.encode(ChunkIndex(INDEX_VERSION, size, [(p.key, len(p.data)) for p in pieces]))
     pieces.append(Piece(key, index, kind=codec.KIND_INDEX))
     return PreparedValue(key, size, pieces, chunked=True, compressible=codec.worth_compressing(view))
 
@@ -130,8 +165,10 @@ def stage(rt: ReadTxn, prepared: PreparedValue, *, level: int, seen: set[bytes])
     holds up other writers. A stored copy that does not match is rewritten: a new put of the
     same content repairs a corrupt object instead of pointing at it.
     """
+    todo: list[Piece] = []
     for piece in prepared.pieces:
         if piece.key in seen:
+            piece.stored = True  # an earlier piece of this writer writes it
             continue
         seen.add(piece.key)
         stored = rt.get_view(b"objects", piece.key)
@@ -139,32 +176,47 @@ def stage(rt: ReadTxn, prepared: PreparedValue, *, level: int, seen: set[bytes])
             equal = stored is not None and _stored_equals(stored, piece)
         except StoreFormatError as exc:
             raise _naming(exc, prepared.key, piece.key if piece.key != prepared.key else None) from None
-        if equal:
-            piece.record = None
-            continue
-        piece.record = _encode(prepared, piece, level)
+        piece.stored = equal
+        if not equal:
+            todo.append(piece)
+    if prepared.chunked and prepared.compressible and level > 0 and prepared.size >= PARALLEL_FROM:
+        parallel.for_each(lambda piece: _encode(prepared, piece, level), todo)
+    else:
+        for piece in todo:
+            _encode(prepared, piece, level)
 
 
-def _encode(prepared: PreparedValue, piece: Piece, level: int) -> bytes:
-    if prepared.chunked and piece.kind == codec.KIND_DATA:
-        # Incompressible data (floats, media) does not pay for compression it does not get.
-        return codec.encode(piece.data, level=level if prepared.compressible else 0, sample=False)
-    return codec.encode(piece.data, kind=piece.kind, level=level)
+def _encode(prepared: PreparedValue, piece: Piece, level: int) -> None:
+    """Compress (where it pays) the piece's payload; an index becomes its whole record."""
+    if piece.kind == codec.KIND_INDEX:
+        piece.record = codec.encode(piece.data, kind=piece.kind, level=level)
+        return
+    if prepared.chunked:
+        # Judged once for the whole value: incompressible data (floats, media) does not pay for
+        # compression it does not get.
+        packed = codec.compress(piece.data, level=level, sample=False) if prepared.compressible else None
+    else:
+        packed = codec.compress(piece.data, level=level)
+    if packed is None:
+        piece.payload, piece.codec = piece.data, codec.CODEC_RAW
+    else:
+        piece.payload, piece.codec = packed, codec.CODEC_ZSTD
 
 
 def write(wt: WriteTxn, prepared: PreparedValue, *, stamp: bytes, level: int) -> int:
     """Store the staged records and touch every one of them. Returns bytes written."""
     written = 0
     for piece in prepared.pieces:
-        if piece.record is None:
-            if not wt.has(b"objects", piece.key):  # swept between stage and write: store it after all
-                piece.record = _encode(prepared, piece, level)
-            else:
+        if piece.stored:
+            if wt.has(b"objects", piece.key):
                 wt.put(b"touch", piece.key, stamp)
                 continue
-        wt.put(b"objects", piece.key, piece.record)
+            _encode(prepared, piece, level)  # swept between stage and write: store it after all
+            piece.stored = False
+        record = piece.framed()
+        wt.put(b"objects", piece.key, record)
         wt.put(b"touch", piece.key, stamp)
-        written += len(piece.record)
+        written += len(record)
     return written
 
 
@@ -219,8 +271,16 @@ def _parse_index(payload: Buffer, key: bytes) -> ChunkIndex:
     return index
 
 
-def read(rt: ReadTxn, key: bytes) -> bytes | bytearray:
-    """The verified bytes of an object. Raises ObjectNotFoundError or CorruptObjectError."""
+@overload
+def read(rt: ReadTxn, key: bytes, *, mapped: Literal[False] = False) -> bytes | bytearray: ...
+@overload
+def read(rt: ReadTxn, key: bytes, *, mapped: bool) -> bytes | bytearray | memoryview: ...
+def read(rt: ReadTxn, key: bytes, *, mapped: bool = False) -> bytes | bytearray | memoryview:
+    """The verified bytes of an object. Raises ObjectNotFoundError or CorruptObjectError.
+
+    ``mapped=True`` lets a large chunked value come back in a mapped buffer (a memoryview,
+    buffers.py), filled several times faster than a bytearray; else it is a bytearray.
+    """
     record = rt.get_view(b"objects", key)
     if record is None:
         raise ObjectNotFoundError(key.hex())
@@ -232,8 +292,9 @@ def read(rt: ReadTxn, key: bytes) -> bytes | bytearray:
         return data
     index = _parse_index(payload, key)
     # One buffer for the whole value, filled chunk by chunk: never two full copies at once.
-    out = bytearray(index.size)
+    out = buffers.alloc(index.size) if mapped else bytearray(index.size)
     view = memoryview(out)
+    slots: list[tuple[bytes, memoryview, memoryview]] = []
     pos = 0
     for ckey, csize in index.chunks:
         crecord = rt.get_view(b"objects", ckey)
@@ -241,19 +302,28 @@ def read(rt: ReadTxn, key: bytes) -> bytes | bytearray:
             raise CorruptObjectError(key.hex(), f"chunk {ckey.hex()} is missing")
         if pos + csize > index.size:
             raise CorruptObjectError(key.hex(), "chunk sizes exceed the value's size")
-        slot = view[pos : pos + csize]
+        slots.append((ckey, crecord, view[pos : pos + csize]))
+        pos += csize
+    if pos != index.size:
+        raise CorruptObjectError(key.hex(), "chunk sizes do not add up to the value's size")
+
+    def fill(slot: tuple[bytes, memoryview, memoryview]) -> None:
+        ckey, crecord, dest = slot
         try:
             ckind, _ = codec.header(crecord)
-            n = codec.decode_into(crecord, slot)
+            n = codec.decode_into(crecord, dest)
         except ValueError as exc:
             raise CorruptObjectError(key.hex(), f"chunk {ckey.hex()} undecodable: {exc}") from None
         except StoreFormatError as exc:
             raise _naming(exc, key, ckey) from None
-        if ckind != codec.KIND_DATA or n != csize:
+        if ckind != codec.KIND_DATA or n != len(dest):
             raise CorruptObjectError(key.hex(), f"chunk {ckey.hex()} has the wrong size")
-        pos += csize
-    if pos != index.size:
-        raise CorruptObjectError(key.hex(), "chunk sizes do not add up to the value's size")
+
+    if index.size >= PARALLEL_FROM:
+        parallel.for_each(fill, slots)  # zstd releases the GIL: two chunks decompress at once
+    else:
+        for slot in slots:
+            fill(slot)
     if hashing.digest(view) != key:
         # One hash over the whole value checks every chunk; only on failure say which one.
         pos = 0

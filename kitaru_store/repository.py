@@ -529,16 +529,22 @@ class Repository:
             return w.put_value(value, allow_pickle=allow_pickle)
 
     def get_bytes(self, object_id: str) -> bytes | bytearray:
+        """The verified bytes of an object (the serialized form, for a value)."""
+        data = self._read(object_id, mapped=False)
+        assert not isinstance(data, memoryview)  # only mapped reads return one
+        return data
+
+    def _read(self, object_id: str, *, mapped: bool) -> bytes | bytearray | memoryview:
         key = self._object_key(object_id)
         try:
             with self._backend().read(buffers=True) as rt:
-                return objects.read(rt, key)
+                return objects.read(rt, key, mapped=mapped)
         except ObjectNotFoundError:
             remotes = self._sdk_remotes()
             if remotes is None or not remotes.fetch(key.hex()):  # the opt-in load fallback
                 raise
         with self._backend().read(buffers=True) as rt:
-            return objects.read(rt, key)
+            return objects.read(rt, key, mapped=mapped)
 
     def _sdk_remotes(self) -> Any:
         """The remote fallback / write-through of kitaru_store.remote.hooks, if any is configured."""
@@ -556,7 +562,9 @@ class Repository:
             remotes.push(exec_ids)
 
     def get_value(self, object_id: str, *, allow_pickle: bool | None = None) -> Any:
-        return serialization.deserialize(self.get_bytes(object_id), allow_pickle=allow_pickle)
+        # A large value is read into a mapped buffer (objects.read): a numpy array views it in place.
+        data = self._read(object_id, mapped=True)
+        return serialization.deserialize(data, allow_pickle=allow_pickle)
 
     def has_object(self, object_id: str) -> bool:
         key = ids.object_key(object_id)

@@ -35,6 +35,7 @@ from typing import Any
 
 import msgspec
 
+from . import buffers
 from .errors import PickleNotAllowedError, SerializationError
 
 TAG_STR, TAG_BYTES, TAG_MSGPACK, TAG_NUMPY, TAG_PANDAS, TAG_PICKLE = b"s", b"b", b"m", b"n", b"d", b"p"
@@ -158,7 +159,7 @@ def _pack(v: Any) -> Any:
 # --- numpy -----------------------------------------------------------------------------------
 
 
-def _numpy_bytes(arr: Any, prefix: bytes = b"") -> bytes:
+def _numpy_bytes(arr: Any, prefix: bytes = b"") -> bytes | bytearray | memoryview:
     """``prefix`` + ``u32 header length, u32 padding, header, padding, data``.
 
     The padding puts the data at a multiple of 64 bytes from the start of the serialized value
@@ -180,7 +181,20 @@ def _numpy_bytes(arr: Any, prefix: bytes = b"") -> bytes:
         data = arr if (arr.flags.c_contiguous or fortran) else np.ascontiguousarray(arr)
         # A uint8 view: memoryview cannot export datetime64 / timedelta64 data.
         parts.append(memoryview(data.reshape(-1, order="F" if fortran else "C").view(np.uint8)))
-    return b"".join(parts)
+    return _joined(parts)
+
+
+def _joined(parts: list[Any]) -> bytes | bytearray | memoryview:
+    """The parts in one buffer; a large one in memory that is cheap to fill (buffers.py)."""
+    total = sum(len(p) for p in parts)
+    if total < buffers.MAP_FROM:
+        return b"".join(parts)
+    out = buffers.alloc(total)
+    pos = 0
+    for part in parts:
+        out[pos : pos + len(part)] = part
+        pos += len(part)
+    return out
 
 
 def _numpy_from(view: memoryview, *, writable_copy_below: int = 1 << 20) -> Any:
@@ -382,14 +396,14 @@ _dec = msgspec.msgpack.Decoder(ext_hook=_ext_hook)
 # --- public API ------------------------------------------------------------------------------
 
 
-def serialize(value: Any, *, allow_pickle: bool | None = None) -> tuple[bytes | bytearray, str]:
+def serialize(value: Any, *, allow_pickle: bool | None = None) -> tuple[bytes | bytearray | memoryview, str]:
     """``(tagged bytes, serializer name)`` for ``value``."""
     t = type(value)
     try:
         if t is str:
-            return TAG_STR + value.encode("utf-8", "surrogatepass"), "str"
+            return _joined([TAG_STR, value.encode("utf-8", "surrogatepass")]), "str"
         if t is bytes:
-            return TAG_BYTES + value, "bytes"  # one copy, no zero-fill
+            return _joined([TAG_BYTES, value]), "bytes"  # one copy, no zero-fill
         if _is_numpy(value) and not value.dtype.hasobject:
             return _numpy_bytes(value, TAG_NUMPY), "numpy"
         if _is_pandas_frame(value):
