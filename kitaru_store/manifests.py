@@ -199,6 +199,18 @@ def _check_checksum(data: bytes | memoryview, exec_id: str | None) -> None:
         )
 
 
+def version_tag(data: bytes | memoryview) -> bytes:
+    """32 bytes that change whenever a stored manifest does: its checksum, read in place.
+
+    A manifest without a checksum pair (an older writer) is hashed instead. A reader that cached
+    a manifest decoded (and verified) earlier compares this tag to see whether it is still current.
+    """
+    view = memoryview(data)
+    if len(view) > _CHECKSUMMED and view[-_CHECKSUMMED:-32] == CHECKSUM_TAIL:
+        return bytes(view[-32:])
+    return hashing.digest(view)
+
+
 def decode_manifest(data: bytes | memoryview, *, exec_id: str | None = None) -> Manifest:
     _check_checksum(data, exec_id)
     try:

@@ -637,11 +637,9 @@ class Repository:
         """The manifest and its name index, decoded once per version.
 
         A manifest of thousands of entries takes milliseconds to decode; kitaru.load() by name
-        asks for the same one again and again. The cache is checked against a BLAKE3 of the stored
-        bytes (read in place), so another writer's change is never missed.
+        asks for the same one again and again. The cache is checked against the stored manifest's
+        checksum (read in place, mf.version_tag), so another writer's change is never missed.
         """
-        from . import hashing
-
         cleaned = exec_id.strip().lower().replace("-", "") if isinstance(exec_id, str) else ""
         full = cleaned if len(cleaned) == ids.UUID_HEX else self.resolve_execution(exec_id)
         key = ids.uuid_key(full)
@@ -649,7 +647,7 @@ class Repository:
             view = rt.get_view(b"manifests", key)
             if view is None:
                 raise ExecutionNotFoundError(exec_id)
-            digest = hashing.digest(view)
+            digest = mf.version_tag(view)
             hit = self._manifests.get(key)
             if hit is not None and hit[0] == digest:
                 return hit[1], hit[2]

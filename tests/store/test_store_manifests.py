@@ -7,6 +7,7 @@ import uuid
 
 import msgspec
 import pytest
+from blake3 import blake3
 from store_helpers import SAVED_KIND, T0, all_records, make_entry, output_entry
 
 from kitaru_store import (
@@ -348,3 +349,26 @@ def test_summaries_do_not_decode_manifests(repo: Repository) -> None:
     assert tkey == mf.time_key(T0) + bytes.fromhex(exec_id)
     summary = mf.decode_summary(raw)
     assert summary.exec_id == exec_id and summary.flow_name == "flow"
+
+
+def test_version_tag_is_the_stored_checksum_or_a_hash(repo: Repository) -> None:
+    with repo.writer() as w:
+        exec_id = w.create_execution("tagged", started_at=T0)
+    with repo.read() as rt:
+        stored = rt.get(b"manifests", uuid.UUID(exec_id).bytes)
+    assert stored is not None
+    assert mf.version_tag(stored) == stored[-32:] == blake3(stored[:-32]).digest()
+    plain = msgspec.msgpack.encode({"format_version": 1})  # a writer without the checksum pair
+    assert mf.version_tag(plain) == blake3(plain).digest()
+
+
+def test_cached_manifest_follows_another_writers_change(repo: Repository) -> None:
+    with repo.writer() as w:
+        exec_id = w.create_execution("cached", started_at=T0)
+        w.add_entry(exec_id, make_entry(w.put_value("one"), "first"))
+    assert [e.name for e in repo.get_execution(exec_id).entries] == ["first"]
+    other = Repository.open(repo.path)  # another handle, as another process would hold
+    with other.writer() as w:
+        w.add_entry(exec_id, make_entry(w.put_value("two"), "second"))
+    assert [e.name for e in repo.get_execution(exec_id).entries] == ["first", "second"]
+    assert repo.resolve_name(exec_id, "second").object_id == other.resolve_name(exec_id, "second").object_id
