@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import errno
+import itertools
 import os
 import threading
 from collections.abc import Callable, Iterator
@@ -43,6 +44,7 @@ _RESIZE_RETRIES = 10
 DEFAULT_MAP_SIZE = 1 << 36  # 64 GiB of address space; the file grows only as data arrives
 MAX_READERS = 1022
 SCAN_BATCH = 2048
+_generations = itertools.count(1)  # one per environment opened in this process (ReadTxn.version)
 
 
 def _map_size_from_env() -> int:
@@ -102,9 +104,21 @@ class ReadTxn:
     empty: its handle is None, which LMDB would otherwise take for the top-level table.
     """
 
-    def __init__(self, txn: lmdb.Transaction, dbs: dict[bytes, lmdb._Database | None]) -> None:
+    def __init__(
+        self, txn: lmdb.Transaction, dbs: dict[bytes, lmdb._Database | None], generation: int = 0
+    ) -> None:
         self.txn = txn
         self._dbs = dbs
+        self._generation = generation
+
+    def version(self) -> tuple[int, int]:
+        """The committed state this transaction sees: (environment generation, LMDB txn id).
+
+        Equal versions mean that nothing was committed in between, by any process: a cache of
+        something decoded from the store is current without reading it again. The generation
+        changes whenever this process (re)opens the environment (a compacted copy restarts ids).
+        """
+        return self._generation, self.txn.id()
 
     def get(self, db: bytes, key: bytes) -> bytes | None:
         handle = self._dbs[db]
@@ -157,6 +171,13 @@ class ReadTxn:
 
 
 class WriteTxn(ReadTxn):
+    def version(self) -> tuple[int, int]:
+        return self._generation, self.txn.id() - 1  # a write transaction has the next id
+
+    def committing(self) -> tuple[int, int]:
+        """The version() later transactions see if this one commits and nothing else does."""
+        return self._generation, self.txn.id()
+
     def put(
         self, db: bytes, key: bytes, value: bytes | bytearray | memoryview, *, overwrite: bool = True
     ) -> bool:
@@ -223,6 +244,7 @@ class Backend:
         self._env = env
         self._dbs = dbs
         self._pid = os.getpid()
+        self._generation = next(_generations)
 
     def _lmdb_open(self, *, lock: bool) -> lmdb.Environment:
         return lmdb.open(
@@ -312,7 +334,7 @@ class Backend:
         try:
             txn = self._begin(write=False, buffers=buffers)
             try:
-                yield ReadTxn(txn, self._dbs)
+                yield ReadTxn(txn, self._dbs, self._generation)
             finally:
                 txn.abort()
         finally:
@@ -333,7 +355,7 @@ class Backend:
             try:
                 txn = self._begin(write=True)
                 try:
-                    result = fn(WriteTxn(txn, self._dbs))
+                    result = fn(WriteTxn(txn, self._dbs, self._generation))
                     txn.commit()
                     return result
                 except lmdb.MapFullError:

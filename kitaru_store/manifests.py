@@ -199,16 +199,22 @@ def _check_checksum(data: bytes | memoryview, exec_id: str | None) -> None:
         )
 
 
-def version_tag(data: bytes | memoryview) -> bytes:
-    """32 bytes that change whenever a stored manifest does: its checksum, read in place.
+def checked_tag(data: bytes | memoryview) -> bytes | None:
+    """The checksum of a stored manifest if it verifies, else None (damaged, or written without one).
 
-    A manifest without a checksum pair (an older writer) is hashed instead. A reader that cached
-    a manifest decoded (and verified) earlier compares this tag to see whether it is still current.
+    Equal tags mean equal bytes: a reader that decoded (and verified) a manifest earlier knows
+    from this one hash whether its copy is still the stored one, without decoding again.
     """
     view = memoryview(data)
-    if len(view) > _CHECKSUMMED and view[-_CHECKSUMMED:-32] == CHECKSUM_TAIL:
-        return bytes(view[-32:])
-    return hashing.digest(view)
+    if len(view) <= _CHECKSUMMED or view[-_CHECKSUMMED:-32] != CHECKSUM_TAIL:
+        return None
+    tag = bytes(view[-32:])
+    return tag if hashing.digest(view[:-32]) == tag else None
+
+
+def stored_tag(encoded: bytes) -> bytes:
+    """The tag (checked_tag) of a manifest this process has just encoded, without hashing again."""
+    return encoded[-32:]
 
 
 def decode_manifest(data: bytes | memoryview, *, exec_id: str | None = None) -> Manifest:

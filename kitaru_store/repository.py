@@ -413,15 +413,40 @@ class Writer:
             self.abort()
 
 
+# The manifests this process wrote last, decoded: execution key -> (the version after that write,
+# its tag, the manifest). A flow commits its manifest at every checkpoint, and decoding it again
+# each time costs O(entries). If nothing was committed since (ReadTxn.version), the entry is
+# current as it is; otherwise the stored manifest is hashed and the entry serves only if its
+# checksum verifies and equals the entry's tag. An aborted write's entry never matches. Mutations
+# build new manifests (msgspec.structs.replace), never changing one in place.
+_recent: dict[bytes, tuple[tuple[int, int], bytes, Manifest]] = {}
+_RECENT = 64
+
+
 def _apply_mutations(wt: WriteTxn, exec_id: str, fns: Sequence[Mutation]) -> None:
     key = ids.uuid_key(exec_id)
-    raw = wt.get(b"manifests", key)
-    before = mf.decode_manifest(raw, exec_id=exec_id) if raw is not None else None
+    hit = _recent.get(key)
+    before: Manifest | None
+    if hit is not None and hit[0] == wt.version():
+        before = hit[2]
+    else:
+        view = wt.get_view(b"manifests", key)
+        if view is None:
+            before = None
+        elif hit is not None and mf.checked_tag(view) == hit[1]:
+            before = hit[2]
+        else:
+            before = mf.decode_manifest(view, exec_id=exec_id)
     manifest = before
     for fn in fns:
         manifest = fn(manifest)
     assert manifest is not None
-    wt.put(b"manifests", key, mf.encode_manifest(manifest))
+    encoded = mf.encode_manifest(manifest)
+    wt.put(b"manifests", key, encoded)
+    _recent.pop(key, None)
+    if len(_recent) >= _RECENT:
+        _recent.pop(next(iter(_recent)), None)
+    _recent[key] = (wt.committing(), mf.stored_tag(encoded), manifest)
     tkey = mf.time_key(manifest.started_at) + key
     flow_key = manifest.flow_name.encode() + b"\x00" + tkey
     if before is not None:
@@ -457,7 +482,7 @@ class Repository:
         self._db_path = str(self.root / config.DB_DIR)
         self._lock = threading.Lock()
         self._cached: tuple[int, Backend, Backend] | None = None
-        self._manifests: dict[bytes, tuple[bytes, Manifest, dict[str, list[Entry]]]] = {}
+        self._manifests: dict[bytes, tuple[tuple[int, int], bytes, Manifest, dict[str, list[Entry]]]] = {}
         self.config = config.read_config(self.root) or {}
         self._remotes: Any = None  # kitaru_store.remote.hooks.SdkRemotes, or False: none apply
         self._backend()
@@ -637,25 +662,33 @@ class Repository:
         """The manifest and its name index, decoded once per version.
 
         A manifest of thousands of entries takes milliseconds to decode; kitaru.load() by name
-        asks for the same one again and again. The cache is checked against the stored manifest's
-        checksum (read in place, mf.version_tag), so another writer's change is never missed.
+        asks for the same one again and again. A cached copy is current if nothing was committed
+        since it was read (ReadTxn.version); otherwise the stored bytes are hashed and it serves
+        only if their checksum verifies and equals the copy's, so another writer's change, or
+        damage, is never missed.
         """
         cleaned = exec_id.strip().lower().replace("-", "") if isinstance(exec_id, str) else ""
         full = cleaned if len(cleaned) == ids.UUID_HEX else self.resolve_execution(exec_id)
         key = ids.uuid_key(full)
+        hit = self._manifests.get(key)
         with self._backend().read(buffers=True) as rt:
+            version = rt.version()
+            if hit is not None and hit[0] == version:
+                return hit[2], hit[3]
             view = rt.get_view(b"manifests", key)
             if view is None:
                 raise ExecutionNotFoundError(exec_id)
-            digest = mf.version_tag(view)
-            hit = self._manifests.get(key)
-            if hit is not None and hit[0] == digest:
-                return hit[1], hit[2]
-            manifest = mf.decode_manifest(view, exec_id=full)
-        index = name_index(manifest)
+            tag = mf.checked_tag(view)
+            if hit is not None and tag is not None and tag == hit[1]:
+                manifest, index = hit[2], hit[3]
+            else:
+                manifest = mf.decode_manifest(view, exec_id=full)
+                index = name_index(manifest)
+        self._manifests.pop(key, None)
         if len(self._manifests) >= _MANIFEST_CACHE:
             self._manifests.pop(next(iter(self._manifests)))
-        self._manifests[key] = (digest, manifest, index)
+        if tag is not None:
+            self._manifests[key] = (version, tag, manifest, index)
         return manifest, index
 
     def iter_executions(

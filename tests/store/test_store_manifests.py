@@ -351,15 +351,34 @@ def test_summaries_do_not_decode_manifests(repo: Repository) -> None:
     assert summary.exec_id == exec_id and summary.flow_name == "flow"
 
 
-def test_version_tag_is_the_stored_checksum_or_a_hash(repo: Repository) -> None:
+def test_checked_tag_is_the_stored_checksum_only_when_it_verifies(repo: Repository) -> None:
     with repo.writer() as w:
         exec_id = w.create_execution("tagged", started_at=T0)
     with repo.read() as rt:
         stored = rt.get(b"manifests", uuid.UUID(exec_id).bytes)
     assert stored is not None
-    assert mf.version_tag(stored) == stored[-32:] == blake3(stored[:-32]).digest()
-    plain = msgspec.msgpack.encode({"format_version": 1})  # a writer without the checksum pair
-    assert mf.version_tag(plain) == blake3(plain).digest()
+    assert mf.checked_tag(stored) == stored[-32:] == blake3(stored[:-32]).digest()
+    assert mf.stored_tag(stored) == stored[-32:]
+    damaged = bytearray(stored)
+    damaged[5] ^= 0x10
+    assert mf.checked_tag(bytes(damaged)) is None
+    assert mf.checked_tag(msgspec.msgpack.encode({"format_version": 1})) is None  # no checksum pair
+
+
+def test_cached_manifest_is_refused_once_damaged(repo: Repository) -> None:
+    with repo.writer() as w:
+        exec_id = w.create_execution("cached", started_at=T0)
+        w.add_entry(exec_id, make_entry(w.put_value("one"), "first"))
+    assert repo.get_execution(exec_id).flow_name == "cached"  # decoded and cached
+    key = uuid.UUID(exec_id).bytes
+    with repo.read() as rt:
+        damaged = bytearray(rt.get(b"manifests", key) or b"")
+    damaged[len(damaged) // 2] ^= 0x01
+    repo._backend().update(lambda wt: wt.put(b"manifests", key, bytes(damaged)))
+    with pytest.raises(CorruptManifestError):
+        repo.get_execution(exec_id)
+    with pytest.raises(CorruptManifestError), repo.writer() as w:  # nor does a writer build on it
+        w.add_entry(exec_id, make_entry(w.put_value("two"), "second"))
 
 
 def test_cached_manifest_follows_another_writers_change(repo: Repository) -> None:
