@@ -7,21 +7,23 @@ fork() never uses its parent's handle: it lets go of it (see _after_fork_in_chil
 
 from __future__ import annotations
 
-import copy
 import errno
 import itertools
 import os
 import threading
-from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import TypeVar
 
 import lmdb
 
 from .errors import ReadOnlyStoreError, StoreError, StoreFullError
 from .locks import FileLock
 
-T = TypeVar("T")
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see kitaru_store/__init__.py)
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+    from typing import TypeVar
+
+    T = TypeVar("T")
 
 # Sub-databases and what they hold (docs/design.md has the byte layouts).
 DATABASES = (
@@ -301,6 +303,8 @@ class Backend:
 
     def readonly_view(self) -> Backend:
         """This handle, refusing writes: serves a read-only Repository when a writable handle is open."""
+        import copy  # here, not at the top: seldom needed, and `kitaru-store log` does without
+
         view = copy.copy(self)
         view.readonly = True
         return view

@@ -10,12 +10,9 @@ never writes into a directory that merely happens to be named like one.
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import os
 import sys
-import uuid
-from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import NotAStoreError, StoreFormatError
@@ -28,11 +25,30 @@ ENV_VAR = "KITARU_STORE"
 PROJECT_DIR = ".kitaru"
 
 
-@dataclass(frozen=True, slots=True)
 class Location:
-    path: Path
-    source: str  # "explicit", "env", "project" or "user"
-    looked: tuple[str, ...] = ()
+    """Where the store is, how it was found, and what was looked at on the way (for messages).
+
+    A plain class, not a dataclass: ``kitaru-store log`` reads the config on its fast path
+    (cli/quicklog.py), where the dataclasses module would cost ~15 ms of imports.
+    """
+
+    __slots__ = ("looked", "path", "source")
+
+    def __init__(self, path: Path, source: str, looked: tuple[str, ...] = ()) -> None:
+        self.path = path
+        self.source = source  # "explicit", "env", "project" or "user"
+        self.looked = looked
+
+    def __repr__(self) -> str:
+        return f"Location(path={self.path!r}, source={self.source!r}, looked={self.looked!r})"
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Location):
+            return NotImplemented
+        return (self.path, self.source, self.looked) == (other.path, other.source, other.looked)
+
+    def __hash__(self) -> int:
+        return hash((self.path, self.source, self.looked))
 
 
 def user_data_dir() -> Path:
@@ -92,6 +108,9 @@ def read_config(root: Path) -> dict[str, object] | None:
 
 def init_store(root: Path) -> dict[str, object]:
     """Create the store directory and its config (atomically); idempotent under races."""
+    import datetime as dt  # here, not at the top: only a new store needs them
+    import uuid
+
     root.mkdir(mode=0o700, parents=True, exist_ok=True)
     (root / LOCK_DIR).mkdir(mode=0o700, exist_ok=True)
     (root / DB_DIR).mkdir(mode=0o700, exist_ok=True)

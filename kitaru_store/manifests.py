@@ -15,13 +15,13 @@ import msgspec
 from . import hashing
 from .errors import CorruptManifestError, StoreFormatError
 from .names import ARTIFACT_TYPES as ARTIFACT_TYPES  # re-exported (kitaru_store.ARTIFACT_TYPES)
+from .names import STATUSES as STATUSES  # re-exported (kitaru_store.STATUSES)
 
 MANIFEST_FORMAT = 1  # major version; bump only for changes an older reader would misread
 
 # The Literal aliases document the values; persisted fields are plain ``str`` so that a newer
 # writer's new status or kind reads as data in an older reader instead of failing validation.
-Status = Literal["running", "waiting", "completed", "failed", "cancelled"]
-STATUSES: tuple[str, ...] = ("running", "waiting", "completed", "failed", "cancelled")
+Status = Literal["running", "waiting", "completed", "failed", "cancelled"]  # names.STATUSES
 FINISHED: frozenset[str] = frozenset({"completed", "failed", "cancelled"})
 
 EntryKind = Literal["checkpoint_output", "manual", "llm_record", "wait_input"]

@@ -6,6 +6,8 @@ from .errors import InvalidNameError
 
 MAX_NAME = 255
 ARTIFACT_TYPES: tuple[str, ...] = ("prompt", "response", "context", "input", "output", "blob")
+# An execution's statuses (manifests.Status lists the same); here, importable without msgspec.
+STATUSES: tuple[str, ...] = ("running", "waiting", "completed", "failed", "cancelled")
 
 
 def validate_name(name: object, *, what: str = "name", exec_id: str | None = None) -> str:

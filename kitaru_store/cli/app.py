@@ -11,6 +11,7 @@ from click.core import ParameterSource
 from kitaru_store import __version__
 
 from .common import KitaruGroup, State
+from .quicklog import COMPLETE_VAR
 
 PROG = "kitaru-store"
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
@@ -71,5 +72,6 @@ def cli(ctx: click.Context, store: str | None) -> None:
 
 
 def main(argv: list[str] | None = None) -> Any:
-    """Console-script entry point: ``kitaru-store = "kitaru_store.cli:main"``."""
-    return cli.main(args=argv, prog_name=PROG, complete_var="_KITARU_STORE_COMPLETE")
+    """The click group's entry point (kitaru_store.cli.main, the console script, calls it for
+    every command line that the fast path of ``log`` leaves to click)."""
+    return cli.main(args=argv, prog_name=PROG, complete_var=COMPLETE_VAR)

@@ -1,7 +1,8 @@
 """What every command shares: the store option's state, ``--json``, the one error handler,
 argument resolution (EXEC, EXEC:NAME, OBJECT) and shell completion of ids and names.
 
-Only click and the standard library at import time; the store is imported when a command runs.
+Only click, the standard library and kitaru_store.names at import time; the store is imported when a
+command runs.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
+
+from kitaru_store.names import STATUSES as STATUSES  # not from manifests: msgspec
 
 from . import output
 
@@ -24,10 +27,6 @@ if TYPE_CHECKING:
 
 F = TypeVar("F", bound=Callable[..., Any])
 JSON_META = "kitaru_store.json"
-
-# Mirrors kitaru_store.manifests.STATUSES (a test keeps them equal): importing manifests here
-# would load msgspec for --help.
-STATUSES = ("running", "waiting", "completed", "failed", "cancelled")
 
 
 @dataclass

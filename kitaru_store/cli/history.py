@@ -19,14 +19,13 @@ from .common import (
     json_option,
     pass_state,
 )
+from .text import log_pages
 
 if TYPE_CHECKING:
     from kitaru_store.manifests import CheckpointRecord, Entry, ExecutionSummary, Failure, Manifest
 
 
 # --- log -------------------------------------------------------------------------------------
-
-LOG_PAGE = 100  # rows formatted and printed at a time
 
 
 def _summary_dict(s: ExecutionSummary) -> dict[str, Any]:
@@ -35,6 +34,8 @@ def _summary_dict(s: ExecutionSummary) -> dict[str, Any]:
     return d
 
 
+# `kitaru-store log` without --json usually runs quicklog.py's fast path instead of this command,
+# with the same options and output (text.log_pages); tests/cli/test_cli_quicklog.py compares them.
 @click.command(short_help="List executions, newest first.")
 @click.option(
     "-n", "--max-count", "limit", metavar="N", type=click.IntRange(min=0), help="Show at most N executions."
@@ -60,38 +61,15 @@ def log(
     if as_json:
         out.echo_json_list(_summary_dict(s) for s in summaries)
         return
-    paint_id = out.styler(fg="yellow")
-    paint_status = functools.lru_cache(maxsize=64)(out.status_text)
-    if oneline:
-        for page in out.pages(summaries, LOG_PAGE):
-            click.echo(
-                "\n".join(
-                    f"{paint_id(out.short(s.exec_id))} {paint_status(s.status)}"
-                    f" {s.flow_name} {out.when(s.started_at)}"
-                    for s in page
-                )
-            )
-        return
-    shown = 0
-    columns = out.Columns(
-        ["ID", "FLOW", "STATUS", "STARTED", "DURATION", "ARTIFACTS"], styles=[paint_id, None, paint_status]
-    )
-    for page in out.pages(summaries, LOG_PAGE):
-        rows = [
-            [
-                out.short(s.exec_id),
-                s.flow_name,
-                s.status,
-                out.when(s.started_at),
-                out.duration(out.elapsed(s.started_at, s.ended_at)),
-                str(s.artifact_count),
-            ]
-            for s in page
-        ]
-        click.echo("\n".join(columns.page(rows)))
-        shown += len(rows)
-    if not shown:
-        click.echo("no executions" + (" match" if flow or status else " yet"), err=True)
+    for text, err in log_pages(
+        summaries,
+        oneline=oneline,
+        filtered=bool(flow or status),
+        paint_id=out.styler(fg="yellow"),
+        paint_status=functools.lru_cache(maxsize=64)(out.status_text),
+        paint_header=out.styler(bold=True),
+    ):
+        click.echo(text, err=err)
 
 
 # --- show ------------------------------------------------------------------------------------

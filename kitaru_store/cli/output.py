@@ -5,26 +5,24 @@ Only click and the standard library at import time: this module is loaded for ``
 
 from __future__ import annotations
 
-import datetime as dt
 import os
 import re
 import sys
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import IO, Any
 
 import click
 
-SHORT = 12  # characters of an id shown where a short id will do
-PROGRESS_MIN = 5000  # show a progress bar only when a phase has at least this many items
+# The formatting `log` needs lives in text.py (no click there, for the fast path of `log`).
+from .text import SHORT as SHORT
+from .text import STATUS_COLOURS as STATUS_COLOURS
+from .text import duration as duration
+from .text import elapsed as elapsed
+from .text import pages as pages
+from .text import short as short
+from .text import when as when
 
-_STATUS_COLOURS = {
-    "completed": "green",
-    "cached": "green",
-    "failed": "red",
-    "cancelled": "yellow",
-    "running": "cyan",
-    "waiting": "magenta",
-}
+PROGRESS_MIN = 5000  # show a progress bar only when a phase has at least this many items
 
 
 # --- terminals and colour --------------------------------------------------------------------
@@ -61,12 +59,8 @@ def styler(**kwargs: Any) -> Callable[[str], str]:
 
 def status_text(text: str, width: int = 0) -> str:
     padded = text.ljust(width)
-    colour = _STATUS_COLOURS.get(text)
+    colour = STATUS_COLOURS.get(text)
     return style(padded, fg=colour) if colour else padded
-
-
-def short(hex_id: str | None, length: int = SHORT) -> str:
-    return hex_id[:length] if hex_id else "-"
 
 
 # --- sizes, durations and times --------------------------------------------------------------
@@ -84,41 +78,6 @@ def size(n: int | None) -> str:
         if value < 1024 or unit == "PiB":
             return f"{value:.1f} {unit}"
     raise AssertionError("unreachable")
-
-
-def duration(seconds: float | None) -> str:
-    """340ms, 2.3s, 4m05s, 10m, 2h03m, 3d04h, 7d."""
-    if seconds is None:
-        return "-"
-    if seconds < 0:
-        return "-" + duration(-seconds)
-    if seconds < 1:
-        return f"{seconds * 1000:.0f}ms"
-    if seconds < 60:
-        return f"{seconds:.1f}s"
-    whole = int(seconds)
-    if whole < 3600:
-        big, small, units = whole // 60, whole % 60, "ms"
-    elif whole < 86400:
-        big, small, units = whole // 3600, whole % 3600 // 60, "hm"
-    else:
-        big, small, units = whole // 86400, whole % 86400 // 3600, "dh"
-    return f"{big}{units[0]}{small:02d}{units[1]}" if small else f"{big}{units[0]}"
-
-
-def elapsed(start: dt.datetime | None, end: dt.datetime | None) -> float | None:
-    if start is None or end is None:
-        return None
-    return (end - start).total_seconds()
-
-
-def when(t: dt.datetime | None) -> str:
-    """A time in the local zone, ISO-like: 2024-05-01 14:03:22."""
-    if t is None:
-        return "-"
-    if t.tzinfo is None:
-        t = t.replace(tzinfo=dt.UTC)
-    return t.astimezone().strftime("%Y-%m-%d %H:%M:%S")
 
 
 _DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -225,50 +184,6 @@ def table(rows: Sequence[Sequence[str]], *, header: Sequence[str] | None = None)
     return out
 
 
-class Columns:
-    """Left-aligned columns two spaces apart, like :func:`table`, for rows formatted a page at a
-    time, so that a long listing starts printing at once.
-
-    Cells are plain text; ``styles`` colours a column's cells (a function of the text, or None),
-    after their width is measured. The widths are those of the header and the first page, and
-    grow when a later page needs more: every page is aligned, and no column moves left.
-    """
-
-    def __init__(
-        self,
-        header: Sequence[str] | None = None,
-        styles: Sequence[Callable[[str], str] | None] = (),
-    ) -> None:
-        self.header = list(header) if header else None
-        self.styles = list(styles)
-        self.widths = [len(h) for h in header] if header else []
-
-    def page(self, rows: Sequence[Sequence[str]]) -> list[str]:
-        """The lines of ``rows`` (and of the header, before the first page)."""
-        if not rows:
-            return []
-        widths = self.widths or [0] * len(rows[0])
-        self.widths = [
-            max(w, *map(len, column)) for w, column in zip(widths, zip(*rows, strict=True), strict=True)
-        ]
-        lines = []
-        if self.header is not None:
-            line = "  ".join(h.ljust(w) for h, w in zip(self.header, self.widths, strict=True)).rstrip()
-            lines.append(style(line, bold=True))
-            self.header = None
-        styles = self.styles + [None] * (len(self.widths) - len(self.styles))
-        padded = list(zip(styles[:-1], self.widths[:-1], strict=True))
-        paint_last = styles[-1]
-        for row in rows:
-            cells = [
-                (paint(c) if paint else c) + " " * (w - len(c))
-                for c, (paint, w) in zip(row, padded, strict=False)
-            ]
-            cells.append(paint_last(row[-1]) if paint_last else row[-1])  # the last column is not padded
-            lines.append("  ".join(cells).rstrip())
-        return lines
-
-
 def fields(pairs: Iterable[tuple[str, str]]) -> list[str]:
     """``label:  value`` lines with the values aligned."""
     items = list(pairs)
@@ -329,18 +244,6 @@ def echo_json(value: Any) -> None:
 def echo_lines(lines: Iterable[str]) -> None:
     for line in lines:
         click.echo(line)
-
-
-def pages(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
-    """``items`` in lists of ``size`` (the last may be shorter; none is empty)."""
-    page: list[Any] = []
-    for item in items:
-        page.append(item)
-        if len(page) >= size:
-            yield page
-            page = []
-    if page:
-        yield page
 
 
 def echo_json_list(items: Iterable[Any], page_size: int = 100) -> None:

@@ -208,30 +208,45 @@ def test_help_in_a_process_imports_no_storage_libraries() -> None:
     assert probe.stdout.strip().splitlines()[-1] == "[]", probe.stderr
 
 
-def test_log_in_a_process_loads_neither_the_object_engine_nor_other_commands(demo: Demo) -> None:
+def _modules_after(argv: list[str]) -> set[str]:
+    """The modules of kitaru_store (and the heavy libraries) that ``main(argv)`` loads in a process."""
     code = (
         "import sys\n"
         "from kitaru_store.cli import main\n"
-        "try:\n    main(['log', '-n', '2'])\nexcept SystemExit:\n    pass\n"
+        f"try:\n    main({argv!r})\nexcept SystemExit:\n    pass\n"
         "print(sorted(m for m in sys.modules if m.startswith('kitaru_store') or m in"
-        " ('zstandard', 'pyfastcdc')))\n"
+        " ('zstandard', 'pyfastcdc', 'click', 'msgspec', 'typing', 'dataclasses')))\n"
     )
     probe = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    loaded = set(eval(probe.stdout.strip().splitlines()[-1]))
-    assert "kitaru_store.cli.history" in loaded, probe.stderr
-    unwanted = {
-        "zstandard",
-        "pyfastcdc",
-        "kitaru_store.objects",
-        "kitaru_store.codec",
-        "kitaru_store.serialization",
-        "kitaru_store.memory",
-        "kitaru_store.cli.values",
-        "kitaru_store.cli.maintenance",
-        "kitaru_store.cli.memory",
-        "kitaru_store.cli.remote",
-    }
-    assert not loaded & unwanted
+    assert probe.returncode == 0, probe.stderr
+    return set(eval(probe.stdout.strip().splitlines()[-1]))
+
+
+OBJECT_ENGINE_AND_OTHER_COMMANDS = {
+    "zstandard",
+    "pyfastcdc",
+    "kitaru_store.objects",
+    "kitaru_store.codec",
+    "kitaru_store.serialization",
+    "kitaru_store.memory",
+    "kitaru_store.cli.values",
+    "kitaru_store.cli.maintenance",
+    "kitaru_store.cli.memory",
+    "kitaru_store.cli.remote",
+}
+
+
+def test_log_in_a_process_loads_neither_the_object_engine_nor_other_commands(demo: Demo) -> None:
+    loaded = _modules_after(["log", "-n", "5", "-n", "2"])  # a repeated option: the click command
+    assert "kitaru_store.cli.history" in loaded
+    assert not loaded & OBJECT_ENGINE_AND_OTHER_COMMANDS
+
+
+def test_log_fast_path_in_a_process_loads_neither_click_nor_msgspec(demo: Demo) -> None:
+    loaded = _modules_after(["log", "-n", "2"])
+    assert "kitaru_store.cli.quicklog" in loaded
+    unwanted = {"click", "msgspec", "typing", "dataclasses", "kitaru_store.cli.history"}
+    assert not loaded & (OBJECT_ENGINE_AND_OTHER_COMMANDS | unwanted)
 
 
 def test_log_json_in_a_process(demo: Demo) -> None:

@@ -61,13 +61,13 @@ def test_log_empty_store(run: Run, repo: Repository) -> None:
 def test_log_prints_page_by_page(run: Run, repo: Repository, monkeypatch: pytest.MonkeyPatch) -> None:
     import datetime as dt
 
-    from kitaru_store.cli import history
+    from kitaru_store.cli import text
 
     t0 = dt.datetime(2025, 1, 1, tzinfo=dt.UTC)
     with repo.writer() as w:
         for i in range(7):  # the oldest has the longest flow name: the last page is wider
             w.create_execution("f" + "x" * (7 - i), started_at=t0 + dt.timedelta(minutes=i))
-    monkeypatch.setattr(history, "LOG_PAGE", 3)
+    monkeypatch.setattr(text, "LOG_PAGE", 3)
     lines = run("log").stdout.splitlines()
     assert len(lines) == 8
     flows = [line.split()[1] for line in lines[1:]]

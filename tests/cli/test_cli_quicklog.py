@@ -1,0 +1,425 @@
+"""The fast path of ``kitaru-store log`` (cli/quicklog.py) against the click command it stands in for.
+
+The same arguments must give the same bytes on stdout and stderr and the same exit code, on a
+terminal and off it, with and without NO_COLOR; whatever the fast path does not handle it must
+leave to click untouched (run() returns None, having printed nothing).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import itertools
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import click
+import pytest
+from cli_demo import Demo
+from click.testing import CliRunner
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from kitaru_store import Repository
+from kitaru_store.cli import quicklog
+from kitaru_store.cli.app import cli
+from kitaru_store.manifests import STATUSES, ExecutionSummary, decode_summary, encode
+
+Outcome = tuple[int | None, str, str]  # exit code, stdout, stderr
+
+
+class _Stream(io.TextIOWrapper):
+    """A UTF-8 text stream in memory that is, or is not, a terminal."""
+
+    def __init__(self, tty: bool) -> None:
+        super().__init__(io.BytesIO(), encoding="utf-8")
+        self.tty = tty
+
+    def isatty(self) -> bool:
+        return self.tty
+
+    def text(self) -> str:
+        self.flush()
+        assert isinstance(self.buffer, io.BytesIO)
+        return self.buffer.getvalue().decode()
+
+
+def fast(args: list[str], *, tty: bool, no_color: bool) -> Outcome:
+    """quicklog.run(args) in this process; (None, "", "") when it leaves the arguments to click."""
+    out, err = _Stream(tty), _Stream(tty)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(sys, "stdout", out)
+        mp.setattr(sys, "stderr", err)
+        if no_color:
+            mp.setenv("NO_COLOR", "1")
+        else:
+            mp.delenv("NO_COLOR", raising=False)
+        code = quicklog.run(args)
+    return code, out.text(), err.text()
+
+
+def slow(args: list[str], *, tty: bool, no_color: bool) -> Outcome:
+    """The click command in this process (on a terminal: click.echo keeps the colour codes)."""
+    result = CliRunner().invoke(
+        cli,
+        args,
+        color=tty,
+        env={"NO_COLOR": "1" if no_color else None},
+        prog_name="kitaru-store",
+        catch_exceptions=False,
+    )
+    return result.exit_code, result.stdout, result.stderr
+
+
+DISPLAYS = [(False, False), (True, False), (True, True)]  # (terminal, NO_COLOR)
+
+T0 = dt.datetime(2024, 2, 29, 23, 59, 30, 250_000, tzinfo=dt.UTC)
+FLOWS = ["research", "f-1", "überflow", "a much longer flow name than the others", "ingest"]
+
+
+@pytest.fixture
+def many(repo: Repository, demo: Demo) -> Repository:
+    """The demo store and 320 more executions: more than a page of `log` (100) and more than a
+    read batch (256), five flows, every status, long names late (columns widen), open and
+    finished runs, times to the microsecond."""
+    with repo.writer() as w:
+        for i in range(320):
+            started = T0 + dt.timedelta(seconds=7 * i, microseconds=i)
+            exec_id = w.create_execution(
+                FLOWS[i % 5] if i < 250 else FLOWS[3], started_at=started, status=STATUSES[i % 5]
+            )
+            if i % 3:
+                w.update_execution(exec_id, ended_at=started + dt.timedelta(seconds=i * 37.5))
+    return repo
+
+
+# --- the same output -------------------------------------------------------------------------
+
+LOG_OPTIONS = [
+    [*limit, *flow, *status, *oneline]
+    for limit in ([], ["-n", "0"], ["-n", "1"], ["-n", "150"], ["-n", "1000"])
+    for flow in ([], ["--flow", "research"], ["--flow", "überflow"], ["--flow", "nope"])
+    for status in ([], ["--status", "completed"], ["--status", "waiting"])
+    for oneline in ([], ["--oneline"])
+]
+
+
+@pytest.mark.parametrize(("tty", "no_color"), DISPLAYS, ids=["pipe", "terminal", "terminal-NO_COLOR"])
+def test_same_output_as_the_click_command(many: Repository, tty: bool, no_color: bool) -> None:
+    for options in LOG_OPTIONS:
+        args = ["log", *options]
+        got = fast(args, tty=tty, no_color=no_color)
+        assert got[0] is not None, args  # handled by the fast path
+        assert got == slow(args, tty=tty, no_color=no_color), args
+
+
+def test_colours_are_there_on_a_terminal(many: Repository) -> None:
+    _, out, _ = fast(["log", "-n", "3"], tty=True, no_color=False)
+    assert out.startswith("\x1b[1mID ")
+    assert "\x1b[33m" in out
+    assert "\x1b[" not in fast(["log", "-n", "3"], tty=False, no_color=False)[1]
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["log", "-n2"],
+        ["log", "--max-count", "2"],
+        ["log", "--max-count=2"],
+        ["log", "-n", "007"],
+        ["log", "--flow=research", "--status=completed"],
+        ["log", "--oneline", "-n", "3", "--flow", "f-1"],
+        ["log", "--flow", "log"],
+        ["log", "--flow", "a=b"],
+    ],
+)
+def test_the_ways_to_write_options(many: Repository, args: list[str]) -> None:
+    got = fast(args, tty=False, no_color=False)
+    assert got[0] is not None
+    assert got == slow(args, tty=False, no_color=False)
+
+
+def test_the_store_option_and_the_environment(
+    many: Repository, store_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for args in (
+        ["--store", str(store_path), "log", "-n", "5"],
+        [f"--store={store_path}", "log", "-n", "5"],
+    ):
+        for env in (str(store_path), str(tmp_path / "elsewhere"), None):
+            if env is None:
+                monkeypatch.delenv("KITARU_STORE", raising=False)
+            else:
+                monkeypatch.setenv("KITARU_STORE", env)
+            got = fast(args, tty=False, no_color=False)
+            assert got[0] == 0
+            assert got == slow(args, tty=False, no_color=False)
+    monkeypatch.delenv("KITARU_STORE", raising=False)
+    monkeypatch.chdir(store_path.parent)
+    (store_path.parent / ".kitaru").symlink_to(store_path)  # the store found by walking up
+    got = fast(["log"], tty=False, no_color=False)
+    assert got[0] == 0
+    assert got == slow(["log"], tty=False, no_color=False)
+
+
+def test_an_empty_store(repo: Repository) -> None:
+    for args in (["log"], ["log", "--oneline"], ["log", "--flow", "x"], ["log", "--status", "failed"]):
+        got = fast(args, tty=False, no_color=False)
+        assert got[0] == 0
+        assert got == slow(args, tty=False, no_color=False)
+    assert fast(["log"], tty=False, no_color=False)[2] == "no executions yet\n"
+
+
+# --- what is left to click -------------------------------------------------------------------
+
+
+LEFT_TO_CLICK = [
+    [],
+    ["--help"],
+    ["-h"],
+    ["-V"],
+    ["show", "abcd"],
+    ["log", "--json"],
+    ["log", "-n", "2", "--json"],
+    ["log", "--help"],
+    ["log", "-h"],
+    ["log", "-n", "-1"],
+    ["log", "-n", "x"],
+    ["log", "-n", "1.5"],
+    ["log", "-n", " 2"],
+    ["log", "-n", "٣"],
+    ["log", "-n=2"],
+    ["log", "-n"],
+    ["log", "-n", "1", "-n", "2"],
+    ["log", "--oneline", "--oneline"],
+    ["log", "--oneline=yes"],
+    ["log", "--status", "finished"],
+    ["log", "--status", "Completed"],
+    ["log", "--flow"],
+    ["log", "--flow="],
+    ["log", "--flow", "-x"],
+    ["log", "--max"],
+    ["log", "extra"],
+    ["log", "--"],
+    ["log", "-"],
+    ["log", "--store", "x"],
+    ["--store"],
+    ["--store", "", "log"],
+    ["--store", "a", "--store", "b", "log"],
+    ["-n", "2", "log"],
+]
+
+
+@pytest.mark.parametrize("args", LEFT_TO_CLICK, ids=lambda a: " ".join(a) or "(none)")
+def test_anything_else_is_left_to_click(many: Repository, args: list[str]) -> None:
+    assert fast(args, tty=False, no_color=False) == (None, "", "")
+
+
+def test_errors_before_output_are_left_to_click(
+    store_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert fast(["log"], tty=False, no_color=False) == (None, "", "")  # no store yet
+    assert slow(["log"], tty=False, no_color=False)[0] == 1
+    a_file = tmp_path / "file"
+    a_file.write_text("")
+    assert fast(["--store", str(a_file), "log"], tty=False, no_color=False) == (None, "", "")
+    assert slow(["--store", str(a_file), "log"], tty=False, no_color=False)[0] == 2
+    monkeypatch.setenv("KITARU_STORE", str(a_file))
+    assert fast(["log"], tty=False, no_color=False) == (None, "", "")
+    not_a_store = tmp_path / "not-a-store"
+    not_a_store.mkdir()
+    (not_a_store / "notes.txt").write_text("")
+    assert fast(["--store", str(not_a_store), "log"], tty=False, no_color=False) == (None, "", "")
+
+
+def test_shell_completion_is_left_to_click(many: Repository, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(quicklog.COMPLETE_VAR, "bash_complete")
+    assert fast(["log"], tty=False, no_color=False) == (None, "", "")
+
+
+def test_streams_click_would_rewrap_are_left_to_click(
+    many: Repository, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sys, "stdout", io.TextIOWrapper(io.BytesIO(), encoding="ascii"))
+    assert quicklog.run(["log"]) is None
+    monkeypatch.setattr(sys, "stdout", io.StringIO())
+    assert quicklog.run(["log"]) is None
+
+
+# --- the pieces of its own -------------------------------------------------------------------
+
+
+def test_colour_codes_are_click_style() -> None:
+    for name, code in quicklog._SGR.items():
+        styled = click.style("x", bold=True) if name == "bold" else click.style("x", fg=name)
+        assert styled == code + "x" + quicklog._RESET
+    for colour in quicklog.text.STATUS_COLOURS.values():
+        assert colour in quicklog._SGR
+
+
+def test_codes_come_off_as_click_unstyle_takes_them() -> None:
+    samples = [
+        click.style("a", fg="red", bold=True, underline=True) + " b",
+        "\x1b[38;5;208mx\x1b[0m",
+        "\x1b[2Kline\x1b[1A",
+        "\x1b]0;title\x07 keep",
+        "\x1b[ tail",
+        "plain",
+    ]
+    for sample in samples:
+        assert quicklog._ANSI.sub("", sample) == click.unstyle(sample)
+
+
+def test_the_walk_is_iter_executions(many: Repository) -> None:
+    backend = many._backend()
+    for flow, status in itertools.product([None, *FLOWS, "nope"], [None, *STATUSES]):
+        ours = [
+            (s.exec_id, s.started_at, s.status)
+            for s in quicklog.newest_first(backend, flow=flow, status=status)
+        ]
+        theirs = [(s.exec_id, s.started_at, s.status) for s in many.iter_executions(flow=flow, status=status)]
+        assert ours == theirs, (flow, status)
+    assert len(list(quicklog.newest_first(backend, flow=None, status=None))) == 324
+
+
+def _fields(summary: object) -> list[tuple[str, object, type]]:
+    return [
+        (name, value, type(value))
+        for name in ExecutionSummary.__struct_fields__
+        for value in [getattr(summary, name)]
+    ]
+
+
+def _same_as_msgspec(data: bytes) -> None:
+    try:
+        expected = decode_summary(data)
+    except Exception as exc:
+        with pytest.raises(type(exc)):
+            quicklog.decode_summary(data)
+        return
+    got = quicklog.decode_summary(data)
+    assert _fields(got) == _fields(expected)
+    for name in ("started_at", "ended_at"):
+        if getattr(expected, name) is not None:
+            assert getattr(got, name).tzinfo == getattr(expected, name).tzinfo
+
+
+offsets = st.builds(dt.timezone, st.integers(-23 * 60, 23 * 60).map(lambda m: dt.timedelta(minutes=m)))
+datetimes = st.datetimes(
+    min_value=dt.datetime(1, 1, 2), max_value=dt.datetime(9999, 12, 30), timezones=offsets | st.none()
+)
+summaries = st.builds(
+    ExecutionSummary,
+    exec_id=st.text(),
+    flow_name=st.text(max_size=300),
+    status=st.sampled_from(STATUSES) | st.text(),
+    started_at=datetimes,
+    ended_at=st.none() | datetimes,
+    artifact_count=st.integers(-(2**63), 2**64 - 1),
+    checkpoint_count=st.integers(0, 2**32),
+    replay_of=st.none() | st.text(),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(summaries)
+def test_summaries_decode_as_msgspec_decodes_them(summary: ExecutionSummary) -> None:
+    _same_as_msgspec(encode(summary))
+
+
+@settings(max_examples=300, deadline=None)
+@given(summaries, st.lists(st.tuples(st.integers(0, 10_000), st.integers(0, 255)), max_size=4), st.binary())
+def test_damaged_summaries_decode_as_msgspec_decodes_them(
+    summary: ExecutionSummary, changes: list[tuple[int, int]], tail: bytes
+) -> None:
+    data = bytearray(encode(summary))
+    for where, byte in changes:
+        data[where % len(data)] = byte
+    _same_as_msgspec(bytes(data))
+    _same_as_msgspec(bytes(data[: len(data) // 2]))
+    _same_as_msgspec(bytes(data) + tail)
+
+
+def test_what_the_decoder_leaves_to_msgspec() -> None:
+    summary = ExecutionSummary(exec_id="e", flow_name="f", status="running", started_at=T0)
+    body = encode(summary)
+    newer = bytes([body[0] + 1]) + body[1:] + b"\xa5extra\x92\x01\x02"  # a field it does not know
+    naive = encode(
+        ExecutionSummary(exec_id="e", flow_name="f", status="s", started_at=dt.datetime(2020, 1, 1))
+    )
+    for data in (newer, naive, b"\xc0", b""):
+        _same_as_msgspec(data)
+    assert quicklog.decode_summary(newer).exec_id == "e"
+
+
+# --- real processes --------------------------------------------------------------------------
+
+FAST = [sys.executable, "-m", "kitaru_store.cli"]  # main(): the fast path where it applies
+CLICK = [sys.executable, "-c", "import sys; from kitaru_store.cli.app import main; main(sys.argv[1:])"]
+
+
+def _run(argv: list[str], **kw: object) -> subprocess.CompletedProcess[bytes]:
+    env = {k: v for k, v in os.environ.items() if k != "NO_COLOR"}
+    return subprocess.run(argv, capture_output=True, env=env, timeout=120, **kw)  # type: ignore[call-overload, no-any-return]
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["log"], ["log", "-n", "20", "--oneline"], ["log", "--flow", "nope"], ["log", "--status", "finished"]],
+)
+def test_in_a_process_through_a_pipe(many: Repository, args: list[str]) -> None:
+    fast_run, click_run = _run([*FAST, *args]), _run([*CLICK, *args])
+    assert (fast_run.returncode, fast_run.stdout, fast_run.stderr) == (
+        click_run.returncode,
+        click_run.stdout,
+        click_run.stderr,
+    )
+
+
+def _on_a_terminal(argv: list[str]) -> tuple[int, bytes]:
+    import pty
+
+    leader, follower = pty.openpty()
+    env = {k: v for k, v in os.environ.items() if k != "NO_COLOR"}
+    proc = subprocess.Popen(argv, stdout=follower, stderr=subprocess.DEVNULL, env=env)
+    os.close(follower)
+    chunks: list[bytes] = []
+    while True:
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:  # EIO: the process closed its end
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(leader)
+    return proc.wait(timeout=120), b"".join(chunks)
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="needs a pseudo-terminal")
+def test_in_a_process_on_a_terminal(many: Repository) -> None:
+    for args in (["log", "-n", "120"], ["log", "--oneline", "--status", "failed"]):
+        fast_code, fast_out = _on_a_terminal([*FAST, *args])
+        assert b"\x1b[33m" in fast_out
+        assert (fast_code, fast_out) == _on_a_terminal([*CLICK, *args])
+
+
+def test_in_a_process_into_a_closed_pipe(many: Repository) -> None:
+    outcomes = []
+    for argv in (FAST, CLICK):
+        proc = subprocess.Popen([*argv, "log"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        assert proc.stdout is not None and proc.stderr is not None
+        proc.stdout.close()  # before the first line: `log | head -0`
+        outcomes.append((proc.wait(timeout=120), proc.stderr.read()))
+        proc.stderr.close()
+    assert outcomes[0] == outcomes[1] == (1, b"")
+
+
+def test_main_exits_with_the_exit_code(many: Repository) -> None:
+    from kitaru_store.cli import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["log", "-n", "0", "--oneline"])
+    assert exc.value.code == 0
