@@ -684,11 +684,12 @@ class Repository:
             else:
                 manifest = mf.decode_manifest(view, exec_id=full)
                 index = name_index(manifest)
-        self._manifests.pop(key, None)
-        if len(self._manifests) >= _MANIFEST_CACHE:
-            self._manifests.pop(next(iter(self._manifests)))
-        if tag is not None:
-            self._manifests[key] = (version, tag, manifest, index)
+        with self._lock:  # checkpoints on a thread pool share this Repository
+            self._manifests.pop(key, None)
+            if len(self._manifests) >= _MANIFEST_CACHE:
+                self._manifests.pop(next(iter(self._manifests)))
+            if tag is not None:
+                self._manifests[key] = (version, tag, manifest, index)
         return manifest, index
 
     def iter_executions(
