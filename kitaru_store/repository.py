@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from . import config, ids
+from . import config, ids, listing
 from . import manifests as mf
 from .backend import Backend, ReadTxn, WriteTxn, open_backend
 from .errors import (
@@ -696,33 +696,11 @@ class Repository:
         self, *, flow: str | None = None, status: str | None = None
     ) -> Iterator[ExecutionSummary]:
         """Executions newest first, read from the time index in short transactions."""
-        backend = self._backend()
-        hi: bytes | None = None
-        while True:
-            batch: list[tuple[bytes, bytes]] = []
-            with backend.read() as rt:
-                if flow is None:
-                    for key, value in rt.items(b"exec_time", b"", hi, reverse=True):
-                        batch.append((key, value))
-                        if len(batch) >= 256:
-                            break
-                else:
-                    fprefix = flow.encode() + b"\x00"
-                    upper = fprefix + hi if hi is not None else fprefix + b"\xff" * 25
-                    for key, _ in rt.items(b"exec_flow", fprefix, upper, reverse=True):
-                        tkey = key[len(fprefix) :]
-                        summary_raw = rt.get(b"exec_time", tkey)
-                        if summary_raw is not None:
-                            batch.append((tkey, summary_raw))
-                        if len(batch) >= 256:
-                            break
-            for _, value in batch:
+        for batch in listing.summary_batches(self._backend(), flow=flow):
+            for value in batch:
                 summary = mf.decode_summary(value)
                 if status is None or summary.status == status:
                     yield summary
-            if len(batch) < 256:
-                return
-            hi = batch[-1][0]
 
     def list_executions(
         self, *, flow: str | None = None, status: str | None = None, limit: int = 50, offset: int = 0

@@ -16,10 +16,10 @@ or that is empty or starts with "-", shell completion, a stdout click would re-w
 error before the first line is printed (a missing store, for one). The click command then runs
 from the start, with its usual messages and exit codes.
 
-Shared with the click command: the store's location (config), its LMDB handle (backend) and the
-text (text.log_pages). Its own, each compared with the original by tests/cli/test_cli_quicklog.py:
-the argument parsing, click.style's colour codes and click.echo's stripping of them off a
-terminal, the newest-first walk of Repository.iter_executions, and a decoder for the MessagePack
+Shared with the click command: the store's location (config), its LMDB handle (backend), the
+newest-first walk of the indexes (listing.py) and the text (text.log_pages). Its own, each
+compared with the original by tests/cli/test_cli_quicklog.py: the argument parsing, click.style's
+colour codes and click.echo's stripping of them off a terminal, and a decoder for the MessagePack
 that msgspec writes for an ExecutionSummary (anything else is left to msgspec).
 """
 
@@ -35,6 +35,7 @@ import re
 import stat
 import sys
 
+from kitaru_store import listing
 from kitaru_store.errors import KitaruError
 from kitaru_store.names import STATUSES
 
@@ -191,38 +192,17 @@ def _open(store: str | None) -> Backend:
 
 
 def newest_first(backend: Backend, *, flow: str | None, status: str | None) -> Iterator[Summary]:
-    """Repository.iter_executions, without msgspec for the first 256 entries: executions newest
-    first, from the time index (or the flow index), in read transactions of 256 entries."""
+    """Repository.iter_executions, without msgspec for the first batch (listing.py's walk)."""
     decode: Callable[[bytes], Summary] = decode_summary
-    hi: bytes | None = None
-    while True:
-        batch: list[tuple[bytes, bytes]] = []
-        with backend.read() as rt:
-            if flow is None:
-                for key, value in rt.items(b"exec_time", b"", hi, reverse=True):
-                    batch.append((key, value))
-                    if len(batch) >= 256:
-                        break
-            else:
-                fprefix = flow.encode() + b"\x00"
-                upper = fprefix + hi if hi is not None else fprefix + b"\xff" * 25
-                for key, _ in rt.items(b"exec_flow", fprefix, upper, reverse=True):
-                    tkey = key[len(fprefix) :]
-                    summary_raw = rt.get(b"exec_time", tkey)
-                    if summary_raw is not None:
-                        batch.append((tkey, summary_raw))
-                    if len(batch) >= 256:
-                        break
-        for _, value in batch:
+    for batch in listing.summary_batches(backend, flow=flow):
+        for value in batch:
             summary = decode(value)
             if status is None or summary.status == status:
                 yield summary
-        if len(batch) < 256:
-            return
-        hi = batch[-1][0]
-        # A long listing: msgspec decodes ten times faster than decode_summary, and that pays
-        # for its import (~40 ms here) within a few thousand rows.
-        from kitaru_store.manifests import decode_summary as decode
+        if len(batch) == listing.BATCH:
+            # A long listing: msgspec decodes ten times faster than decode_summary, and that pays
+            # for its import (~40 ms here) within a few thousand rows.
+            from kitaru_store.manifests import decode_summary as decode
 
 
 # --- ExecutionSummary records ----------------------------------------------------------------
