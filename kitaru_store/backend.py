@@ -176,10 +176,6 @@ class WriteTxn(ReadTxn):
     def version(self) -> tuple[int, int]:
         return self._generation, self.txn.id() - 1  # a write transaction has the next id
 
-    def committing(self) -> tuple[int, int]:
-        """The version() later transactions see if this one commits and nothing else does."""
-        return self._generation, self.txn.id()
-
     def put(
         self, db: bytes, key: bytes, value: bytes | bytearray | memoryview, *, overwrite: bool = True
     ) -> bool:
@@ -298,6 +294,7 @@ class Backend:
                 self.path, readonly=self.readonly, create=self._create, lock_path=lock_path
             )
             self._env, self._dbs, self._pid = current.env, current._dbs, current._pid
+            self._generation = current._generation
         assert self._env is not None
         return self._env
 

@@ -22,7 +22,10 @@ def alloc(size: int) -> bytearray | memoryview:
     """A writable buffer of ``size`` bytes, contents unspecified until written."""
     if size < MAP_FROM or _ANONYMOUS is None:
         return bytearray(size)
-    region = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | _ANONYMOUS)
+    try:
+        region = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | _ANONYMOUS)
+    except OSError:  # ENOMEM under a limit, too many maps: the heap may still have it
+        return bytearray(size)
     if _HUGEPAGE is not None:
         with contextlib.suppress(OSError):  # no transparent huge pages: plain pages then
             region.madvise(_HUGEPAGE)

@@ -81,9 +81,10 @@ def compress(
     ``sample=False`` skips the up-front sampling (the caller judged the whole value already).
     """
     view = memoryview(data).cast("B") if not isinstance(data, bytes) else memoryview(data)
-    if level > 0 and len(view) >= 64 and (not sample or worth_compressing(view, level)):
+    n = len(view)
+    if level > 0 and n >= 64 and (not sample or n < _SAMPLE_FROM or worth_compressing(view, level)):
         packed = _compressor(level).compress(view)
-        if len(packed) <= len(view) * (1 - _MIN_SAVING):
+        if len(packed) <= n * (1 - _MIN_SAVING):
             return packed
     return None
 

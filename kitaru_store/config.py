@@ -34,10 +34,17 @@ class Location:
 
     __slots__ = ("looked", "path", "source")
 
+    path: Path
+    source: str  # "explicit", "env", "project" or "user"
+    looked: tuple[str, ...]
+
     def __init__(self, path: Path, source: str, looked: tuple[str, ...] = ()) -> None:
-        self.path = path
-        self.source = source  # "explicit", "env", "project" or "user"
-        self.looked = looked
+        object.__setattr__(self, "path", path)
+        object.__setattr__(self, "source", source)
+        object.__setattr__(self, "looked", looked)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"Location is immutable: cannot set {name!r}")
 
     def __repr__(self) -> str:
         return f"Location(path={self.path!r}, source={self.source!r}, looked={self.looked!r})"

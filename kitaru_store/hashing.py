@@ -6,6 +6,8 @@ from collections.abc import Iterable
 
 from blake3 import blake3
 
+from . import parallel
+
 Buffer = bytes | bytearray | memoryview
 
 # blake3's own threads pay off only on large inputs; below this they cost more than they save.
@@ -15,9 +17,10 @@ _THREADED_FROM = 8 << 20
 def digest(data: Buffer, *, threaded: bool = True) -> bytes:
     """The 32-byte BLAKE3-256 digest of ``data``.
 
-    ``threaded=False`` when the caller runs other work on the other cores at the same time.
+    ``threaded=False`` when the caller runs other work on the other cores at the same time;
+    KITARU_THREADS=1 keeps every hash on the calling thread (parallel.py).
     """
-    if threaded and len(data) >= _THREADED_FROM:
+    if threaded and len(data) >= _THREADED_FROM and parallel.enabled():
         return blake3(data, max_threads=blake3.AUTO).digest()
     return blake3(data).digest()
 

@@ -8,7 +8,7 @@ git's short hashes are: time-ordered ids share their leading characters.
 
 from __future__ import annotations
 
-import uuid
+import os
 
 from .errors import InvalidIdError
 
@@ -21,7 +21,11 @@ _ID_HINT = "object ids are 64 hex characters, execution and artifact ids 32; a u
 
 
 def new_uuid() -> str:
-    return uuid.uuid4().hex
+    """A random (version 4) UUID as 32 hex digits: uuid.uuid4().hex, without building a UUID."""
+    raw = bytearray(os.urandom(16))
+    raw[6] = (raw[6] & 0x0F) | 0x40  # version 4
+    raw[8] = (raw[8] & 0x3F) | 0x80  # RFC 4122 variant
+    return raw.hex()
 
 
 def normalize_hex(text: str, *, what: str, full_length: int) -> str:

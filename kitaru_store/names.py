@@ -23,7 +23,7 @@ def validate_name(name: object, *, what: str = "name", exec_id: str | None = Non
         problem = "is empty"
     elif len(name) > MAX_NAME:
         problem = f"is longer than {MAX_NAME} characters"
-    elif any(ord(c) < 32 or ord(c) == 127 for c in name):
+    elif not (name.isascii() and name.isprintable()) and any(ord(c) < 32 or ord(c) == 127 for c in name):
         problem = "contains control characters"
     elif "/" in name or "\\" in name:
         problem = "contains a path separator"

@@ -84,7 +84,8 @@ class Piece:
         """The record to put: valid until the next framed() on this thread (see codec.frame)."""
         if self.record is not None:
             return self.record
-        assert self.payload is not None, "piece written before it was staged"
+        if self.payload is None:
+            raise RuntimeError(f"object piece {self.key.hex()} written before it was staged")
         return codec.frame(self.kind, self.codec, self.payload)
 
 
@@ -125,14 +126,18 @@ def prepare(data: Buffer) -> PreparedValue:
     def hash_chunk(i: int) -> None:
         ckeys[i] = hashing.digest(chunks[i], threaded=False)
 
-    # The whole value's hash (its id) on the helper while this thread finds the chunk boundaries;
-    # then both hash chunks.
-    parallel.for_each(
-        hash_chunk,
-        (),
-        helper_first=lambda: whole.append(hashing.digest(view, threaded=not parallel.enabled())),
-        main_first=cut,
-    )
+    def hash_whole() -> None:
+        whole.append(hashing.digest(view, threaded=not two_threads))
+
+    # From PARALLEL_FROM, the whole value's hash (its id) on the helper while this thread finds the
+    # chunk boundaries; then both hash chunks.
+    two_threads = size >= PARALLEL_FROM and parallel.enabled()
+    if two_threads:
+        parallel.for_each(hash_chunk, (), helper_first=hash_whole, main_first=cut)
+    else:
+        hash_whole()
+        for i in cut():
+            hash_chunk(i)
     key = whole[0]
     pieces = [Piece(ckeys[i], c) for i, c in enumerate(chunks)]
     index = _index_enc.encode(ChunkIndex(INDEX_VERSION, size, [(p.key, len(p.data)) for p in pieces]))
@@ -165,25 +170,32 @@ def stage(rt: ReadTxn, prepared: PreparedValue, *, level: int, seen: set[bytes])
     holds up other writers. A stored copy that does not match is rewritten: a new put of the
     same content repairs a corrupt object instead of pointing at it.
     """
-    todo: list[Piece] = []
-    for piece in prepared.pieces:
-        if piece.key in seen:
-            piece.stored = True  # an earlier piece of this writer writes it
-            continue
-        seen.add(piece.key)
-        stored = rt.get_view(b"objects", piece.key)
-        try:
-            equal = stored is not None and _stored_equals(stored, piece)
-        except StoreFormatError as exc:
-            raise _naming(exc, prepared.key, piece.key if piece.key != prepared.key else None) from None
-        piece.stored = equal
-        if not equal:
-            todo.append(piece)
-    if prepared.chunked and prepared.compressible and level > 0 and prepared.size >= PARALLEL_FROM:
-        parallel.for_each(lambda piece: _encode(prepared, piece, level), todo)
-    else:
-        for piece in todo:
-            _encode(prepared, piece, level)
+    added: list[bytes] = []
+    try:
+        todo: list[Piece] = []
+        for piece in prepared.pieces:
+            if piece.key in seen:
+                piece.stored = True  # an earlier piece of this writer writes it
+                continue
+            seen.add(piece.key)
+            added.append(piece.key)
+            stored = rt.get_view(b"objects", piece.key)
+            try:
+                equal = stored is not None and _stored_equals(stored, piece)
+            except StoreFormatError as exc:
+                raise _naming(exc, prepared.key, piece.key if piece.key != prepared.key else None) from None
+            piece.stored = equal
+            if not equal:
+                todo.append(piece)
+        if prepared.chunked and prepared.compressible and level > 0 and prepared.size >= PARALLEL_FROM:
+            parallel.for_each(lambda piece: _encode(prepared, piece, level), todo)
+        else:
+            for piece in todo:
+                _encode(prepared, piece, level)
+    except BaseException:
+        # Nothing of this value is staged: a retry in the same writer must stage it afresh.
+        seen.difference_update(added)
+        raise
 
 
 def _encode(prepared: PreparedValue, piece: Piece, level: int) -> None:
@@ -319,7 +331,7 @@ def read(rt: ReadTxn, key: bytes, *, mapped: bool = False) -> bytes | bytearray 
         if ckind != codec.KIND_DATA or n != len(dest):
             raise CorruptObjectError(key.hex(), f"chunk {ckey.hex()} has the wrong size")
 
-    if index.size >= PARALLEL_FROM:
+    if index.size >= PARALLEL_FROM and any(_compressed(record) for _, record, _ in slots):
         parallel.for_each(fill, slots)  # zstd releases the GIL: two chunks decompress at once
     else:
         for slot in slots:
@@ -333,6 +345,11 @@ def read(rt: ReadTxn, key: bytes, *, mapped: bool = False) -> bytes | bytearray 
             pos += csize
         raise CorruptObjectError(key.hex(), "reassembled value does not match its id")
     return out
+
+
+def _compressed(record: memoryview) -> bool:
+    """Whether a record holds a zstd frame (raw chunks are copied under the GIL: no gain in threads)."""
+    return len(record) >= codec.HEADER_SIZE and record[2] == codec.CODEC_ZSTD
 
 
 def verify(rt: ReadTxn, key: bytes) -> str | None:

@@ -49,12 +49,7 @@ def for_each(
     exception raised on either thread is raised here once both have stopped.
     """
     if not enabled():
-        if helper_first is not None:
-            helper_first()
-        if main_first is not None:
-            items = main_first()
-        for item in items:
-            fn(item)
+        _serial(fn, items, helper_first, main_first)
         return
 
     ready = threading.Event()
@@ -72,6 +67,8 @@ def for_each(
                 return
             fn(todo[i])
 
+    finished = threading.Event()
+
     def helper() -> None:
         try:
             if helper_first is not None:
@@ -81,9 +78,15 @@ def for_each(
         except BaseException as exc:  # re-raised on the calling thread
             errors.append(exc)
             failed.set()
+        finally:
+            finished.set()
 
     thread = threading.Thread(target=helper, name="kitaru-store-helper", daemon=True)
-    thread.start()
+    try:
+        thread.start()
+    except RuntimeError:  # no thread to be had (a resource limit, interpreter shutdown): do it here
+        _serial(fn, items, helper_first, main_first)
+        return
     try:
         if main_first is not None:
             box["items"] = main_first()
@@ -93,7 +96,31 @@ def for_each(
         errors.insert(0, exc)
         failed.set()
         ready.set()
-    finally:
-        thread.join()
+    # The helper may be working on buffers the caller frees when this returns (a read
+    # transaction's pages): never return before it has stopped, even when interrupted. (An
+    # interrupted Thread.join() marks a running thread stopped in Python 3.11: wait on an Event.)
+    while True:
+        try:
+            finished.wait()
+            break
+        except BaseException as exc:  # KeyboardInterrupt while waiting: stop the helper, then raise
+            errors.insert(0, exc)
+            failed.set()
+            ready.set()
+    thread.join()
     if errors:
         raise errors[0]
+
+
+def _serial(
+    fn: Callable[[T], None],
+    items: Sequence[T],
+    helper_first: Callable[[], None] | None,
+    main_first: Callable[[], Sequence[T]] | None,
+) -> None:
+    if helper_first is not None:
+        helper_first()
+    if main_first is not None:
+        items = main_first()
+    for item in items:
+        fn(item)

@@ -413,40 +413,15 @@ class Writer:
             self.abort()
 
 
-# The manifests this process wrote last, decoded: execution key -> (the version after that write,
-# its tag, the manifest). A flow commits its manifest at every checkpoint, and decoding it again
-# each time costs O(entries). If nothing was committed since (ReadTxn.version), the entry is
-# current as it is; otherwise the stored manifest is hashed and the entry serves only if its
-# checksum verifies and equals the entry's tag. An aborted write's entry never matches. Mutations
-# build new manifests (msgspec.structs.replace), never changing one in place.
-_recent: dict[bytes, tuple[tuple[int, int], bytes, Manifest]] = {}
-_RECENT = 64
-
-
 def _apply_mutations(wt: WriteTxn, exec_id: str, fns: Sequence[Mutation]) -> None:
     key = ids.uuid_key(exec_id)
-    hit = _recent.get(key)
-    before: Manifest | None
-    if hit is not None and hit[0] == wt.version():
-        before = hit[2]
-    else:
-        view = wt.get_view(b"manifests", key)
-        if view is None:
-            before = None
-        elif hit is not None and mf.checked_tag(view) == hit[1]:
-            before = hit[2]
-        else:
-            before = mf.decode_manifest(view, exec_id=exec_id)
+    raw = wt.get(b"manifests", key)
+    before = mf.decode_manifest(raw, exec_id=exec_id) if raw is not None else None
     manifest = before
     for fn in fns:
         manifest = fn(manifest)
     assert manifest is not None
-    encoded = mf.encode_manifest(manifest)
-    wt.put(b"manifests", key, encoded)
-    _recent.pop(key, None)
-    if len(_recent) >= _RECENT:
-        _recent.pop(next(iter(_recent)), None)
-    _recent[key] = (wt.committing(), mf.stored_tag(encoded), manifest)
+    wt.put(b"manifests", key, mf.encode_manifest(manifest))
     tkey = mf.time_key(manifest.started_at) + key
     flow_key = manifest.flow_name.encode() + b"\x00" + tkey
     if before is not None:

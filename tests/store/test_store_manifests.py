@@ -391,3 +391,30 @@ def test_cached_manifest_follows_another_writers_change(repo: Repository) -> Non
         w.add_entry(exec_id, make_entry(w.put_value("two"), "second"))
     assert [e.name for e in repo.get_execution(exec_id).entries] == ["first", "second"]
     assert repo.resolve_name(exec_id, "second").object_id == other.resolve_name(exec_id, "second").object_id
+
+
+def test_an_aborted_writers_changes_never_reach_a_later_commit(repo: Repository) -> None:
+    with repo.writer() as w:
+        exec_id = w.create_execution("aborted", started_at=T0)
+    with pytest.raises(KitaruError), repo.writer() as w:
+        w.add_entry(exec_id, make_entry(w.put_value("never committed"), "ghost"))
+        w.update_execution(exec_id, status="failed")
+        w.update_execution(uuid.uuid4().hex, status="failed")  # unknown execution: the commit fails
+    repo.put_bytes(b"an unrelated commit in between")
+    with repo.writer() as w:
+        w.update_execution(exec_id, status="completed")
+    manifest = repo.get_execution(exec_id)
+    assert manifest.status == "completed"
+    assert [e.name for e in manifest.entries] == []
+    assert repo.fsck().problems == []
+
+
+def test_a_callers_dict_changed_after_the_commit_is_not_stored_later(repo: Repository) -> None:
+    meta: dict[str, object] = {"step": 1}
+    with repo.writer() as w:
+        exec_id = w.create_execution("shared", started_at=T0)
+        w.update_execution(exec_id, metadata=meta)
+    meta["secret"] = "never saved"
+    with repo.writer() as w:
+        w.update_execution(exec_id, status="completed")
+    assert repo.get_execution(exec_id).metadata == {"step": 1}

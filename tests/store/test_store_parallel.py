@@ -195,3 +195,68 @@ def test_alloc_small_is_a_bytearray_large_is_a_writable_map() -> None:
     assert not large.readonly
     large[-3:] = b"end"
     assert bytes(large[-3:]) == b"end"
+
+
+def test_for_each_waits_for_the_helper_even_when_interrupted_while_joining() -> None:
+    import signal
+    import time
+
+    helper_done = threading.Event()
+
+    def slow_helper() -> None:
+        time.sleep(0.3)
+        helper_done.set()
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGALRM, interrupt)
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 0.05)  # fires while this thread waits for the helper
+        with pytest.raises(KeyboardInterrupt):
+            parallel.for_each(lambda i: None, [], helper_first=slow_helper, main_first=lambda: [])
+        assert helper_done.is_set()  # it did not return while the helper was still working
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def test_for_each_without_a_thread_to_start_runs_here(monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(self: threading.Thread) -> None:
+        raise RuntimeError("can't start new thread")
+
+    monkeypatch.setattr(threading.Thread, "start", refuse)
+    done: list[int] = []
+    parallel.for_each(done.append, [], helper_first=lambda: done.append(-1), main_first=lambda: [1, 2])
+    assert done == [-1, 1, 2]
+
+
+def test_a_failed_stage_leaves_nothing_behind_and_a_retry_stores_the_value(
+    repo: Repository, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = compressible(6 * MiB, 10)
+    real = codec.compress
+    calls = {"n": 0}
+
+    def fail_once(*args: object, **kwargs: object) -> bytes | None:
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise MemoryError("simulated")
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(codec, "compress", fail_once)
+    with repo.writer() as w:
+        with pytest.raises(MemoryError):
+            w.put_bytes(data)
+        oid = w.put_bytes(data)  # the same writer: staged afresh, not taken for staged already
+    assert repo.get_bytes(oid) == data
+    assert repo.fsck().problems == []
+
+
+def test_alloc_falls_back_to_the_heap_when_no_map_is_had(monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_map(*args: object, **kwargs: object) -> mmap.mmap:
+        raise OSError(12, "Cannot allocate memory")
+
+    monkeypatch.setattr(mmap, "mmap", no_map)
+    out = buffers.alloc(buffers.MAP_FROM)
+    assert isinstance(out, bytearray) and len(out) == buffers.MAP_FROM
