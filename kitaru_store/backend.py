@@ -176,6 +176,10 @@ class WriteTxn(ReadTxn):
     def version(self) -> tuple[int, int]:
         return self._generation, self.txn.id() - 1  # a write transaction has the next id
 
+    def committing(self) -> tuple[int, int]:
+        """The version() later transactions see once this one has committed, if nothing else has."""
+        return self._generation, self.txn.id()
+
     def put(
         self, db: bytes, key: bytes, value: bytes | bytearray | memoryview, *, overwrite: bool = True
     ) -> bool:

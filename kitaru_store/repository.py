@@ -373,7 +373,10 @@ class Writer:
             return
         level = self._repo.level
 
+        written: list[tuple[bytes, tuple[int, int], bytes, Manifest]] = []
+
         def txn(wt: WriteTxn) -> None:
+            written.clear()  # the transaction may run again (map growth): only its last run counts
             stamp = objects.pack_time(objects.now_ns())
             for prepared in pending.values:
                 objects.write(wt, prepared, stamp=stamp, level=level)
@@ -381,13 +384,14 @@ class Writer:
                 if not objects.touch(wt, key, stamp):
                     raise ObjectNotFoundError(key.hex())
             for exec_id, fns in mutations.items():
-                _apply_mutations(wt, exec_id, fns)
+                written.append(_apply_mutations(wt, exec_id, fns))
             for hook in hooks:
                 hook(wt)
             for token in inflight:
                 wt.delete(b"refs", token)
 
         self._repo._backend().update(txn)
+        _remember(written)  # only now: an aborted transaction's manifests were never stored
         if mutations and self.remote_sync:
             self._repo._after_commit(list(mutations))
 
@@ -413,15 +417,57 @@ class Writer:
             self.abort()
 
 
-def _apply_mutations(wt: WriteTxn, exec_id: str, fns: Sequence[Mutation]) -> None:
+# The manifest this process committed last per execution: key -> (version after that commit,
+# the stored bytes, the manifest they were encoded from). A flow commits its manifest at every
+# checkpoint; decoding it each time costs O(entries), about twice what encoding costs. An entry is
+# remembered only once its transaction has committed (Writer.commit), and it serves only when the
+# stored bytes are its bytes (nothing committed since, or else the stored checksum verifies and is
+# its checksum) and the manifest still encodes to them: a caller may have changed a dict it handed
+# to the writer (metadata) since. Anything else decodes the stored bytes.
+_recent: dict[bytes, tuple[tuple[int, int], bytes, Manifest]] = {}
+_recent_lock = threading.Lock()
+_RECENT = 64
+
+
+def _remember(done: list[tuple[bytes, tuple[int, int], bytes, Manifest]]) -> None:
+    with _recent_lock:
+        for key, version, encoded, manifest in done:
+            _recent.pop(key, None)
+            if len(_recent) >= _RECENT:
+                _recent.pop(next(iter(_recent)))
+            _recent[key] = (version, encoded, manifest)
+
+
+def _manifest_before(wt: WriteTxn, key: bytes, exec_id: str) -> Manifest | None:
+    """The stored manifest of ``key``, decoded, or what _recent remembers of the same bytes."""
+    hit = _recent.get(key)
+    view = None
+    if hit is None or hit[0] != wt.version():  # something was committed since: look
+        view = wt.get_view(b"manifests", key)
+        if view is None:
+            return None
+        if hit is None or mf.checked_tag(view) != mf.stored_tag(hit[1]):
+            return mf.decode_manifest(view, exec_id=exec_id)
+    # The stored bytes are the remembered bytes: the remembered manifest serves if it still
+    # encodes to them (nobody changed a dict inside it since).
+    if mf.encode_manifest(hit[2]) == hit[1]:
+        return hit[2]
+    stored = view if view is not None else wt.get_view(b"manifests", key)
+    return mf.decode_manifest(stored, exec_id=exec_id) if stored is not None else None
+
+
+def _apply_mutations(
+    wt: WriteTxn, exec_id: str, fns: Sequence[Mutation]
+) -> tuple[bytes, tuple[int, int], bytes, Manifest]:
+    """Apply ``fns`` to the stored manifest; returns what _remember keeps once the commit is done."""
     key = ids.uuid_key(exec_id)
-    raw = wt.get(b"manifests", key)
-    before = mf.decode_manifest(raw, exec_id=exec_id) if raw is not None else None
+    before = _manifest_before(wt, key, exec_id)
     manifest = before
     for fn in fns:
         manifest = fn(manifest)
     assert manifest is not None
-    wt.put(b"manifests", key, mf.encode_manifest(manifest))
+    encoded = mf.encode_manifest(manifest)
+    wt.put(b"manifests", key, encoded)
     tkey = mf.time_key(manifest.started_at) + key
     flow_key = manifest.flow_name.encode() + b"\x00" + tkey
     if before is not None:
@@ -440,6 +486,7 @@ def _apply_mutations(wt: WriteTxn, exec_id: str, fns: Sequence[Mutation]) -> Non
             wt.put(b"artifacts", ids.uuid_key(entry.artifact_id), key)
     for gone in known - {e.artifact_id for e in manifest.entries}:  # replaced entries leave the index
         wt.delete(b"artifacts", ids.uuid_key(gone))
+    return key, wt.committing(), encoded, manifest
 
 
 class Repository:

@@ -418,3 +418,17 @@ def test_a_callers_dict_changed_after_the_commit_is_not_stored_later(repo: Repos
     with repo.writer() as w:
         w.update_execution(exec_id, status="completed")
     assert repo.get_execution(exec_id).metadata == {"step": 1}
+
+
+def test_a_writer_builds_on_a_manifest_another_process_changed(repo: Repository) -> None:
+    with repo.writer() as w:
+        exec_id = w.create_execution("remembered", started_at=T0)
+        w.update_execution(exec_id, metadata={"by": "us"})
+    key = uuid.UUID(exec_id).bytes
+    # Another process's commit, as it reaches this one: bytes in LMDB, nothing in this process.
+    theirs = msgspec.structs.replace(repo.get_execution(exec_id), metadata={"by": "them"})
+    repo._backend().update(lambda wt: wt.put(b"manifests", key, mf.encode_manifest(theirs)))
+    with repo.writer() as w:
+        w.update_execution(exec_id, status="completed")
+    got = repo.get_execution(exec_id)
+    assert (got.status, got.metadata) == ("completed", {"by": "them"})
