@@ -135,6 +135,11 @@ def header(record: bytes | memoryview) -> tuple[int, int]:
     return kind, codec
 
 
+def is_compressed(record: bytes | memoryview) -> bool:
+    """Whether a record's payload is a zstd frame, without validating the header (see header())."""
+    return len(record) >= HEADER_SIZE and record[2] == CODEC_ZSTD
+
+
 def _frame_size(payload: memoryview, limit: int) -> int:
     """The content size a zstd frame declares, checked before anything is allocated for it.
 

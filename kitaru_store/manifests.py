@@ -187,11 +187,14 @@ def _one_more_pair(body: bytes) -> bytes:
     raise ValueError("a manifest encodes as a MessagePack map")
 
 
+def _has_checksum(view: memoryview) -> bool:
+    """Whether a stored manifest ends with the checksum pair (older writers did not write one)."""
+    return len(view) > _CHECKSUMMED and view[-_CHECKSUMMED:-32] == CHECKSUM_TAIL
+
+
 def _check_checksum(data: bytes | memoryview, exec_id: str | None) -> None:
     view = memoryview(data)
-    if len(view) <= _CHECKSUMMED or view[-_CHECKSUMMED:-32] != CHECKSUM_TAIL:
-        return  # written before manifests had checksums (or by a writer without them)
-    if hashing.digest(view[:-32]) != view[-32:]:
+    if _has_checksum(view) and checked_tag(view) is None:
         raise CorruptManifestError(
             f"the manifest of execution {exec_id} is damaged: its checksum does not match",
             exec_id=exec_id,
@@ -206,7 +209,7 @@ def checked_tag(data: bytes | memoryview) -> bytes | None:
     from this one hash whether its copy is still the stored one, without decoding again.
     """
     view = memoryview(data)
-    if len(view) <= _CHECKSUMMED or view[-_CHECKSUMMED:-32] != CHECKSUM_TAIL:
+    if not _has_checksum(view):
         return None
     tag = bytes(view[-32:])
     return tag if hashing.digest(view[:-32]) == tag else None
@@ -217,8 +220,12 @@ def stored_tag(encoded: bytes) -> bytes:
     return encoded[-32:]
 
 
-def decode_manifest(data: bytes | memoryview, *, exec_id: str | None = None) -> Manifest:
-    _check_checksum(data, exec_id)
+def decode_manifest(
+    data: bytes | memoryview, *, exec_id: str | None = None, checked: bool = False
+) -> Manifest:
+    """The manifest in ``data``; ``checked=True``: the caller has verified its checksum (checked_tag)."""
+    if not checked:
+        _check_checksum(data, exec_id)
     try:
         manifest = _manifest_decoder.decode(data)
     except (msgspec.DecodeError, UnicodeDecodeError) as exc:  # bad UTF-8 is not a DecodeError

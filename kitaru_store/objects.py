@@ -331,7 +331,8 @@ def read(rt: ReadTxn, key: bytes, *, mapped: bool = False) -> bytes | bytearray 
         if ckind != codec.KIND_DATA or n != len(dest):
             raise CorruptObjectError(key.hex(), f"chunk {ckey.hex()} has the wrong size")
 
-    if index.size >= PARALLEL_FROM and any(_compressed(record) for _, record, _ in slots):
+    # Raw chunks are copied under the GIL: only zstd chunks gain from a second thread.
+    if index.size >= PARALLEL_FROM and any(codec.is_compressed(record) for _, record, _ in slots):
         parallel.for_each(fill, slots)  # zstd releases the GIL: two chunks decompress at once
     else:
         for slot in slots:
@@ -345,11 +346,6 @@ def read(rt: ReadTxn, key: bytes, *, mapped: bool = False) -> bytes | bytearray 
             pos += csize
         raise CorruptObjectError(key.hex(), "reassembled value does not match its id")
     return out
-
-
-def _compressed(record: memoryview) -> bool:
-    """Whether a record holds a zstd frame (raw chunks are copied under the GIL: no gain in threads)."""
-    return len(record) >= codec.HEADER_SIZE and record[2] == codec.CODEC_ZSTD
 
 
 def verify(rt: ReadTxn, key: bytes) -> str | None:

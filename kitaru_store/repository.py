@@ -10,7 +10,7 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import msgspec
 
@@ -424,18 +424,24 @@ class Writer:
 # stored bytes are its bytes (nothing committed since, or else the stored checksum verifies and is
 # its checksum) and the manifest still encodes to them: a caller may have changed a dict it handed
 # to the writer (metadata) since. Anything else decodes the stored bytes.
+V = TypeVar("V")
 _recent: dict[bytes, tuple[tuple[int, int], bytes, Manifest]] = {}
 _recent_lock = threading.Lock()
 _RECENT = 64
 
 
+def _keep(cache: dict[bytes, V], key: bytes, value: V, limit: int) -> None:
+    """Put ``value`` in ``cache`` as its newest entry, dropping the oldest beyond ``limit``."""
+    cache.pop(key, None)
+    if len(cache) >= limit:
+        cache.pop(next(iter(cache)))
+    cache[key] = value
+
+
 def _remember(done: list[tuple[bytes, tuple[int, int], bytes, Manifest]]) -> None:
     with _recent_lock:
         for key, version, encoded, manifest in done:
-            _recent.pop(key, None)
-            if len(_recent) >= _RECENT:
-                _recent.pop(next(iter(_recent)))
-            _recent[key] = (version, encoded, manifest)
+            _keep(_recent, key, (version, encoded, manifest), _RECENT)
 
 
 def _manifest_before(wt: WriteTxn, key: bytes, exec_id: str) -> Manifest | None:
@@ -446,8 +452,9 @@ def _manifest_before(wt: WriteTxn, key: bytes, exec_id: str) -> Manifest | None:
         view = wt.get_view(b"manifests", key)
         if view is None:
             return None
-        if hit is None or mf.checked_tag(view) != mf.stored_tag(hit[1]):
-            return mf.decode_manifest(view, exec_id=exec_id)
+        tag = mf.checked_tag(view)
+        if hit is None or tag != mf.stored_tag(hit[1]):
+            return mf.decode_manifest(view, exec_id=exec_id, checked=tag is not None)
     # The stored bytes are the remembered bytes: the remembered manifest serves if it still
     # encodes to them (nobody changed a dict inside it since).
     if mf.encode_manifest(hit[2]) == hit[1]:
@@ -704,14 +711,13 @@ class Repository:
             if hit is not None and tag is not None and tag == hit[1]:
                 manifest, index = hit[2], hit[3]
             else:
-                manifest = mf.decode_manifest(view, exec_id=full)
+                manifest = mf.decode_manifest(view, exec_id=full, checked=tag is not None)
                 index = name_index(manifest)
         with self._lock:  # checkpoints on a thread pool share this Repository
-            self._manifests.pop(key, None)
-            if len(self._manifests) >= _MANIFEST_CACHE:
-                self._manifests.pop(next(iter(self._manifests)))
             if tag is not None:
-                self._manifests[key] = (version, tag, manifest, index)
+                _keep(self._manifests, key, (version, tag, manifest, index), _MANIFEST_CACHE)
+            else:
+                self._manifests.pop(key, None)
         return manifest, index
 
     def iter_executions(
