@@ -373,8 +373,30 @@ def _now() -> dt.datetime:
 # --- what callers see ------------------------------------------------------------------------
 
 
+class _VersionOf:
+    """What MemoryVersion and MemoryItem share: the version they name, and loading it."""
+
+    scope: str
+    scope_name: str
+    key: str
+    version: int
+    _repo: Repository | None
+
+    def load(self, *, allow_pickle: bool | None = None) -> Any:
+        """The value of this version. A deletion is a MemoryKeyNotFoundError, a redaction a
+        MemoryRedactedError."""
+        assert self._repo is not None
+        return self._repo.memory.get(
+            Scope(self.scope, self.scope_name), self.key, version=self.version, allow_pickle=allow_pickle
+        )
+
+
+def _plain_author(author: Author) -> dict[str, Any]:
+    return msgspec.to_builtins(author, builtin_types=(dt.datetime,))
+
+
 @dataclass(frozen=True)
-class MemoryVersion:
+class MemoryVersion(_VersionOf):
     """One version of a memory key: a set (with its value's object) or a deletion (a tombstone).
 
     A redacted version keeps its record (``written_at``, ``written_by``, ``size``, ``serializer``)
@@ -406,14 +428,6 @@ class MemoryVersion:
     def redacted(self) -> bool:
         return self.redacted_at is not None
 
-    def load(self, *, allow_pickle: bool | None = None) -> Any:
-        """The value of this version. A deletion is a MemoryKeyNotFoundError, a redaction a
-        MemoryRedactedError."""
-        assert self._repo is not None
-        return self._repo.memory.get(
-            Scope(self.scope, self.scope_name), self.key, version=self.version, allow_pickle=allow_pickle
-        )
-
     def to_dict(self) -> dict[str, Any]:
         """Plain data (datetimes stay datetimes; the CLI makes them ISO 8601)."""
         return {
@@ -423,17 +437,13 @@ class MemoryVersion:
             "version": self.version,
             "op": self.op,
             "written_at": self.written_at,
-            "written_by": msgspec.to_builtins(self.written_by, builtin_types=(dt.datetime,)),
+            "written_by": _plain_author(self.written_by),
             "object_id": self.object_id,
             "size": self.size,
             "serializer": self.serializer,
             "redacted": self.redacted,
             "redacted_at": self.redacted_at,
-            "redacted_by": (
-                msgspec.to_builtins(self.redacted_by, builtin_types=(dt.datetime,))
-                if self.redacted_by
-                else None
-            ),
+            "redacted_by": _plain_author(self.redacted_by) if self.redacted_by else None,
             "redaction_reason": self.redaction_reason,
             "bytes_erased": self.bytes_erased,
             "kept_by": list(self.kept_by),
@@ -441,7 +451,7 @@ class MemoryVersion:
 
 
 @dataclass(frozen=True)
-class MemoryItem:
+class MemoryItem(_VersionOf):
     """A live key (its latest version is a set) with that latest version's details."""
 
     scope: str
@@ -456,13 +466,6 @@ class MemoryItem:
     redacted: bool
     _repo: Repository | None = field(default=None, repr=False, compare=False)
 
-    def load(self, *, allow_pickle: bool | None = None) -> Any:
-        """The value of the latest version (MemoryRedactedError if it was redacted)."""
-        assert self._repo is not None
-        return self._repo.memory.get(
-            Scope(self.scope, self.scope_name), self.key, version=self.version, allow_pickle=allow_pickle
-        )
-
     def to_dict(self) -> dict[str, Any]:
         return {
             "scope": self.scope,
@@ -470,7 +473,7 @@ class MemoryItem:
             "key": self.key,
             "version": self.version,
             "updated_at": self.updated_at,
-            "updated_by": msgspec.to_builtins(self.updated_by, builtin_types=(dt.datetime,)),
+            "updated_by": _plain_author(self.updated_by),
             "object_id": self.object_id,
             "size": self.size,
             "serializer": self.serializer,
