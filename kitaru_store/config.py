@@ -90,14 +90,18 @@ def read_config(root: Path) -> dict[str, object] | None:
     """The store's config, None if ``root`` holds no store yet; NotAStoreError if it is something else."""
     cfg = root / CONFIG_FILE
     if not cfg.exists():
+        # A store another process is creating shows its db/, locks/ and temporary config
+        # (.config.*), then its config once linked (init_store): none of them is foreign, even
+        # when the config appears between the check above and this scan.
         if root.is_dir() and any(
-            p.name not in (DB_DIR, LOCK_DIR) and not p.name.startswith(f".{CONFIG_FILE}.")
+            p.name not in (DB_DIR, LOCK_DIR, CONFIG_FILE) and not p.name.startswith(f".{CONFIG_FILE}.")
             for p in root.iterdir()
         ):
             raise NotAStoreError(str(root), "it is a non-empty directory without a kitaru config file")
         if root.exists() and not root.is_dir():
             raise NotAStoreError(str(root), "it is a file, not a directory")
-        return None
+        if not cfg.exists():
+            return None
     try:
         data = json.loads(cfg.read_text())
         fmt = int(data["format"])

@@ -178,6 +178,24 @@ def test_non_empty_directory_without_config_is_not_a_store(tmp_path: Path) -> No
     assert sorted(p.name for p in target.iterdir()) == ["notes.txt"]  # nothing written into it
 
 
+def test_a_config_that_appears_while_the_directory_is_scanned_is_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another process creates the store between the config check and the scan of its entries."""
+    target = tmp_path / "racing"
+    (target / cfg.DB_DIR).mkdir(parents=True)
+    theirs = {"kind": "kitaru-store", "format": cfg.STORE_FORMAT, "store_id": "theirs"}
+    real_iterdir = Path.iterdir
+
+    def iterdir_while_created(self: Path) -> Iterator[Path]:
+        if self == target and not (target / cfg.CONFIG_FILE).exists():
+            (target / cfg.CONFIG_FILE).write_text(json.dumps(theirs))  # init_store links it now
+        return real_iterdir(self)
+
+    monkeypatch.setattr(Path, "iterdir", iterdir_while_created)
+    assert cfg.read_config(target) == theirs  # theirs, not "a non-empty directory"
+
+
 def test_a_file_is_not_a_store(tmp_path: Path) -> None:
     target = tmp_path / "file"
     target.write_text("x")
