@@ -143,6 +143,20 @@ class InvalidIdError(KitaruError):
     """An id or id prefix that is not well-formed (wrong characters, too short)."""
 
 
+class IncompleteObjectError(ObjectNotFoundError):
+    """A chunked value's index is stored but one of its chunks is not (gc is removing the value,
+    or the store is damaged): a write refuses to keep it, and commits nothing."""
+
+    def __init__(self, object_id: str, chunk_id: str) -> None:
+        KitaruError.__init__(
+            self,
+            f"object {object_id} is incomplete: its chunk {chunk_id} is not in the store",
+            object_id=object_id,
+            hint="save the value again (a save stores its missing chunks), then reference it;"
+            " `kitaru-store fsck` lists damaged objects",
+        )
+
+
 # --- executions and names --------------------------------------------------------------------
 
 

@@ -4,6 +4,17 @@ Everything is read with cursors in short read transactions, never one long snaps
 fsck checks every object, manifest and index key; with ``sample`` it checks that fraction of the
 objects, and the same fraction of the manifests and of the keys of each index, chosen at random
 (``seed`` repeats a choice) without listing every key first.
+
+Right while writers run: every check is made in one read transaction (a snapshot), or, where a
+pass looks across transactions (an index key against the manifests), it only makes a suspect.
+Every problem a pass finds names its *subject* (an object, a manifest, an index key, a ref, a
+memory record); before anything is reported, each subject is checked again on its own, in one
+fresh snapshot (``_confirm``), and only what that finds is reported. A healthy store written
+meanwhile is consistent in every snapshot, so it yields nothing; damage stays and is reported.
+
+Adding a check: one that looks at a manifest (and what it names) goes in
+``_check_manifest_batch``, which also re-checks a suspect manifest; one over another database
+adds a subject kind to ``_RECHECK`` with its function that checks one key in one snapshot.
 """
 
 from __future__ import annotations
@@ -18,7 +29,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 import msgspec
 
-from . import ids, memory, objects
+from . import ids, memory, objects, reachability
 from . import manifests as mf
 from .errors import CorruptObjectError, KitaruError, ObjectNotFoundError, StoreFormatError
 
@@ -27,8 +38,9 @@ if TYPE_CHECKING:
     from .repository import Repository
 
 Progress = Callable[[str, int, int], None]
+Subject = tuple[str, bytes]  # (kind: "object", "manifest", db name of an index, "ref", "memory"; key)
 
-OBJECT_BATCH = 256  # objects re-hashed per read transaction
+OBJECT_BATCH = 256  # objects re-hashed per read transaction (and subjects re-checked)
 MANIFEST_BATCH = 2048  # manifests checked per read transaction (as Backend.scan reads them)
 WALK_BATCH = 65_536  # keys a cursor passes per read transaction while picking a sample
 
@@ -62,6 +74,16 @@ class FsckReport:
         return out
 
 
+class _Suspects:
+    """Problems a pass found, by subject, until ``_confirm`` re-checks them."""
+
+    def __init__(self) -> None:
+        self.by_subject: dict[Subject, list[Problem]] = {}
+
+    def add(self, subject: Subject, problem: Problem) -> None:
+        self.by_subject.setdefault(subject, []).append(problem)
+
+
 def check(
     repo: Repository,
     *,
@@ -77,6 +99,7 @@ def check(
     Without ``sample``, or with a fraction of 1, everything is checked.
     """
     report = FsckReport()
+    suspects = _Suspects()
     backend = repo._backend()
     with backend.read() as rt:
         n_objects = rt.count(b"objects")
@@ -97,19 +120,40 @@ def check(
             picks = sorted(rng.sample(range(n_objects), n))
     if picks is None:
         report.objects_total = _check_objects(
-            backend, _all_keys(backend, b"objects", OBJECT_BATCH), n_objects, report, progress
+            backend, _all_keys(backend, b"objects", OBJECT_BATCH), n_objects, report, suspects, progress
         )
     else:
         report.objects_total = n_objects
-        _check_objects(backend, _keys_at(backend, b"objects", picks), len(picks), report, progress)
+        _check_objects(backend, _keys_at(backend, b"objects", picks), len(picks), report, suspects, progress)
     report.manifests_total = n_manifests
     if fraction >= 1:
-        _check_manifests(backend, report, progress, n_manifests)
+        _check_manifests(backend, report, suspects, progress, n_manifests)
     else:
-        _check_sample(backend, report, progress, fraction, rng)
-    _check_refs(backend, report)
-    report.problems.extend(Problem(**p) for p in memory.problems(backend))
+        _check_sample(backend, report, suspects, progress, fraction, rng)
+    for kind, db in (("ref", b"refs"), ("memory", memory.DB)):
+        _check_each(backend, kind, _all_keys(backend, db, OBJECT_BATCH), suspects)
+    report.problems.extend(_confirm(backend, suspects))
     return report
+
+
+def _confirm(backend: Backend, suspects: _Suspects) -> list[Problem]:
+    """The problems that each suspect subject shows when checked again on its own, in one fresh
+    snapshot (a read transaction per OBJECT_BATCH subjects), in the order they were found."""
+    confirmed: list[Problem] = []
+    for chunk in _chunks(suspects.by_subject, OBJECT_BATCH):
+        with backend.read(buffers=True) as rt:
+            for kind, key in chunk:
+                confirmed.extend(_RECHECK[kind](rt, kind, key))
+    return confirmed
+
+
+def _check_each(backend: Backend, kind: str, keys: Iterable[bytes], suspects: _Suspects) -> None:
+    """A pass that checks each key of a database on its own, OBJECT_BATCH keys per snapshot."""
+    for chunk in _chunks(keys, OBJECT_BATCH):
+        with backend.read(buffers=True) as rt:
+            for key in chunk:
+                for problem in _RECHECK[kind](rt, kind, key):
+                    suspects.add((kind, key), problem)
 
 
 # --- walking keys ------------------------------------------------------------------------------
@@ -195,38 +239,45 @@ def _sample_positions(rng: random.Random, total: int, fraction: float) -> list[i
 
 
 def _check_objects(
-    backend: Backend, keys: Iterator[bytes], total: int, report: FsckReport, progress: Progress | None
+    backend: Backend,
+    keys: Iterator[bytes],
+    total: int,
+    report: FsckReport,
+    suspects: _Suspects,
+    progress: Progress | None,
 ) -> int:
     """Re-hash the objects ``keys`` names; returns how many keys it went through."""
     done = 0
     for chunk in _chunks(keys, OBJECT_BATCH):
         with backend.read(buffers=True) as rt:
             for key in chunk:
-                try:
-                    objects.read(rt, key)
-                    problem = None
-                except ObjectNotFoundError as exc:
-                    if exc.object_id == key.hex():
-                        continue  # swept since listed
-                    problem = exc.message
-                except CorruptObjectError as exc:
-                    problem = exc.message
-                except StoreFormatError as exc:
-                    # A newer record or chunk index format, or a damaged version byte: this kitaru
-                    # cannot vouch for the object. Reported, and the check goes on.
-                    report.problems.append(Problem("newer-format", exc.message, object_id=key.hex()))
-                    problem = None
-                if problem:
-                    report.problems.append(Problem("corrupt-object", problem, object_id=key.hex()))
-                if not rt.has(b"touch", key):
-                    report.problems.append(
-                        Problem("missing-touch", "object has no touch time", object_id=key.hex())
-                    )
+                for problem in _object_problems(rt, "object", key):
+                    suspects.add(("object", key), problem)
                 report.objects_checked += 1
         done += len(chunk)
         if progress:
             progress("objects", done, max(total, done))
     return done
+
+
+def _object_problems(rt: ReadTxn, _kind: str, key: bytes) -> list[Problem]:
+    """What is wrong with one object in this snapshot (nothing if it is not stored: swept)."""
+    found: list[Problem] = []
+    try:
+        objects.read(rt, key)
+    except ObjectNotFoundError as exc:
+        if exc.object_id == key.hex():
+            return found  # swept since listed
+        found.append(Problem("corrupt-object", exc.message, object_id=key.hex()))
+    except CorruptObjectError as exc:
+        found.append(Problem("corrupt-object", exc.message, object_id=key.hex()))
+    except StoreFormatError as exc:
+        # A newer record or chunk index format, or a damaged version byte: this kitaru cannot
+        # vouch for the object. Reported, and the check goes on.
+        found.append(Problem("newer-format", exc.message, object_id=key.hex()))
+    if not rt.has(b"touch", key):
+        found.append(Problem("missing-touch", "object has no touch time", object_id=key.hex()))
+    return found
 
 
 # --- manifests ---------------------------------------------------------------------------------
@@ -291,7 +342,7 @@ class _Decoded:
     object_ids: list[str]
     object_keys: list[bytes]
     artifact_keys: list[bytes]
-    others: list[tuple[str, bytes, str]]  # (object id, key, what): checkpoint outputs, result, inputs
+    others: list[tuple[str, bytes, str]]  # (object id, key, what): the roots other than entries
 
 
 def _plain_hex(hex_ids: list[str], keys: list[bytes], size: int) -> bool:
@@ -302,13 +353,14 @@ def _plain_hex(hex_ids: list[str], keys: list[bytes], size: int) -> bool:
 def _ids_of(key: bytes, m: mf.Manifest) -> _Decoded | Problem:
     """The keys to look up for ``m``, or the bad-manifest problem of a malformed id."""
     tkey = mf.time_key(m.started_at) + key
-    named = [(c.output_object_id, f"checkpoint {c.invocation_id} output") for c in m.checkpoints]
-    named += [(m.result_object_id, "flow result"), (m.input_object_id, "flow inputs")]
-    others = [(oid, what) for oid, what in named if oid]
+    roots = reachability.manifest_roots(m)  # the entries' objects first, in order, then the others
+    others = [
+        (oid, reachability.describe_manifest_root(kind, label))
+        for oid, kind, label in roots[len(m.entries) :]
+    ]
     object_ids = [e.object_id for e in m.entries]
     artifact_ids = [e.artifact_id for e in m.entries]
     more_ids = [oid for oid, _ in others]
-    wait_ids = [w.value_object_id for w in m.waits if w.value_object_id]
     try:
         # Ids spelled as written take this fast path: plain hex of the full length. Any other
         # spelling takes the slow one, through ids.object_key and ids.uuid_key, which accept some
@@ -320,7 +372,6 @@ def _ids_of(key: bytes, m: mf.Manifest) -> _Decoded | Problem:
             _plain_hex(object_ids, object_keys, ids.OBJECT_ID_BYTES)
             and _plain_hex(artifact_ids, artifact_keys, ids.UUID_HEX // 2)
             and _plain_hex(more_ids, more_keys, ids.OBJECT_ID_BYTES)
-            and _plain_hex(wait_ids, list(map(bytes.fromhex, wait_ids)), ids.OBJECT_ID_BYTES)
         )
     except ValueError:
         plain = False
@@ -344,7 +395,11 @@ def _ids_of(key: bytes, m: mf.Manifest) -> _Decoded | Problem:
 
 
 def _check_manifest_batch(
-    rt: ReadTxn, batch: list[tuple[bytes, memoryview]], report: FsckReport, found: _Found
+    rt: ReadTxn,
+    batch: list[tuple[bytes, memoryview]],
+    report: FsckReport,
+    found: _Found,
+    suspects: _Suspects,
 ) -> None:
     """Check manifests against the objects and the indexes, in one read transaction (opened
     with buffers=True: no looked-up value is copied). The lookups of the whole batch are made
@@ -363,9 +418,10 @@ def _check_manifest_batch(
     stored = _present(rt, b"objects", chain(d.object_keys for d in decoded))
     stored |= _present(rt, b"objects", (o[1] for d in decoded for o in d.others))
     owners = _values(rt, b"artifacts", chain(d.artifact_keys for d in decoded))
-    for d in checked:
+    for (key, _), d in zip(batch, checked, strict=True):
+        subject = ("manifest", key)
         if isinstance(d, Problem):
-            report.problems.append(d)
+            suspects.add(subject, d)
             continue
         exec_id = d.key.hex()
         report.manifests_checked += 1
@@ -373,8 +429,8 @@ def _check_manifest_batch(
         if d.time_key in times:
             found.time_keys += 1
         else:
-            report.problems.append(
-                Problem("index-mismatch", "execution missing from the time index", exec_id=exec_id)
+            suspects.add(
+                subject, Problem("index-mismatch", "execution missing from the time index", exec_id=exec_id)
             )
         found.flow_keys += d.flow_key in flows
         indexed_to = list(map(owners.get, d.artifact_keys))
@@ -386,31 +442,36 @@ def _check_manifest_batch(
                 d.names, d.object_ids, d.object_keys, d.artifact_keys, indexed_to, strict=True
             ):
                 if okey not in stored:
-                    report.problems.append(
+                    suspects.add(
+                        subject,
                         Problem(
                             "missing-object",
                             f"entry {name!r} names an object that is not stored",
                             object_id=object_id,
                             exec_id=exec_id,
                             name=name,
-                        )
+                        ),
                     )
                 if owner == d.key:
                     indexed.add(akey)
                 else:
-                    report.problems.append(
+                    suspects.add(
+                        subject,
                         Problem(
                             "index-mismatch",
                             "artifact missing from the artifact index",
                             exec_id=exec_id,
                             name=name,
-                        )
+                        ),
                     )
             found.artifact_keys += len(indexed)
         for object_id, okey, what in d.others:
             if okey not in stored:
-                report.problems.append(
-                    Problem("missing-object", f"{what} is not stored", object_id=object_id, exec_id=exec_id)
+                suspects.add(
+                    subject,
+                    Problem(
+                        "missing-object", f"the {what} is not stored", object_id=object_id, exec_id=exec_id
+                    ),
                 )
 
 
@@ -418,6 +479,7 @@ def _check_manifest_keys(
     backend: Backend,
     keys: Iterable[bytes],
     report: FsckReport,
+    suspects: _Suspects,
     progress: Progress | None,
     total: int,
 ) -> _Found:
@@ -426,17 +488,29 @@ def _check_manifest_keys(
     for chunk in _chunks(keys, MANIFEST_BATCH):
         with backend.read(buffers=True) as rt:
             batch = [(key, raw) for key in chunk if (raw := rt.get_view(b"manifests", key)) is not None]
-            _check_manifest_batch(rt, batch, report, found)  # (a manifest deleted since listed: skipped)
+            _check_manifest_batch(rt, batch, report, found, suspects)  # (one deleted since listed: skipped)
         done += len(chunk)
         if progress:
             progress("manifests", done, max(total, done))
     return found
 
 
-def _check_manifests(backend: Backend, report: FsckReport, progress: Progress | None, total: int) -> None:
+def _manifest_problems(rt: ReadTxn, _kind: str, key: bytes) -> list[Problem]:
+    """The checks of one manifest, in this snapshot (none if it was deleted)."""
+    raw = rt.get_view(b"manifests", key)
+    if raw is None:
+        return []
+    suspects = _Suspects()
+    _check_manifest_batch(rt, [(key, raw)], FsckReport(), _Found(), suspects)
+    return [p for found in suspects.by_subject.values() for p in found]
+
+
+def _check_manifests(
+    backend: Backend, report: FsckReport, suspects: _Suspects, progress: Progress | None, total: int
+) -> None:
     """Every manifest; then the indexes, which must name nothing the manifests do not account for."""
     found = _check_manifest_keys(
-        backend, _all_keys(backend, b"manifests", MANIFEST_BATCH), report, progress, total
+        backend, _all_keys(backend, b"manifests", MANIFEST_BATCH), report, suspects, progress, total
     )
     # The manifests found their own index keys and counted them (distinct keys, each in one
     # index only once): an index holding exactly that many keys, leaving out those that belong to
@@ -453,11 +527,15 @@ def _check_manifests(backend: Backend, report: FsckReport, progress: Progress | 
             sum(1 for _, v in backend.scan(b"artifacts") if v not in unreadable),
         ]
     if counts != [found.time_keys, found.flow_keys, found.artifact_keys]:
-        _check_indexes_exactly(backend, report)
+        _check_indexes_exactly(backend, suspects)
 
 
-def _check_indexes_exactly(backend: Backend, report: FsckReport) -> None:
-    """Every index key against the set of keys the manifests account for (memory: O(entries))."""
+def _check_indexes_exactly(backend: Backend, suspects: _Suspects) -> None:
+    """Every index key against the set of keys the manifests account for (memory: O(entries)).
+
+    The manifests and the index keys are read in different transactions: a key that is not
+    accounted for is a suspect, which ``_confirm`` checks against its manifest in one snapshot.
+    """
     time_keys: set[bytes] = set()
     unreadable: set[bytes] = set()  # their time keys are not "missing": the manifest is there
     artifact_ids: set[bytes] = set()
@@ -470,67 +548,63 @@ def _check_indexes_exactly(backend: Backend, report: FsckReport) -> None:
         artifact_ids.update(ids.uuid_key(e.artifact_id) for e in m.entries)
     for tkey in _all_keys(backend, b"exec_time", WALK_BATCH):
         if tkey not in time_keys and tkey[8:] not in unreadable:
-            report.problems.append(
-                Problem("index-mismatch", "time index names a missing execution", exec_id=tkey[8:].hex())
-            )
+            suspects.add(("exec_time", tkey), _index_problem(b"exec_time", tkey))
     for fkey in _all_keys(backend, b"exec_flow", WALK_BATCH):
         if fkey[-24:] not in time_keys and fkey[-16:] not in unreadable:
-            report.problems.append(
-                Problem("index-mismatch", "flow index names a missing execution", exec_id=fkey[-16:].hex())
-            )
+            suspects.add(("exec_flow", fkey), _index_problem(b"exec_flow", fkey))
     for akey, exec_key in backend.scan(b"artifacts"):
         if akey not in artifact_ids and exec_key not in unreadable:
-            report.problems.append(
-                Problem("index-mismatch", f"artifact index names a missing artifact {akey.hex()}")
-            )
+            suspects.add(("artifacts", akey), _index_problem(b"artifacts", akey))
+
+
+def _index_problem(db: bytes, key: bytes) -> Problem:
+    if db == b"artifacts":
+        return Problem("index-mismatch", f"artifact index names a missing artifact {key.hex()}")
+    index = "time" if db == b"exec_time" else "flow"
+    return Problem("index-mismatch", f"{index} index names a missing execution", exec_id=key[-16:].hex())
+
+
+def _index_key_problems(rt: ReadTxn, kind: str, key: bytes) -> list[Problem]:
+    """Whether one index key names an execution whose manifest puts it there, in this snapshot.
+
+    No manifest, or one with another time key or without that artifact: ``index-mismatch``. An
+    unreadable manifest (reported where it is checked) is not held against the index; a key
+    deleted since it was listed is no problem.
+    """
+    db = kind.encode()
+    if db == b"artifacts":
+        exec_key = rt.get(b"artifacts", key)
+        if exec_key is None:
+            return []
+        d = _lookup(rt, exec_key)
+        bad = d is None or (isinstance(d, _Decoded) and key not in set(d.artifact_keys))
+    else:
+        if not rt.has(db, key):
+            return []
+        d = _lookup(rt, key[-16:])
+        bad = d is None or (isinstance(d, _Decoded) and d.time_key != key[-24:])
+    return [_index_problem(db, key)] if bad else []
 
 
 def _check_sample(
-    backend: Backend, report: FsckReport, progress: Progress | None, fraction: float, rng: random.Random
+    backend: Backend,
+    report: FsckReport,
+    suspects: _Suspects,
+    progress: Progress | None,
+    fraction: float,
+    rng: random.Random,
 ) -> None:
     """A sample of the manifests, checked as a full fsck checks each; then a sample of each
     index's keys, each looked up in the manifest it names."""
     with backend.read() as rt:
         counts = {db: rt.count(db) for db in (b"manifests", b"exec_time", b"exec_flow", b"artifacts")}
     picks = _sample_positions(rng, counts[b"manifests"], fraction)
-    _check_manifest_keys(backend, _keys_at(backend, b"manifests", picks), report, progress, len(picks))
-    time_keys = _keys_at(backend, b"exec_time", _sample_positions(rng, counts[b"exec_time"], fraction))
-    flow_keys = _keys_at(backend, b"exec_flow", _sample_positions(rng, counts[b"exec_flow"], fraction))
-    artifact_keys = _keys_at(backend, b"artifacts", _sample_positions(rng, counts[b"artifacts"], fraction))
-    # An index key names a missing execution when that execution has no manifest, or one that
-    # puts it elsewhere; an unreadable manifest (reported where it is checked) is not held against
-    # the indexes, as in a full fsck.
-    for chunk in _chunks(time_keys, MANIFEST_BATCH):
-        with backend.read(buffers=True) as rt:
-            for tkey in chunk:
-                d = _lookup(rt, tkey[8:])
-                if d is None or (isinstance(d, _Decoded) and d.time_key != tkey):
-                    report.problems.append(
-                        Problem(
-                            "index-mismatch", "time index names a missing execution", exec_id=tkey[8:].hex()
-                        )
-                    )
-    for chunk in _chunks(flow_keys, MANIFEST_BATCH):
-        with backend.read(buffers=True) as rt:
-            for fkey in chunk:
-                d = _lookup(rt, fkey[-16:])
-                if d is None or (isinstance(d, _Decoded) and d.time_key != fkey[-24:]):
-                    report.problems.append(
-                        Problem(
-                            "index-mismatch", "flow index names a missing execution", exec_id=fkey[-16:].hex()
-                        )
-                    )
-    for chunk in _chunks(artifact_keys, MANIFEST_BATCH):
-        with backend.read(buffers=True) as rt:
-            for akey in chunk:
-                exec_key = rt.get(b"artifacts", akey)
-                if exec_key is None:
-                    continue  # deleted since listed
-                d = _lookup(rt, exec_key)
-                if d is None or (isinstance(d, _Decoded) and akey not in set(d.artifact_keys)):
-                    report.problems.append(
-                        Problem("index-mismatch", f"artifact index names a missing artifact {akey.hex()}")
-                    )
+    _check_manifest_keys(
+        backend, _keys_at(backend, b"manifests", picks), report, suspects, progress, len(picks)
+    )
+    for db in (b"exec_time", b"exec_flow", b"artifacts"):
+        keys = _keys_at(backend, db, _sample_positions(rng, counts[db], fraction))
+        _check_each(backend, db.decode(), keys, suspects)
 
 
 def _lookup(rt: ReadTxn, key: bytes) -> _Decoded | Problem | None:
@@ -545,7 +619,7 @@ def _lookup(rt: ReadTxn, key: bytes) -> _Decoded | Problem | None:
 
 def _malformed_ids(m: mf.Manifest) -> list[str]:
     bad: list[str] = []
-    for object_id in mf.referenced_ids(m):
+    for object_id, _, _ in reachability.manifest_roots(m):
         try:
             ids.object_key(object_id)
         except KitaruError:
@@ -558,16 +632,35 @@ def _malformed_ids(m: mf.Manifest) -> list[str]:
     return bad
 
 
-def _check_refs(backend: Backend, report: FsckReport) -> None:
-    for name, raw in backend.scan(b"refs"):
-        with backend.read() as rt:
-            for i in range(0, len(raw), ids.OBJECT_ID_BYTES):
-                key = raw[i : i + ids.OBJECT_ID_BYTES]
-                if not rt.has(b"objects", key):
-                    report.problems.append(
-                        Problem(
-                            "missing-object",
-                            f"ref {name.decode(errors='replace')} names an object that is not stored",
-                            object_id=key.hex(),
-                        )
-                    )
+def _ref_problems(rt: ReadTxn, _kind: str, name: bytes) -> list[Problem]:
+    """Every object a ref keeps (reachability.ref_roots) must be stored, in this snapshot."""
+    raw = rt.get(b"refs", name)
+    if raw is None:
+        return []
+    return [
+        Problem(
+            "missing-object",
+            f"ref {name.decode(errors='replace')} names an object that is not stored",
+            object_id=key.hex(),
+        )
+        for key in reachability.ref_roots(name, raw, reachability.inflight_stale_before())
+        if not rt.has(b"objects", key)
+    ]
+
+
+def _memory_problems(rt: ReadTxn, _kind: str, key: bytes) -> list[Problem]:
+    raw = rt.get_view(memory.DB, key)
+    return [] if raw is None else [Problem(**p) for p in memory.record_problems(rt, key, raw)]
+
+
+# How each kind of subject is checked on its own, in one snapshot: by the passes that check
+# each key on its own (_check_each), and by _confirm for every suspect.
+_RECHECK: dict[str, Callable[[ReadTxn, str, bytes], list[Problem]]] = {
+    "object": _object_problems,
+    "manifest": _manifest_problems,
+    "exec_time": _index_key_problems,
+    "exec_flow": _index_key_problems,
+    "artifacts": _index_key_problems,
+    "ref": _ref_problems,
+    "memory": _memory_problems,
+}

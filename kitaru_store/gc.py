@@ -1,14 +1,16 @@
-"""Garbage collection: mark what manifests and refs reach, sweep the rest, optionally compact.
+"""Garbage collection: mark what the roots reach, sweep the rest, optionally compact.
 
 Rules (docs/design.md, "Garbage collection"):
 
 * one gc at a time (an flock that dies with its process, so never a stale lock);
-* the root set is read in short read transactions: every manifest's entries, checkpoint outputs
-  and results, and every ref (pins, in-flight objects of running writers, memory versions);
-* chunked values keep their chunks alive;
+* the roots and what is reachable are defined once, in reachability.py (manifests, refs with
+  pins and running writers' in-flight objects, memory versions; chunks of reachable values),
+  and read in short read transactions;
 * an object touched (put, deduplicated or referenced) within the grace period is never swept,
-  which protects what a concurrent writer is about to reference;
-* each delete re-checks the touch time inside the write transaction that deletes.
+  which protects what a concurrent writer is about to reference; nor is a chunk of a value that
+  is kept for that reason;
+* each delete re-checks the touch time inside the write transaction that deletes, and chunk
+  indexes are deleted before any chunk: no transaction leaves a stored value without its chunks.
 """
 
 from __future__ import annotations
@@ -18,24 +20,21 @@ import itertools
 import os
 import shutil
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING
 
-from . import codec, config, ids, memory, objects
-from . import manifests as mf
+from . import codec, config, objects, reachability
 from .backend import WriteTxn, close_backend
-from .errors import ReadOnlyStoreError, StoreLockedError
+from .errors import CorruptObjectError, ReadOnlyStoreError, StoreFormatError, StoreLockedError
 from .locks import FileLock
+from .reachability import INFLIGHT_MAX_AGE as INFLIGHT_MAX_AGE  # re-exported: gc's rule
+from .reachability import INFLIGHT_PREFIX, stale_inflight
 
 if TYPE_CHECKING:
     from .repository import Repository
 
 DEFAULT_GRACE = dt.timedelta(hours=1)
-# A writer that flushed objects early names them in an in-flight ref until it commits. One that
-# died leaves the ref behind; after this long it is taken for dead and its objects are garbage.
-INFLIGHT_MAX_AGE = dt.timedelta(days=7)
-INFLIGHT_PREFIX = b"inflight/"
 DELETE_BATCH = 1000
 SCAN_BATCH = 4096  # records per read transaction in the candidate scan
 Progress = Callable[[str, int, int], None]
@@ -72,19 +71,8 @@ def _file_size(repo: Repository) -> int:
         return 0
 
 
-def stale_inflight(ref_name: bytes, before_ns: int) -> bool:
-    """Whether a ref is the in-flight list of a writer that flushed before ``before_ns``."""
-    if not ref_name.startswith(INFLIGHT_PREFIX):
-        return False
-    stamp = ref_name[len(INFLIGHT_PREFIX) : len(INFLIGHT_PREFIX) + 16]
-    try:
-        return int(stamp, 16) < before_ns
-    except ValueError:
-        return False  # not ours to judge: keep it
-
-
 def _drop_stale_inflight(repo: Repository) -> int:
-    before = objects.now_ns() - int(INFLIGHT_MAX_AGE.total_seconds() * 1e9)
+    before = reachability.inflight_stale_before()
     names = [n for n, _ in repo._backend().scan(b"refs", INFLIGHT_PREFIX, INFLIGHT_PREFIX[:-1] + b"0")]
     stale = [n for n in names if stale_inflight(n, before)]
 
@@ -95,54 +83,30 @@ def _drop_stale_inflight(repo: Repository) -> int:
 
 
 def mark(repo: Repository, progress: Progress | None = None) -> set[bytes]:
-    """Every object key a manifest or a ref names (the roots).
+    """Every root's object key (reachability.root_keys).
 
     The chunks of the chunked values among them are added by ``_candidates``, which reads every
     record's header anyway: finding the chunk indexes here would cost a random read per root.
     """
-    backend = repo._backend()
-    live: set[bytes] = set()
-    total = repo.count_executions()
-    for n, (key, raw) in enumerate(backend.scan(b"manifests"), 1):
-        manifest = mf.decode_manifest(raw, exec_id=key.hex())
-        live.update(_object_keys(mf.referenced_ids(manifest)))
-        if progress and n % 1000 == 0:
-            progress("mark", n, total)
-    stale_before = objects.now_ns() - int(INFLIGHT_MAX_AGE.total_seconds() * 1e9)
-    for name, raw in backend.scan(b"refs"):
-        if stale_inflight(name, stale_before):
-            continue  # a writer that died (or was dropped) long ago: its objects are garbage now
-        live.update(raw[i : i + ids.OBJECT_ID_BYTES] for i in range(0, len(raw), ids.OBJECT_ID_BYTES))
-    live.update(memory.root_keys(backend))  # memory versions' values (redacted ones name none)
-    return live
-
-
-def _object_keys(object_ids: Collection[str]) -> list[bytes]:
-    """``ids.object_key`` of every id (InvalidIdError for one that is not an id: gc stops), with a
-    fast path for ids spelled as written: 64 hex characters each."""
-    try:
-        keys = list(map(bytes.fromhex, object_ids))
-        full = set(map(len, keys)) <= {ids.OBJECT_ID_BYTES}  # and no whitespace in between:
-        if full and sum(map(len, object_ids)) == ids.OBJECT_ID_HEX * len(keys):
-            return keys
-    except ValueError:
-        pass
-    return [ids.object_key(oid) for oid in object_ids]
+    return reachability.root_keys(repo._backend(), progress, repo.count_executions())
 
 
 def _candidates(
     repo: Repository, live: set[bytes], cutoff_ns: int, report: GCReport, progress: Progress | None
 ) -> list[tuple[bytes, int]]:
-    """The objects to sweep: neither live nor touched since ``cutoff_ns``; with their sizes.
+    """The objects to sweep: neither live nor touched since ``cutoff_ns``, nor a chunk of a value
+    kept for its touch time; with their sizes, chunk indexes first (then key order).
 
     One cursor scan of ``objects`` in key order, SCAN_BATCH records per read transaction, also
     finds the chunk indexes among the live objects (by the kind byte of their record's header)
-    and adds their chunks to ``live``. A chunk can come before its index in key order, so an
-    object is judged only after the scan: then ``live`` holds every chunk of a live value, and
-    the touch times of the others are read, in key order too.
+    and adds their chunks to ``live``, and notes the chunks of the other indexes. A chunk can
+    come before its index in key order, so an object is judged only after the scan: then
+    ``live`` holds every chunk of a live value, and the touch times of the others are read, in
+    key order too.
     """
     backend = repo._backend()
     unmarked: list[tuple[bytes, int]] = []  # not live when scanned: (key, record size)
+    unmarked_chunks: dict[bytes, list[bytes]] = {}  # unmarked index -> its chunks
     start = b""
     with backend.read() as rt:
         total = rt.count(b"objects")
@@ -156,9 +120,12 @@ def _candidates(
             for raw_key, record in itertools.islice(records, SCAN_BATCH):
                 key = bytes(raw_key)
                 batch += 1
+                is_index = len(record) >= codec.HEADER_SIZE and record[1] == codec.KIND_INDEX
                 if key not in live:
                     unmarked.append((key, len(record)))
-                elif len(record) >= codec.HEADER_SIZE and record[1] == codec.KIND_INDEX:
+                    if is_index:
+                        unmarked_chunks[key] = _chunks_if_readable(record, key)
+                elif is_index:
                     # A live chunked value: its chunks are live. A damaged or newer index raises
                     # (CorruptObjectError, StoreFormatError): gc never sweeps on a partial mark.
                     live.update(objects.chunk_keys(record, key))
@@ -170,16 +137,31 @@ def _candidates(
         if last is None or batch < SCAN_BATCH:
             break
         start = last + b"\x00"
+    indexes: list[tuple[bytes, int]] = []
     found: list[tuple[bytes, int]] = []
+    kept: set[bytes] = set()  # chunks of the values kept for their touch time
     pending = [item for item in unmarked if item[0] not in live]
     for i in range(0, len(pending), SCAN_BATCH):
         with backend.read() as rt:
             for key, size in pending[i : i + SCAN_BATCH]:
                 if objects.unpack_time(rt.get(b"touch", key)) >= cutoff_ns:
                     report.objects_in_grace += 1
+                    kept.update(unmarked_chunks.get(key, ()))
                 else:
-                    found.append((key, size))
-    return found
+                    (indexes if key in unmarked_chunks else found).append((key, size))
+    if kept:
+        report.objects_in_grace += sum(1 for key, _ in found if key in kept)
+        found = [item for item in found if item[0] not in kept]
+    return indexes + found
+
+
+def _chunks_if_readable(record: bytes | memoryview, key: bytes) -> list[bytes]:
+    """The chunks of an unreachable index; none if it cannot be read (its chunks are then judged
+    on their own touch times, as a damaged index keeps nothing)."""
+    try:
+        return objects.chunk_keys(record, key)
+    except (CorruptObjectError, StoreFormatError):
+        return []
 
 
 def collect(
@@ -251,6 +233,15 @@ def _sweep(
     report: GCReport,
     progress: Progress | None,
 ) -> None:
+    """Delete ``doomed`` (chunk indexes first), DELETE_BATCH per write transaction.
+
+    Between two batches any write may commit. One that keeps a value (reachability.keep, or a put
+    that dedups it) checks that the value is whole and touches it and every chunk: the later
+    batches see the touch times and leave them. An index goes before its chunks, so no batch
+    leaves a stored index without a chunk; a value whose index is gone cannot be kept (the keep
+    fails) until a put stores the index again, touching the chunks. ``progress`` is called
+    between batches (the tests' hook point).
+    """
     backend = repo._backend()
     for start in range(0, len(doomed), DELETE_BATCH):
         batch = doomed[start : start + DELETE_BATCH]

@@ -18,8 +18,9 @@ Neither scope names nor memory keys contain control characters, so the 0x00 sepa
 unambiguous: the versions of one key lie in ``[prefix + key + 0x00, prefix + key + 0x01)``, in
 version order, and a scope's keys in ``[prefix, kind + name + 0x01)``, in key order.
 
-Every memory version's object is a gc root (``root_keys``); fsck reports versions whose object is
-missing (``problems``). This module never imports kitaru: the SDK passes the writer's identity in.
+Every memory version's object is a gc root (reachability.py); fsck reports versions whose object
+is missing (``record_problems``). This module never imports kitaru: the SDK passes the writer's
+identity in.
 """
 
 from __future__ import annotations
@@ -36,8 +37,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from . import codec, ids, objects, serialization
-from . import manifests as mf
+from . import ids, objects, reachability, serialization
 from .errors import (
     CorruptObjectError,
     InvalidIdError,
@@ -295,15 +295,8 @@ class MemoryRecord(msgspec.Struct, frozen=True, kw_only=True):
     kept_by: tuple[str, ...] = ()  # at redaction: what else referenced the bytes (why they stayed)
 
 
-class _RootProbe(msgspec.Struct):
-    """Just the object id of a record, of any format version (gc must never miss a root)."""
-
-    object_id: str | None = None
-
-
 _encoder = msgspec.msgpack.Encoder()
 _decoder = msgspec.msgpack.Decoder(MemoryRecord)
-_probe_decoder = msgspec.msgpack.Decoder(_RootProbe)
 _version_probe = msgspec.msgpack.Decoder(dict[str, Any])
 
 
@@ -335,10 +328,6 @@ def _newer(version: int, where: str) -> StoreFormatError:
         f"memory record format {version} {where} is newer than this kitaru understands ({MEMORY_FORMAT})",
         hint="upgrade kitaru to read this memory",
     )
-
-
-def _object_id_of(raw: bytes | memoryview) -> str | None:
-    return _probe_decoder.decode(raw).object_id
 
 
 def current_user() -> str:
@@ -702,58 +691,35 @@ class MemoryStore:
         return found
 
     def _erase(self, wt: WriteTxn, object_id: str, own: bytes) -> tuple[list[str], bool]:
-        """Delete an object unless referenced elsewhere: (what references it, whether erased)."""
+        """Delete an object unless something else keeps it (reachability.holders, or a chunk
+        index listing it): (what keeps it, whether erased). Its chunks go with it, except those
+        another stored chunk index lists.
+
+        Read through a zero-copy read transaction begun while the caller holds the write lock
+        and before it wrote: no commit can come between, so it sees what ``wt`` sees.
+        """
         okey = ids.object_key(object_id)
-        kept = _references(wt, object_id, okey, own)
+        with self._backend().read(buffers=True) as rt:
+            record = rt.get_view(b"objects", okey)
+            try:
+                chunks = builtins.set(objects.chunk_keys(record, okey)) if record is not None else None
+            except (CorruptObjectError, StoreFormatError):
+                chunks = builtins.set()  # damaged: delete the record; a damaged index's chunks are gc's
+            kept = reachability.holders(rt, okey, skip_memory=own)
+            parents, shared = reachability.chunk_users(rt, okey, chunks or builtins.set())
+        kept += [f"a chunk of object {p.hex()}" for p in parents]
         if kept:
             return _capped(kept), False
-        record = wt.get(b"objects", okey)
-        if record is None:
+        if chunks is None:
             return [], True  # already gone (fsck would have reported it)
-        try:
-            chunks = objects.chunk_keys(record, okey)
-        except (CorruptObjectError, StoreFormatError):
-            chunks = []  # a damaged record: delete it; a damaged index's chunks are left to gc
-        parents, shared = self._chunk_users(okey, set(chunks))
-        if parents:
-            return _capped([f"a chunk of object {p}" for p in parents]), False
         wt.delete(b"objects", okey)
         wt.delete(b"touch", okey)
-        for ckey in chunks:
-            if ckey not in shared:
-                wt.delete(b"objects", ckey)
-                wt.delete(b"touch", ckey)
+        for ckey in chunks - shared:
+            wt.delete(b"objects", ckey)
+            wt.delete(b"touch", ckey)
         if shared:
-            return [f"{len(shared)} of {len(set(chunks))} chunks are shared with other stored values"], True
+            return [f"{len(shared)} of {len(chunks)} chunks are shared with other stored values"], True
         return [], True
-
-    def _chunk_users(
-        self, okey: bytes, chunks: builtins.set[bytes]
-    ) -> tuple[builtins.list[str], builtins.set[bytes]]:
-        """Other chunk indexes that list ``okey`` as a chunk, and which of ``chunks`` they share.
-
-        Read through a zero-copy read transaction begun while the caller holds the write lock:
-        no commit can come between, so it sees exactly what the write transaction sees.
-        """
-        parents: builtins.list[str] = []
-        shared: builtins.set[bytes] = builtins.set()
-        with self._backend().read(buffers=True) as rt:
-            cur = rt.txn.cursor(db=rt._dbs[b"objects"])
-            for k, v in cur.iternext(keys=True, values=True):
-                if len(v) < codec.HEADER_SIZE or v[1] != codec.KIND_INDEX:
-                    continue
-                key = bytes(k)
-                if key == okey:
-                    continue
-                try:
-                    listed = objects.chunk_keys(v, key)
-                except (CorruptObjectError, StoreFormatError):
-                    continue
-                if okey in listed:
-                    parents.append(key.hex())
-                if chunks:
-                    shared.update(chunks.intersection(listed))
-        return parents, shared
 
     # -- reads ------------------------------------------------------------------------------
 
@@ -1006,106 +972,45 @@ def _capped(descriptions: list[str]) -> list[str]:
     return [*descriptions[: MAX_KEPT_BY - 1], f"... and {len(descriptions) - MAX_KEPT_BY + 1} more"]
 
 
-def _references(wt: WriteTxn, object_id: str, okey: bytes, own: bytes) -> list[str]:
-    """What else, in this write transaction's view, references an object. Undecodable records
-    count as references: a redaction never deletes what it cannot prove unreferenced."""
-    found: list[str] = []
-    for k, raw in wt.items(DB):
-        if k == own:
-            continue
-        try:
-            other = _object_id_of(raw)
-        except msgspec.DecodeError:
-            found.append(f"an undecodable {_describe_version(k)} (run `kitaru-store fsck`)")
-            continue
-        if other == object_id:
-            found.append(_describe_version(k))
-    for name, raw in wt.items(b"refs"):
-        if any(raw[i : i + ids.OBJECT_ID_BYTES] == okey for i in range(0, len(raw), ids.OBJECT_ID_BYTES)):
-            label = name.decode(errors="replace")
-            if label.startswith("pin/"):
-                found.append(f"pin {label[4:]!r}")
-            elif label.startswith("inflight/"):
-                found.append("a running writer's uncommitted objects")
-            else:
-                found.append(f"ref {label!r}")
-    for k, raw in wt.items(b"manifests"):
-        exec_id = k.hex()
-        try:
-            m = mf.decode_manifest(raw, exec_id=exec_id)
-        except (msgspec.DecodeError, KitaruError):
-            found.append(f"the undecodable manifest of execution {exec_id} (run `kitaru-store fsck`)")
-            continue
-        found.extend(f"execution {exec_id} entry {e.name!r}" for e in m.entries if e.object_id == object_id)
-        found.extend(
-            f"execution {exec_id} checkpoint {c.invocation_id!r} output"
-            for c in m.checkpoints
-            if c.output_object_id == object_id
-        )
-        if m.result_object_id == object_id:
-            found.append(f"execution {exec_id} result")
-        if m.input_object_id == object_id:
-            found.append(f"execution {exec_id} inputs")
-    return found
-
-
 # --- gc and fsck -----------------------------------------------------------------------------
 
 
-def root_keys(backend: Backend) -> Iterator[bytes]:
-    """The object key of every memory version that holds one (gc roots), in short transactions."""
-    if not _available(backend):
-        return
-    for k, raw in backend.scan(DB):
-        try:
-            object_id = _object_id_of(raw)
-        except msgspec.DecodeError as exc:
-            raise CorruptMemoryRecordError(
-                f"{_describe_version(k)} cannot be decoded: {exc}",
-                hint="gc cannot tell which object it keeps and stops; run `kitaru-store fsck`",
-            ) from exc
-        if object_id:
-            yield ids.object_key(object_id)
-
-
-def problems(backend: Backend) -> Iterator[dict[str, Any]]:
-    """fsck: undecodable records or keys, and versions naming an object that is not stored.
-
-    Yields keyword arguments for ``fsck.Problem``. Redacted versions name no object.
-    """
-    if not _available(backend):
-        return
-    for k, raw in backend.scan(DB):
-        try:
-            scope, key, version = parse_record_key(k)
-        except (ValueError, UnicodeDecodeError) as exc:
-            yield {"kind": "bad-memory-record", "detail": str(exc)}
-            continue
-        exec_id = scope.name if scope.kind == "execution" else None
-        where = f"memory {scope.describe()} key {key!r} version {version}"
-        try:
-            record = decode_record(raw, where=f"{scope}/{key} version {version}")
-        except KitaruError as exc:
-            yield {"kind": "bad-memory-record", "detail": exc.message, "exec_id": exec_id, "name": key}
-            continue
-        if record.version != version:
-            yield {
+def record_problems(rt: ReadTxn, k: bytes, raw: bytes | memoryview) -> builtins.list[dict[str, Any]]:
+    """fsck, for one record read in ``rt``: an undecodable record or key, or a version naming an
+    object that is not stored in the same snapshot. Keyword arguments for ``fsck.Problem``.
+    Redacted versions name no object."""
+    try:
+        scope, key, version = parse_record_key(k)
+    except (ValueError, UnicodeDecodeError) as exc:
+        return [{"kind": "bad-memory-record", "detail": str(exc)}]
+    exec_id = scope.name if scope.kind == "execution" else None
+    where = f"memory {scope.describe()} key {key!r} version {version}"
+    try:
+        record = decode_record(raw, where=f"{scope}/{key} version {version}")
+    except KitaruError as exc:
+        return [{"kind": "bad-memory-record", "detail": exc.message, "exec_id": exec_id, "name": key}]
+    found: builtins.list[dict[str, Any]] = []
+    if record.version != version:
+        found.append(
+            {
                 "kind": "bad-memory-record",
                 "detail": f"{where} holds version {record.version}",
                 "exec_id": exec_id,
                 "name": key,
             }
-        if record.op == "set" and record.object_id and record.redacted_at is None:
-            with backend.read() as rt:
-                present = rt.has(b"objects", ids.object_key(record.object_id))
-            if not present:
-                yield {
-                    "kind": "missing-object",
-                    "detail": f"{where} names an object that is not stored",
-                    "object_id": record.object_id,
-                    "exec_id": exec_id,
-                    "name": key,
-                }
+        )
+    object_id = reachability.memory_root(raw)  # the roots gc keeps: any version naming an object
+    if object_id and not rt.has(b"objects", ids.object_key(object_id)):
+        found.append(
+            {
+                "kind": "missing-object",
+                "detail": f"{where} names an object that is not stored",
+                "object_id": object_id,
+                "exec_id": exec_id,
+                "name": key,
+            }
+        )
+    return found
 
 
 __all__ = [

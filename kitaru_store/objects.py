@@ -240,17 +240,6 @@ def chunk_keys(record: bytes | memoryview, key: bytes) -> list[bytes]:
     return [k for k, _ in _parse_index(payload, key).chunks]
 
 
-def touch(wt: WriteTxn, key: bytes, stamp: bytes) -> bool:
-    """Refresh the touch time of an object and, for a chunked one, of its chunks."""
-    record = wt.get_view(b"objects", key)
-    if record is None:
-        return False
-    wt.put(b"touch", key, stamp)
-    for ckey in chunk_keys(record, key):
-        wt.put(b"touch", ckey, stamp)
-    return True
-
-
 def _decode_checked(record: bytes | memoryview, key: bytes) -> tuple[int, Buffer]:
     try:
         return codec.decode(record)

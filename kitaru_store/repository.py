@@ -372,6 +372,7 @@ class Writer:
         if not (pending.values or mutations or touch or inflight or hooks):
             return
         level = self._repo.level
+        from . import reachability  # with the object engine: not at import time
 
         written: list[tuple[bytes, tuple[int, int], bytes, Manifest]] = []
 
@@ -381,8 +382,7 @@ class Writer:
             for prepared in pending.values:
                 objects.write(wt, prepared, stamp=stamp, level=level)
             for key in touch:
-                if not objects.touch(wt, key, stamp):
-                    raise ObjectNotFoundError(key.hex())
+                reachability.keep(wt, key, stamp)  # stored and whole, or nothing commits
             for exec_id, fns in mutations.items():
                 written.append(_apply_mutations(wt, exec_id, fns))
             for hook in hooks:
@@ -836,9 +836,10 @@ class Repository:
         validate_name(name, what="pin name")
         key = self._object_key(object_id)
 
+        from . import reachability
+
         def txn(wt: WriteTxn) -> None:
-            if not objects.touch(wt, key, objects.pack_time(objects.now_ns())):
-                raise ObjectNotFoundError(key.hex())
+            reachability.keep(wt, key, objects.pack_time(objects.now_ns()))
             wt.put(b"refs", _pin_prefix + name.encode(), key)
 
         self._backend().update(txn)
@@ -856,11 +857,12 @@ class Repository:
     def set_ref(self, name: bytes, object_keys: Sequence[bytes]) -> None:
         """Low-level root: a ref holds a list of object ids that gc must keep (memory, pins)."""
 
+        from . import reachability
+
         def txn(wt: WriteTxn) -> None:
             stamp = objects.pack_time(objects.now_ns())  # inside the transaction (see gc.collect)
             for k in object_keys:
-                if not objects.touch(wt, k, stamp):
-                    raise ObjectNotFoundError(k.hex())
+                reachability.keep(wt, k, stamp)
             wt.put(b"refs", name, b"".join(object_keys))
 
         self._backend().update(txn)

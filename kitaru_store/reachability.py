@@ -1,0 +1,263 @@
+"""What the store keeps: the one definition of a root and of a reachable object.
+
+gc (what it must not sweep), fsck (what must be stored) and memory redaction (what else holds a
+value's bytes) all read it from here (docs/design.md, 10.3):
+
+* **roots** are the object ids named by
+  - every manifest (``manifest_roots``): each entry's object, each checkpoint output, the flow
+    result and inputs, each wait record's value;
+  - every ref (``ref_roots``): pins, SDK refs, and the in-flight lists of running writers, except
+    an in-flight list older than ``INFLIGHT_MAX_AGE`` (a writer that died long ago);
+  - every memory version that names an object (``memory_root``; a redacted version names none);
+* **reachable** is a root, or a chunk listed by the chunk index of a reachable object.
+
+``keep`` is what every write that makes an existing object reachable runs in its own write
+transaction: the object and every chunk it needs must be stored then, or the write fails.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+
+from . import ids, objects
+from . import manifests as mf
+from .errors import KitaruError, ObjectNotFoundError
+
+if TYPE_CHECKING:
+    from .backend import Backend, ReadTxn, WriteTxn
+
+# A writer that flushed objects early names them in an in-flight ref until it commits. One that
+# died leaves the ref behind; after this long it is taken for dead and its objects are garbage.
+INFLIGHT_MAX_AGE = dt.timedelta(days=7)
+INFLIGHT_PREFIX = b"inflight/"
+PIN_PREFIX = b"pin/"
+
+# What holds a root, as (kind, label): kinds of manifest fields, in the order manifest_roots names them.
+ENTRY, CHECKPOINT_OUTPUT, RESULT, INPUTS, WAIT_VALUE = (
+    "entry",
+    "checkpoint output",
+    "result",
+    "inputs",
+    "wait",
+)
+
+
+def manifest_roots(m: mf.Manifest) -> list[tuple[str, str, str]]:
+    """(object id, kind, label) for every object ``m`` keeps alive. Lineage (``inputs``),
+    ``reused_from``, ``replay_of`` and metadata are not roots (design.md 7.4)."""
+    out = [(e.object_id, ENTRY, e.name) for e in m.entries]
+    out += [
+        (c.output_object_id, CHECKPOINT_OUTPUT, c.invocation_id) for c in m.checkpoints if c.output_object_id
+    ]
+    if m.result_object_id:
+        out.append((m.result_object_id, RESULT, ""))
+    if m.input_object_id:
+        out.append((m.input_object_id, INPUTS, ""))
+    out += [(w.value_object_id, WAIT_VALUE, w.name) for w in m.waits if w.value_object_id]
+    return out
+
+
+def describe_manifest_root(kind: str, label: str) -> str:
+    """How fsck and redaction name one of ``manifest_roots``: "entry 'x'", "result", ..."""
+    if kind in (RESULT, INPUTS):
+        return kind
+    if kind == ENTRY:
+        return f"entry {label!r}"
+    if kind == CHECKPOINT_OUTPUT:
+        return f"checkpoint {label!r} output"
+    return f"wait {label!r} value"
+
+
+def inflight_stale_before(now_ns: int | None = None) -> int:
+    """The stamp before which an in-flight ref is stale (its writer taken for dead)."""
+    return (objects.now_ns() if now_ns is None else now_ns) - int(INFLIGHT_MAX_AGE.total_seconds() * 1e9)
+
+
+def stale_inflight(ref_name: bytes, before_ns: int) -> bool:
+    """Whether a ref is the in-flight list of a writer that flushed before ``before_ns``."""
+    if not ref_name.startswith(INFLIGHT_PREFIX):
+        return False
+    stamp = ref_name[len(INFLIGHT_PREFIX) : len(INFLIGHT_PREFIX) + 16]
+    try:
+        return int(stamp, 16) < before_ns
+    except ValueError:
+        return False  # not ours to judge: keep it
+
+
+def ref_roots(name: bytes, raw: bytes | memoryview, stale_before: int) -> list[bytes]:
+    """The object keys a ref keeps alive: its value cut in 32-byte ids; none for a stale in-flight
+    ref. (A tail shorter than 32 bytes is kept as it is: it matches no object, and fsck reports it.)"""
+    if stale_inflight(name, stale_before):
+        return []
+    raw = bytes(raw)
+    return [raw[i : i + ids.OBJECT_ID_BYTES] for i in range(0, len(raw), ids.OBJECT_ID_BYTES)]
+
+
+def describe_ref(name: bytes) -> str:
+    label = name.decode(errors="replace")
+    if name.startswith(PIN_PREFIX):
+        return f"pin {label[len(PIN_PREFIX) :]!r}"
+    if name.startswith(INFLIGHT_PREFIX):
+        return "a running writer's uncommitted objects"
+    return f"ref {label!r}"
+
+
+class _RootProbe(msgspec.Struct):
+    """Just the object id of a memory record, of any format version (a root is never missed)."""
+
+    object_id: str | None = None
+
+
+_probe = msgspec.msgpack.Decoder(_RootProbe)
+
+
+def memory_root(raw: bytes | memoryview) -> str | None:
+    """The object id a memory version keeps alive (None: a deletion, a redacted version).
+    Raises msgspec.DecodeError for a record that is not one."""
+    return _probe.decode(raw).object_id
+
+
+# --- walking the roots ---------------------------------------------------------------------------
+
+
+def root_keys(backend: Backend, progress: Any = None, total: int = 0) -> set[bytes]:
+    """Every root's object key, read in short read transactions (the gc mark).
+
+    An undecodable manifest or memory record raises: the root set would be incomplete.
+    """
+    from .memory import CorruptMemoryRecordError, _describe_version
+
+    live: set[bytes] = set()
+    for n, (key, raw) in enumerate(backend.scan(b"manifests"), 1):
+        manifest = mf.decode_manifest(raw, exec_id=key.hex())
+        live.update(_object_keys([r[0] for r in manifest_roots(manifest)]))
+        if progress and n % 1000 == 0:
+            progress("mark", n, total)
+    stale_before = inflight_stale_before()
+    for name, raw in backend.scan(b"refs"):
+        live.update(ref_roots(name, raw, stale_before))
+    for k, raw in backend.scan(b"memory"):
+        try:
+            object_id = memory_root(raw)
+        except msgspec.DecodeError as exc:
+            raise CorruptMemoryRecordError(
+                f"{_describe_version(k)} cannot be decoded: {exc}",
+                hint="gc cannot tell which object it keeps and stops; run `kitaru-store fsck`",
+            ) from exc
+        if object_id:
+            live.add(ids.object_key(object_id))
+    return live
+
+
+def holders(rt: ReadTxn, okey: bytes, *, skip_memory: bytes | None = None) -> list[str]:
+    """The roots that, in the snapshot ``rt``, name ``okey`` (chunk indexes listing it:
+    ``chunk_users``). Undecodable manifests and memory records count as holders: their roots
+    cannot be ruled out. ``skip_memory`` is a memory record key left out (a redaction's own)."""
+    from .memory import _describe_version
+
+    object_id = okey.hex()
+    found: list[str] = []
+    for k, raw in rt.items(b"memory"):
+        if k == skip_memory:
+            continue
+        try:
+            other = memory_root(raw)
+        except msgspec.DecodeError:
+            found.append(f"an undecodable {_describe_version(k)} (run `kitaru-store fsck`)")
+            continue
+        if other == object_id:
+            found.append(_describe_version(k))
+    stale_before = inflight_stale_before()
+    found.extend(
+        describe_ref(name) for name, raw in rt.items(b"refs") if okey in ref_roots(name, raw, stale_before)
+    )
+    for k, raw in rt.items(b"manifests"):
+        exec_id = k.hex()
+        try:
+            m = mf.decode_manifest(raw, exec_id=exec_id)
+        except (msgspec.DecodeError, KitaruError):  # its roots are unknown: it may hold this one
+            found.append(f"the undecodable manifest of execution {exec_id} (run `kitaru-store fsck`)")
+            continue
+        found.extend(
+            f"execution {exec_id} {describe_manifest_root(kind, label)}"
+            for oid, kind, label in manifest_roots(m)
+            if oid == object_id
+        )
+    return found
+
+
+def chunk_users(rt: ReadTxn, okey: bytes, chunks: set[bytes]) -> tuple[list[bytes], set[bytes]]:
+    """The stored chunk indexes other than ``okey`` that list ``okey`` as a chunk (it is reachable
+    if they are, and gc deletes them first), and which of ``chunks`` such other indexes list too.
+    One pass over every record's header."""
+    parents: list[bytes] = []
+    shared: set[bytes] = set()
+    for k, listed in _indexes(rt):
+        if k == okey:
+            continue
+        if okey in listed:
+            parents.append(k)
+        if chunks:
+            shared.update(chunks.intersection(listed))
+    return parents, shared
+
+
+def _indexes(rt: ReadTxn) -> Iterator[tuple[bytes, list[bytes]]]:
+    """Every stored chunk index and its chunk keys (a damaged index is passed over)."""
+    from . import codec
+    from .errors import CorruptObjectError, StoreFormatError
+
+    handle = rt._dbs[b"objects"]
+    if handle is None:
+        return
+    for k, v in rt.txn.cursor(db=handle).iternext(keys=True, values=True):
+        if len(v) < codec.HEADER_SIZE or v[1] != codec.KIND_INDEX:
+            continue
+        key = bytes(k)
+        try:
+            yield key, objects.chunk_keys(v, key)
+        except (CorruptObjectError, StoreFormatError):
+            continue
+
+
+def _object_keys(object_ids: list[str]) -> list[bytes]:
+    """``ids.object_key`` of every id (InvalidIdError for one that is not an id: gc stops), with a
+    fast path for ids spelled as written: 64 hex characters each."""
+    try:
+        keys = list(map(bytes.fromhex, object_ids))
+        full = set(map(len, keys)) <= {ids.OBJECT_ID_BYTES}  # and no whitespace in between:
+        if full and sum(map(len, object_ids)) == ids.OBJECT_ID_HEX * len(keys):
+            return keys
+    except ValueError:
+        pass
+    return [ids.object_key(oid) for oid in object_ids]
+
+
+# --- keeping a value -------------------------------------------------------------------------------
+
+
+def keep(wt: WriteTxn, key: bytes, stamp: bytes) -> None:
+    """Make a stored object reachable in this write transaction: check it is whole, touch it.
+
+    The object and, for a chunked value, every chunk its index lists must be stored in this
+    transaction's view; then each gets ``stamp`` as its touch time, which a gc running now sees
+    before it deletes any of them (it re-checks touch times in its deleting transactions, which
+    LMDB serializes with this one). A missing object raises ObjectNotFoundError, a missing chunk
+    IncompleteObjectError: the write that wanted to keep it commits nothing.
+    """
+    from .errors import IncompleteObjectError
+
+    record = wt.get_view(b"objects", key)
+    if record is None:
+        raise ObjectNotFoundError(key.hex())
+    chunks = objects.chunk_keys(record, key)
+    for ckey in chunks:
+        if not wt.has(b"objects", ckey):
+            raise IncompleteObjectError(key.hex(), ckey.hex())
+    wt.put(b"touch", key, stamp)
+    for ckey in chunks:
+        wt.put(b"touch", ckey, stamp)
