@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 from kitaru_store.lazy import lazy_getattr
 
 from . import memory  # the module: kitaru.memory.set/get/list/history/delete/redact
-from .artifacts import ArtifactType, load, save
+from .artifacts import ArtifactType, load, register_type, save
 from .client import ArtifactRef, CheckpointCall, Execution, KitaruClient, WaitInfo
 from .context import current_execution_id
 from .decorators import Checkpoint, Flow, checkpoint, flow
@@ -117,6 +117,7 @@ __all__ = [
     "load",
     "log",
     "memory",
+    "register_type",
     "save",
     "wait",
 ]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from kitaru_store.errors import DuplicateNameError, InvalidArtifactTypeError, KitaruError, SerializationError
 from kitaru_store.names import ARTIFACT_TYPES, validate_name
@@ -13,6 +13,8 @@ from .context import current_checkpoint
 
 if TYPE_CHECKING:
     from kitaru_store import Entry, StoredValue
+
+T = TypeVar("T")
 
 
 class ArtifactType(enum.StrEnum):
@@ -51,11 +53,16 @@ def _metadata(metadata: Any, *, name: str, exec_id: str) -> dict[str, Any]:
     """Metadata goes into the manifest, so it must read back as MessagePack data with string keys."""
     import msgspec
 
+    from kitaru_store import nesting
+
     if metadata is None:
         return {}
+    nesting.require_within(metadata, f"metadata of artifact {name!r}", exec_id=exec_id, name=name)
     try:
-        msgspec.msgpack.decode(msgspec.msgpack.encode(metadata), type=dict[str, Any])
-    except (TypeError, ValueError, msgspec.MsgspecError) as exc:
+        nesting.on_fresh_stack(
+            lambda: msgspec.msgpack.decode(msgspec.msgpack.encode(metadata), type=dict[str, Any])
+        )
+    except (TypeError, ValueError, RecursionError, msgspec.MsgspecError) as exc:
         raise SerializationError(
             f"metadata of artifact {name!r} cannot be stored: {exc}",
             exec_id=exec_id,
@@ -115,7 +122,8 @@ def save(
     try:
         stored = cp.writer.put_value(value, allow_pickle=allow_pickle)
     except KitaruError as exc:
-        raise exc.concerning(exec_id=exec_id, name=name) from exc.__cause__
+        exc.concerning(exec_id=exec_id, name=name)
+        raise
     entry = new_entry(
         stored,
         name=name,
@@ -140,6 +148,25 @@ def load(exec_id: str, name: str, *, allow_pickle: bool | None = None) -> Any:
     cp = current_checkpoint("kitaru.load()")
     repo = cp.flow.repo
     entry = repo.resolve_name(exec_id, name)
-    value = repo.get_value(entry.object_id, allow_pickle=allow_pickle)
+    try:
+        value = repo.get_value(entry.object_id, allow_pickle=allow_pickle)
+    except KitaruError as exc:
+        exc.concerning(exec_id=exec_id, name=name)
+        raise
     cp.loaded.append(entry.object_id)
     return value
+
+
+def register_type(cls: type[T], *, stored_as: str | None = None) -> type[T]:
+    """Load stored values that name ``cls`` (a data class, msgspec Struct, pydantic model or Enum) as it.
+
+    Loading never imports a module: a value names its class by ``module:qualname`` and is rebuilt
+    only if that module is already imported, or the class is registered here; otherwise it loads as
+    plain data (a dict of fields, an enum's value) with a warning. ``stored_as`` registers the
+    class under another path (one it was stored under before it moved). Returns ``cls``, so this
+    also works as a class decorator.
+    """
+    from kitaru_store import serialization
+
+    serialization.register(cls, stored_as=stored_as)
+    return cls

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .artifacts import normalize_type
+from .errors import KitaruError
 
 if TYPE_CHECKING:
     from kitaru_store import Repository
@@ -60,7 +61,11 @@ class ArtifactRef:
 
     def load(self, *, allow_pickle: bool | None = None) -> Any:
         assert self._repo is not None
-        return self._repo.get_value(self.object_id, allow_pickle=allow_pickle)
+        try:
+            return self._repo.get_value(self.object_id, allow_pickle=allow_pickle)
+        except KitaruError as exc:
+            exc.concerning(exec_id=self.exec_id, name=self.name)
+            raise
 
 
 @dataclass(frozen=True)

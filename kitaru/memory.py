@@ -246,7 +246,7 @@ def get(
         if default is _RAISE:
             raise
         return default
-    value = serialization.deserialize(data, allow_pickle=allow_pickle)
+    value = serialization.deserialize(data, allow_pickle=allow_pickle, object_id=found.object_id)
     cp = context.maybe_current_checkpoint()
     if cp is not None and found.object_id:
         cp.loaded.append(found.object_id)

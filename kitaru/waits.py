@@ -8,7 +8,8 @@ again, reusing every completed checkpoint, and the wait returns the answer.
 
 Schemas are rebuilt from the manifest in whichever process gives the input: builtin types,
 their generic forms (``list[int]``, ``dict[str, float]``, ``Optional``, ``Literal``), and
-msgspec Structs, dataclasses, pydantic models and enums (imported by name, like stored values).
+msgspec Structs, dataclasses, pydantic models and enums (found by name among the classes the
+process has imported or registered, like stored values: never imported on the manifest's word).
 """
 
 from __future__ import annotations
@@ -69,15 +70,10 @@ def describe(schema: Any) -> dict[str, Any]:
     if isinstance(schema, type):
         flavor = _flavor(schema)
         if flavor:
-            from kitaru_store.errors import SerializationError
-            from kitaru_store.serialization import _import_class
+            from kitaru_store.serialization import resolve_class
 
             path = f"{schema.__module__}:{schema.__qualname__}"
-            try:
-                found = _import_class(path, flavor)
-            except SerializationError:  # the name is taken by another kind of class
-                found = None
-            if found is not schema:  # the input is validated by a process that imports it by name
+            if resolve_class(path, flavor) is not schema:  # the input's process finds it by name
                 raise KitaruUsageError(
                     f"kitaru.wait() cannot use {schema.__qualname__} as a schema: it cannot be imported"
                     f" as {path}",
@@ -121,13 +117,13 @@ def rebuild(desc: dict[str, Any]) -> Any:
         args = tuple(rebuild(a) for a in desc["args"])
         return origin[args] if args else origin
     if kind == "class":
-        from kitaru_store.serialization import _import_class
+        from kitaru_store.serialization import resolve_class
 
-        cls = _import_class(desc["path"], desc["flavor"])
-        if cls is None:
+        cls = resolve_class(desc.get("path"), str(desc.get("flavor")))
+        if cls is None:  # never imported on the manifest's word: it names what it likes
             raise KitaruUsageError(
-                f"the wait's schema class {desc['path']} cannot be imported here",
-                hint="give the input from a process that can import it",
+                f"the wait's schema class {desc.get('path')} is not imported in this process",
+                hint="import the module that defines it (or kitaru.register_type() it) before giving input",
             )
         return cls
     raise KitaruUsageError(f"unknown wait schema {desc!r}", hint="upgrade kitaru")
@@ -274,11 +270,14 @@ def _record(manifest: Manifest, name: str) -> WaitRecord | None:
 def _jsonable(metadata: dict[str, Any], exec_id: str | None, name: str | None) -> dict[str, Any]:
     import msgspec
 
+    from kitaru_store import nesting
+
     from .errors import SerializationError
 
+    nesting.require_within(metadata, "metadata", exec_id=exec_id, name=name)  # before msgspec recurses
     try:
-        out = msgspec.json.decode(msgspec.json.encode(metadata))
-    except (TypeError, msgspec.EncodeError) as exc:
+        out = nesting.on_fresh_stack(lambda: msgspec.json.decode(msgspec.json.encode(metadata)))
+    except (TypeError, RecursionError, msgspec.EncodeError) as exc:
         raise SerializationError(
             f"metadata must be JSON-able: {exc}",
             exec_id=exec_id,

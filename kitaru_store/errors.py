@@ -220,3 +220,11 @@ class SerializationError(KitaruError):
 
 class PickleNotAllowedError(SerializationError):
     """Pickle is needed but was not opted into. A store is data, not code."""
+
+
+class CorruptValueError(SerializationError):
+    """Stored value bytes contradict themselves (a declared length or shape the bytes do not hold)."""
+
+
+class NestingTooDeepError(SerializationError):
+    """A value or metadata tree nests deeper than the store allows (nesting.MAX_DEPTH levels)."""

@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 import msgspec
 
-from . import hashing
+from . import hashing, nesting
 from .errors import CorruptManifestError, StoreFormatError
 from .names import ARTIFACT_TYPES as ARTIFACT_TYPES  # re-exported (kitaru_store.ARTIFACT_TYPES)
 from .names import STATUSES as STATUSES  # re-exported (kitaru_store.STATUSES)
@@ -164,8 +164,16 @@ _CHECKSUMMED = len(CHECKSUM_TAIL) + 32
 
 
 def encode_manifest(m: Manifest) -> bytes:
-    """The stored form of a manifest: its MessagePack map plus the checksum pair."""
-    body = _encoder.encode(m)
+    """The stored form of a manifest: its MessagePack map plus the checksum pair.
+
+    Its metadata trees nest at most nesting.MAX_DEPTH levels (NestingTooDeepError), so that any
+    reader can decode it.
+    """
+    trees = [m.metadata, *(e.metadata for e in m.entries), *(c.metadata for c in m.checkpoints)]
+    trees += [t for w in m.waits for t in (w.schema, w.metadata, w.answered_by)]
+    for tree in trees:
+        nesting.require_within(tree, f"metadata of execution {m.exec_id}", exec_id=m.exec_id)
+    body = nesting.on_fresh_stack(lambda: _encoder.encode(m))
     out = bytearray(_one_more_pair(body))
     out += CHECKSUM_TAIL
     out += hashing.digest(out)
@@ -227,8 +235,8 @@ def decode_manifest(
     if not checked:
         _check_checksum(data, exec_id)
     try:
-        manifest = _manifest_decoder.decode(data)
-    except (msgspec.DecodeError, UnicodeDecodeError) as exc:  # bad UTF-8 is not a DecodeError
+        manifest = nesting.on_fresh_stack(lambda: _manifest_decoder.decode(data))
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as exc:  # bad UTF-8: no DecodeError
         version = _probe_version(data)
         if version is not None and version > MANIFEST_FORMAT:
             raise _newer(version, exec_id) from exc
@@ -245,7 +253,7 @@ def decode_manifest(
 def _probe_version(data: bytes | memoryview) -> int | None:
     try:
         version = _probe_decoder.decode(data).get("format_version")
-    except (msgspec.DecodeError, UnicodeDecodeError):
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
         return None
     return version if isinstance(version, int) else None
 

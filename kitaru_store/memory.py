@@ -752,8 +752,8 @@ class MemoryStore:
         self, scope: Scope, key: str, *, version: int | None = None, allow_pickle: bool | None = None
     ) -> Any:
         """The value of ``key`` (latest, or ``version``)."""
-        _, data = self.read(scope, key, version=version)
-        return serialization.deserialize(data, allow_pickle=allow_pickle)
+        found, data = self.read(scope, key, version=version)
+        return serialization.deserialize(data, allow_pickle=allow_pickle, object_id=found.object_id)
 
     def read(
         self, scope: Scope, key: str, *, version: int | None = None

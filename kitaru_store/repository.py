@@ -618,7 +618,7 @@ class Repository:
     def get_value(self, object_id: str, *, allow_pickle: bool | None = None) -> Any:
         # A large value is read into a mapped buffer (objects.read): a numpy array views it in place.
         data = self._read(object_id, mapped=True)
-        return serialization.deserialize(data, allow_pickle=allow_pickle)
+        return serialization.deserialize(data, allow_pickle=allow_pickle, object_id=object_id)
 
     def has_object(self, object_id: str) -> bool:
         key = ids.object_key(object_id)

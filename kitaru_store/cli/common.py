@@ -118,6 +118,14 @@ class KitaruGroup(click.Group):
             return super().invoke(ctx)
         except KitaruError as exc:
             raise CommandError(exc, as_json=bool(ctx.meta.get(JSON_META))) from exc
+        except RecursionError as exc:  # data stored before depth was bounded, too deep to print
+            from kitaru_store.errors import NestingTooDeepError
+
+            err = NestingTooDeepError(
+                "what this command would print nests too deeply to show",
+                hint="read it with the Python API (KitaruClient), which decodes at any stack depth",
+            )
+            raise CommandError(err, as_json=bool(ctx.meta.get(JSON_META))) from exc
 
 
 def fail(message: str, **kwargs: Any) -> KitaruError:

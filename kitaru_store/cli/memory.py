@@ -208,7 +208,7 @@ def get(
             object_id=found.object_id,
             hint="pass --allow-pickle only if you trust the store; `memory history` shows the version",
         )
-    value = serialization.deserialize(data, allow_pickle=allow_pickle)
+    value = serialization.deserialize(data, allow_pickle=allow_pickle, object_id=found.object_id)
     if as_json:
         doc = {
             "scope": found.scope,

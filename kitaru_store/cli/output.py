@@ -197,9 +197,10 @@ def jsonable(value: Any) -> Any:
     Struct fields are all kept, defaults included, so that every object of a kind has the same
     keys (the manifests are stored with their defaults omitted).
     """
+    from kitaru_store.nesting import on_fresh_stack
     from kitaru_store.serialization import to_jsonable
 
-    return to_jsonable(_all_fields(value))
+    return on_fresh_stack(lambda: to_jsonable(_all_fields(value)))
 
 
 def _all_fields(value: Any) -> Any:

@@ -101,7 +101,7 @@ def cat(state: State, target: str, meta: bool, allow_pickle: bool, as_json: bool
         return
 
     from kitaru_store import serialization
-    from kitaru_store.errors import PickleNotAllowedError
+    from kitaru_store.errors import KitaruError, PickleNotAllowedError
 
     data = repo.get_bytes(t.object_id)
     serializer = serialization.serializer_name(data)
@@ -113,7 +113,13 @@ def cat(state: State, target: str, meta: bool, allow_pickle: bool, as_json: bool
             object_id=t.object_id,
             hint="pass --allow-pickle only if you trust the store; --meta shows the entry without loading it",
         )
-    value = serialization.deserialize(data, allow_pickle=allow_pickle)
+    try:
+        value = serialization.deserialize(data, allow_pickle=allow_pickle, object_id=t.object_id)
+    except KitaruError as exc:
+        exc.concerning(
+            exec_id=t.manifest.exec_id if t.manifest else None, name=t.entry.name if t.entry else None
+        )
+        raise
     if as_json:
         doc: dict[str, Any] = {}
         if t.entry is not None and t.manifest is not None:

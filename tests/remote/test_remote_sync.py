@@ -590,3 +590,32 @@ def test_default_remote_selection_and_names(stores: Stores) -> None:
     (a.root / settings.REMOTES_FILE).write_text("{not json")
     with pytest.raises(RemoteError, match="not a remotes file"):
         settings.load(a.root)
+
+
+def test_a_remote_manifest_with_deeply_nested_metadata_is_refused_typed(
+    stores: Stores, url: str, s3_endpoint: str, s3: Any, bucket: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Metadata deeper than the writer allows (nesting.MAX_DEPTH) is refused like local input."""
+    from kitaru_store import nesting
+    from kitaru_store.errors import NestingTooDeepError
+    from kitaru_store.remote.sync import manifest_path
+
+    a = stores("a")
+    exec_id = make_execution(a, {"note": "short"})
+    add_remote(a, url, s3_endpoint)
+    _remote(a).push()
+    tree: Any = 1
+    for _ in range(900):
+        tree = {"a": tree}
+    deep = a.get_execution(exec_id)
+    with monkeypatch.context() as m:  # a hostile remote writes what kitaru would refuse
+        m.setattr(nesting, "depth_exceeds", lambda tree, limit=0: False)
+        body = mf.encode_manifest(mf.msgspec.structs.replace(deep, metadata={"tree": tree}))
+    s3.put_object(Bucket=bucket, Key=f"team/{manifest_path(exec_id)}", Body=body)
+
+    b = stores("b")
+    add_remote(b, url, s3_endpoint)
+    with pytest.raises(NestingTooDeepError) as caught:
+        _remote(b).pull()
+    assert caught.value.exec_id == exec_id
+    assert b.count_executions() == 0

@@ -58,6 +58,7 @@ EXPECTED_ALL = [
     "load",
     "log",
     "memory",
+    "register_type",
     "save",
     "wait",
 ]
@@ -156,6 +157,8 @@ def test_current_execution_id_follows_copied_contexts_into_threads() -> None:
     assert handle.wait() == {"copied": handle.exec_id, "plain": None}
 
 
-@pytest.mark.parametrize("name", ["save", "load", "current_execution_id", "flow", "checkpoint"])
+@pytest.mark.parametrize(
+    "name", ["save", "load", "current_execution_id", "flow", "checkpoint", "register_type"]
+)
 def test_entry_points_have_docstrings(name: str) -> None:
     assert (getattr(kitaru, name).__doc__ or "").strip()

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -353,6 +355,37 @@ def test_client_replay_when_the_flow_cannot_be_found(repo: Repository) -> None:
             action(exec_id)
         assert info.value.exec_id == exec_id and info.value.name == "rp_ghost"
         assert "no_such_module_for_kitaru_tests.ghost" in (info.value.hint or "")
+
+
+def test_a_flow_module_named_by_a_manifest_is_imported_only_to_run_it(
+    repo: Repository, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Listing and showing import nothing; replay/retry/resume never import a __main__ module, and
+    a module whose import fails (even with SystemExit) is a FlowNotFoundError."""
+    where = tmp_path / "modules"
+    where.mkdir()
+    monkeypatch.chdir(where)
+    (where / "kitaru_exits_on_import.py").write_text("raise SystemExit('imported')\n")
+    monkeypatch.syspath_prepend(str(where))
+    program = repo.create_execution(
+        "rp_prog", metadata={"kitaru.module": "venv.__main__", "kitaru.qualname": "f"}
+    )
+    exits = repo.create_execution(
+        "rp_exits", metadata={"kitaru.module": "kitaru_exits_on_import", "kitaru.qualname": "f"}
+    )
+    client = KitaruClient()
+    assert {e.exec_id for e in client.executions.list()} >= {program, exits}
+    assert client.executions.get(exits).flow_name == "rp_exits"
+    assert "kitaru_exits_on_import" not in sys.modules
+    for action in (client.executions.replay, client.executions.retry, client.executions.resume):
+        with pytest.raises(FlowNotFoundError):
+            action(program)
+        with pytest.raises(FlowNotFoundError, match="SystemExit: imported") as info:
+            action(exits)
+        assert info.value.exec_id == exits
+        sys.modules.pop("kitaru_exits_on_import", None)
+    assert "venv.__main__" not in sys.modules
+    assert sorted(p.name for p in where.iterdir()) == ["kitaru_exits_on_import.py"]  # no venv
 
 
 # --- divergence ----------------------------------------------------------------------------
