@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 import msgspec
 
-from . import ids, memory, objects
+from . import checksum, ids, memory, objects
 from . import manifests as mf
 from .errors import CorruptObjectError, KitaruError, ObjectNotFoundError, StoreFormatError
 
@@ -36,7 +36,7 @@ WALK_BATCH = 65_536  # keys a cursor passes per read transaction while picking a
 @dataclass(frozen=True)
 class Problem:
     kind: str  # corrupt-object, newer-format, missing-object, bad-manifest, index-mismatch,
-    # missing-touch, bad-memory-record
+    # missing-touch, bad-memory-record, bad-summary
     detail: str
     object_id: str | None = None
     exec_id: str | None = None
@@ -108,6 +108,7 @@ def check(
     else:
         _check_sample(backend, report, progress, fraction, rng)
     _check_refs(backend, report)
+    _check_summaries(backend, report)
     report.problems.extend(Problem(**p) for p in memory.problems(backend))
     return report
 
@@ -571,3 +572,37 @@ def _check_refs(backend: Backend, report: FsckReport) -> None:
                             object_id=key.hex(),
                         )
                     )
+
+
+def _check_summaries(backend: Backend, report: FsckReport) -> None:
+    """Every execution summary (the time index's values, what listing shows), read as listing
+    reads it: it must verify (its checksum; one written before checksums: no unknown field, and
+    the very bytes its manifest, read in the same transaction, encodes to) and be its key's."""
+    lo = b""
+    while True:
+        with backend.read() as rt:
+            batch = list(itertools.islice(rt.items(b"exec_time", lo), MANIFEST_BATCH))
+            for key, value in batch:
+                exec_id = key[8:].hex()
+                try:
+                    mf.decode_summary(value, key=key)
+                except KitaruError as exc:
+                    if _is_time_key_of(rt, key):  # else: an index-mismatch, reported as such
+                        report.problems.append(Problem("bad-summary", exc.message, exec_id=exec_id))
+                    continue
+                raw = None if checksum.present(value) else rt.get_view(b"manifests", key[8:])
+                m = None if raw is None else _decode(key[8:], raw, check_ids=False)
+                if isinstance(m, mf.Manifest) and value != mf.encode(mf.summarize(m)):
+                    report.problems.append(
+                        Problem("bad-summary", "the summary does not match its manifest", exec_id=exec_id)
+                    )
+        if len(batch) < MANIFEST_BATCH:
+            return
+        lo = batch[-1][0] + b"\x00"
+
+
+def _is_time_key_of(rt: ReadTxn, key: bytes) -> bool:
+    """Whether ``key`` is the exec_time key of a stored manifest that decodes."""
+    raw = rt.get_view(b"manifests", key[8:])
+    m = None if raw is None else _decode(key[8:], raw, check_ids=False)
+    return isinstance(m, mf.Manifest) and mf.time_key(m.started_at) + key[8:] == key

@@ -485,7 +485,7 @@ def _apply_mutations(
             wt.delete(b"exec_time", old_tkey)
         if old_flow_key != flow_key:
             wt.delete(b"exec_flow", old_flow_key)
-    wt.put(b"exec_time", tkey, mf.encode(mf.summarize(manifest)))
+    wt.put(b"exec_time", tkey, mf.encode_summary(mf.summarize(manifest)))
     wt.put(b"exec_flow", flow_key, b"")
     known = {e.artifact_id for e in before.entries} if before else set()
     for entry in manifest.entries:
@@ -723,12 +723,13 @@ class Repository:
     def iter_executions(
         self, *, flow: str | None = None, status: str | None = None
     ) -> Iterator[ExecutionSummary]:
-        """Executions newest first, read from the time index in short transactions."""
+        """Executions newest first, read from the time index in short transactions.
+
+        A damaged summary is a row of its own, a ``DamagedSummary`` (status "damaged", whatever
+        ``status`` asks for), and the listing goes on.
+        """
         for batch in listing.summary_batches(self._backend(), flow=flow):
-            for value in batch:
-                summary = mf.decode_summary(value)
-                if status is None or summary.status == status:
-                    yield summary
+            yield from listing.rows(batch, mf.decode_summary, flow=flow, status=status)
 
     def list_executions(
         self, *, flow: str | None = None, status: str | None = None, limit: int = 50, offset: int = 0
