@@ -3,12 +3,18 @@
 A checksummed record is a map with one more pair appended: the key ``"checksum"`` and a 32-byte
 ``bin`` value, the BLAKE3-256 of every byte before the digest (the map header, counting the
 extra pair, every field, and the key with its ``bin8`` header). Readers that do not know the
-pair ignore it as an unknown field. Imports no msgspec: the fast path of ``log`` uses it.
+pair ignore it as an unknown field. Imports no msgspec, and blake3 only once it hashes: the
+fast path of ``log`` uses it, and the CLI imports that path before it knows the command.
 """
 
 from __future__ import annotations
 
-from . import hashing
+
+def _digest(data: bytes | bytearray | memoryview) -> bytes:
+    from . import hashing
+
+    return hashing.digest(data)
+
 
 TAIL = b"\xa8checksum\xc4\x20"  # fixstr(8) "checksum", then bin8 of 32 bytes
 SIZE = len(TAIL) + 32  # what the pair adds to a record
@@ -18,7 +24,7 @@ def seal(body: bytes) -> bytes:
     """``body`` (a MessagePack map) with the checksum pair appended."""
     out = bytearray(_one_more_pair(body))
     out += TAIL
-    out += hashing.digest(out)
+    out += _digest(out)
     return bytes(out)
 
 
@@ -53,4 +59,4 @@ def checked_tag(data: bytes | memoryview) -> bytes | None:
     if not present(view):
         return None
     tag = bytes(view[-32:])
-    return tag if hashing.digest(view[:-32]) == tag else None
+    return tag if _digest(view[:-32]) == tag else None

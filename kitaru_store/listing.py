@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 
 from .errors import CorruptSummaryError, KitaruError
+from .names import fits
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see kitaru_store/__init__.py)
 if TYPE_CHECKING:
@@ -71,6 +72,8 @@ def summary_batches(backend: Backend, *, flow: str | None = None) -> Iterator[li
     read in its own short read transaction; the next starts strictly below the last key seen. A
     batch shorter than BATCH is the last.
     """
+    if flow is not None and not fits(flow, "flow name"):
+        return  # no execution has a flow name longer than its key allows (LMDB would refuse it)
     hi: bytes | None = None
     while True:
         rows: list[tuple[bytes, bytes]] = []

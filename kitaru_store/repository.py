@@ -26,7 +26,7 @@ from .errors import (
     StoreNotFoundError,
 )
 from .manifests import Entry, ExecutionSummary, Manifest
-from .names import validate_name
+from .names import fits, validate_name
 from .resolve import name_index, resolve
 
 if TYPE_CHECKING:
@@ -845,6 +845,8 @@ class Repository:
         self._backend().update(txn)
 
     def unpin(self, name: str) -> bool:
+        if not fits(name, "pin name"):
+            return False  # no pin has a longer name: it would not fit its key
         return self._backend().update(lambda wt: wt.delete(b"refs", _pin_prefix + name.encode()))
 
     def pins(self) -> dict[str, str]:
