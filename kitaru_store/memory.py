@@ -150,6 +150,11 @@ class CorruptMemoryRecordError(KitaruError):
     """A stored memory record cannot be decoded (damaged bytes)."""
 
 
+class CorruptMemoryKeyError(CorruptMemoryRecordError, ValueError):
+    """A key of the memory sub-database is not a record key (damaged bytes). Also a ValueError,
+    which parse_record_key raised before."""
+
+
 # --- scopes and keys -------------------------------------------------------------------------
 
 
@@ -230,17 +235,25 @@ def record_key(scope: Scope, key: str, version: int) -> bytes:
 
 
 def parse_record_key(raw: bytes) -> tuple[Scope, str, int]:
-    """(scope, key, version) of a record key; ValueError if it is not one."""
+    """(scope, key, version) of a record key; CorruptMemoryKeyError (a ValueError) if it is not one."""
+    shown = raw[:120]
     if len(raw) < 12 or raw[-9] != 0 or raw[0] not in _KIND_NAME:
-        raise ValueError(f"malformed memory record key {raw!r}")
+        raise CorruptMemoryKeyError(f"malformed memory record key {shown!r}", hint="run `kitaru-store fsck`")
     body = raw[1:-9]
     if body.count(b"\x00") != 1:
-        raise ValueError(f"malformed memory record key {raw!r}")
+        raise CorruptMemoryKeyError(f"malformed memory record key {shown!r}", hint="run `kitaru-store fsck`")
     name, key = body.split(b"\x00")
     version = int.from_bytes(raw[-8:], "big")
     if version < 1:
-        raise ValueError(f"memory record key {raw!r} has version 0")
-    return Scope(_KIND_NAME[raw[0]], name.decode()), key.decode(), version
+        raise CorruptMemoryKeyError(
+            f"memory record key {shown!r} has version 0", hint="run `kitaru-store fsck`"
+        )
+    try:
+        return Scope(_KIND_NAME[raw[0]], name.decode()), key.decode(), version
+    except UnicodeDecodeError:
+        raise CorruptMemoryKeyError(
+            f"memory record key {shown!r} is not UTF-8", hint="run `kitaru-store fsck`"
+        ) from None
 
 
 def _versions_range(scope: Scope, key: str) -> tuple[bytes, bytes]:
@@ -303,10 +316,10 @@ def encode_record(record: MemoryRecord) -> bytes:
 def decode_record(raw: bytes | memoryview, *, where: str = "") -> MemoryRecord:
     try:
         record = _decoder.decode(raw)
-    except msgspec.DecodeError as exc:
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:  # bad UTF-8 is not a DecodeError
         try:
             version = _version_probe.decode(raw).get("format_version")
-        except msgspec.DecodeError:
+        except (msgspec.DecodeError, UnicodeDecodeError):
             version = None
         if isinstance(version, int) and version > MEMORY_FORMAT:
             raise _newer(version, where) from exc
