@@ -28,6 +28,12 @@ HEADER_SIZE = 3
 # (1 MiB + 64 KiB), a chunk index 40-odd bytes per chunk (256 MiB: objects of terabytes).
 MAX_DATA_SIZE = (1 << 20) + (64 << 10)
 MAX_INDEX_SIZE = 256 << 20
+# A compressed chunk index may expand to at most this many times its stored payload, plus
+# INDEX_SLACK: a damaged or hostile few kilobytes never make a reader allocate hundreds of
+# megabytes. The writer stores an index raw rather than compress it further (a value of millions
+# of identical chunks); indexes up to INDEX_SLACK (25,000 chunks) compress as well as they can.
+INDEX_RATIO = 64
+INDEX_SLACK = 1 << 20
 
 DEFAULT_LEVEL = 3
 # Below this size compression is tried outright; above it, a sample decides first, so that
@@ -98,6 +104,8 @@ def encode(
 ) -> bytes:
     """Frame ``data`` for storage, compressed only where compression pays (see ``compress``)."""
     packed = compress(data, level=level, sample=sample)
+    if packed is not None and kind == KIND_INDEX and not _index_ratio_ok(len(data), len(packed)):
+        packed = None  # a reader would refuse to expand it this far
     if packed is not None:
         return bytes((RECORD_VERSION, kind, CODEC_ZSTD)) + packed
     return bytes((RECORD_VERSION, kind, CODEC_RAW)) + memoryview(data).cast("B")
@@ -164,13 +172,30 @@ def _frame_size(payload: memoryview, limit: int) -> int:
     return size
 
 
+def _index_ratio_ok(size: int, stored: int) -> bool:
+    return size <= INDEX_RATIO * stored + INDEX_SLACK
+
+
+def _declared(kind: int, payload: memoryview) -> int:
+    """The checked content size of a zstd payload of a record of ``kind``."""
+    if kind == KIND_DATA:
+        return _frame_size(payload, MAX_DATA_SIZE)
+    size = _frame_size(payload, MAX_INDEX_SIZE)
+    if not _index_ratio_ok(size, len(payload)):
+        raise CorruptRecordError(
+            f"a chunk index of {len(payload)} stored bytes declares {size}, more than"
+            f" {INDEX_RATIO} times as many plus {INDEX_SLACK}"
+        )
+    return size
+
+
 def decode(record: bytes | memoryview) -> tuple[int, bytes | memoryview]:
     """(kind, uncompressed payload). Raises CorruptRecordError on a malformed record."""
     kind, codec = header(record)
     payload = memoryview(record)[HEADER_SIZE:]
     if codec == CODEC_RAW:
         return kind, payload
-    _frame_size(payload, MAX_DATA_SIZE if kind == KIND_DATA else MAX_INDEX_SIZE)
+    _declared(kind, payload)
     try:
         return kind, _decompressor().decompress(payload)
     except zstandard.ZstdError as exc:
@@ -217,4 +242,4 @@ def content_size(record: bytes | memoryview) -> int:
     payload = memoryview(record)[HEADER_SIZE:]
     if codec == CODEC_RAW:
         return len(payload)
-    return _frame_size(payload, MAX_DATA_SIZE if kind == KIND_DATA else MAX_INDEX_SIZE)
+    return _declared(kind, payload)

@@ -40,6 +40,7 @@ def _frames() -> list[bytes]:
         codec.encode(bytes(range(256)) * 8, level=0),  # raw
         codec.encode(index, kind=codec.KIND_INDEX),
         codec.encode(index * 50, kind=codec.KIND_INDEX),  # zstd
+        codec.encode(bytes(4 << 20), kind=codec.KIND_INDEX),  # as far as an index may expand
     ]
 
 

@@ -308,3 +308,30 @@ def test_damaged_chunk_index_sizes_are_corruption_and_fsck_goes_on(repo: Reposit
     # Saving the value again repairs the index.
     assert repo.put_bytes(data) == oid
     assert repo.get_bytes(oid) == data
+
+
+def test_a_chunk_index_record_cannot_expand_far_beyond_its_size(repo: Repository) -> None:
+    """A few kilobytes of zstd could declare (and expand to) up to 256 MiB of index: a reader
+    refuses more than codec.INDEX_RATIO times the stored payload plus INDEX_SLACK, before it
+    allocates, and a writer never stores an index it would refuse."""
+    import zstandard
+
+    big = bytes(8 << 20)  # compresses about 30,000 times
+    record = codec.encode(big, kind=codec.KIND_INDEX)
+    assert not codec.is_compressed(record)  # stored raw: a reader would refuse the zstd form
+    assert codec.decode(record)[1] == big
+    bomb = bytes((1, codec.KIND_INDEX, codec.CODEC_ZSTD)) + zstandard.ZstdCompressor().compress(
+        bytes(64 << 20)
+    )
+    oid = repo.put_bytes(random_bytes(3 * MiB, 13))
+    repo._backend().update(lambda wt: wt.put(b"objects", bytes.fromhex(oid), bomb))
+    tracemalloc.start()
+    try:
+        with pytest.raises(CorruptObjectError, match="declares 67108864") as info:
+            repo.get_bytes(oid)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert info.value.object_id == oid
+    assert peak < 4 << 20
+    assert [(p.kind, p.object_id) for p in repo.fsck().problems] == [("corrupt-object", oid)]
