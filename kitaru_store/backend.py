@@ -73,6 +73,14 @@ def translate(exc: lmdb.Error, path: str) -> StoreError:
             f"the disk holding {path} is full: {exc}",
             hint="free disk space; the failed write changed nothing",
         )
+    if isinstance(exc, lmdb.BadValsizeError):
+        # A key longer than LMDB takes: names are checked against their key's budget first
+        # (names.py), so this is a limit missed, not damage. The write changed nothing.
+        return StoreError(
+            f"a key is longer than LMDB accepts in {path}: {exc}",
+            hint="the store is fine and the write changed nothing; use a shorter name, and report"
+            " this as a bug (a name passed validation that its key could not hold)",
+        )
     if "Input/output error" in str(exc):
         # LMDB reports a short write (what a full disk or a file size limit gives) as EIO.
         if _free_bytes(path) < _NEARLY_FULL:

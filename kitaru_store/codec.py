@@ -16,7 +16,7 @@ import threading
 
 import zstandard
 
-from .errors import StoreFormatError
+from .errors import CorruptRecordError, StoreFormatError
 
 RECORD_VERSION = 1
 KIND_DATA = 0
@@ -28,6 +28,12 @@ HEADER_SIZE = 3
 # (1 MiB + 64 KiB), a chunk index 40-odd bytes per chunk (256 MiB: objects of terabytes).
 MAX_DATA_SIZE = (1 << 20) + (64 << 10)
 MAX_INDEX_SIZE = 256 << 20
+# A compressed chunk index may expand to at most this many times its stored payload, plus
+# INDEX_SLACK: a damaged or hostile few kilobytes never make a reader allocate hundreds of
+# megabytes. The writer stores an index raw rather than compress it further (a value of millions
+# of identical chunks); indexes up to INDEX_SLACK (25,000 chunks) compress as well as they can.
+INDEX_RATIO = 64
+INDEX_SLACK = 1 << 20
 
 DEFAULT_LEVEL = 3
 # Below this size compression is tried outright; above it, a sample decides first, so that
@@ -98,6 +104,8 @@ def encode(
 ) -> bytes:
     """Frame ``data`` for storage, compressed only where compression pays (see ``compress``)."""
     packed = compress(data, level=level, sample=sample)
+    if packed is not None and kind == KIND_INDEX and not _index_ratio_ok(len(data), len(packed)):
+        packed = None  # a reader would refuse to expand it this far
     if packed is not None:
         return bytes((RECORD_VERSION, kind, CODEC_ZSTD)) + packed
     return bytes((RECORD_VERSION, kind, CODEC_RAW)) + memoryview(data).cast("B")
@@ -121,17 +129,22 @@ def frame(kind: int, codec: int, payload: bytes | bytearray | memoryview) -> mem
 
 
 def header(record: bytes | memoryview) -> tuple[int, int]:
-    """(kind, codec) of a record; refuses records from a newer format."""
+    """(kind, codec) of a record; refuses records from a newer format.
+
+    Every malformed frame raises CorruptRecordError (a ValueError too), a newer one StoreFormatError.
+    """
     if len(record) < HEADER_SIZE:
-        raise ValueError("record shorter than its header")
+        raise CorruptRecordError("record shorter than its header")
     version, kind, codec = record[0], record[1], record[2]
+    if version < 1:
+        raise CorruptRecordError(f"record format {version} does not exist")
     if version > RECORD_VERSION:
         raise StoreFormatError(
             f"object record format {version} is newer than this kitaru_store understands ({RECORD_VERSION})",
             hint="upgrade kitaru to read this store",
         )
     if kind not in (KIND_DATA, KIND_INDEX) or codec not in (CODEC_RAW, CODEC_ZSTD):
-        raise ValueError(f"unknown record kind {kind} or codec {codec}")
+        raise CorruptRecordError(f"unknown record kind {kind} or codec {codec}")
     return kind, codec
 
 
@@ -149,25 +162,44 @@ def _frame_size(payload: memoryview, limit: int) -> int:
     try:
         size = zstandard.frame_content_size(payload)
     except zstandard.ZstdError as exc:
-        raise ValueError(f"zstd: {exc}") from None
+        raise CorruptRecordError(f"zstd: {exc}") from None
     if size < 0:
-        raise ValueError("zstd frame without a content size")
+        raise CorruptRecordError("zstd frame without a content size")
     if size > limit:
-        raise ValueError(f"zstd frame declares {size} bytes, more than a record of its kind holds ({limit})")
+        raise CorruptRecordError(
+            f"zstd frame declares {size} bytes, more than a record of its kind holds ({limit})"
+        )
+    return size
+
+
+def _index_ratio_ok(size: int, stored: int) -> bool:
+    return size <= INDEX_RATIO * stored + INDEX_SLACK
+
+
+def _declared(kind: int, payload: memoryview) -> int:
+    """The checked content size of a zstd payload of a record of ``kind``."""
+    if kind == KIND_DATA:
+        return _frame_size(payload, MAX_DATA_SIZE)
+    size = _frame_size(payload, MAX_INDEX_SIZE)
+    if not _index_ratio_ok(size, len(payload)):
+        raise CorruptRecordError(
+            f"a chunk index of {len(payload)} stored bytes declares {size}, more than"
+            f" {INDEX_RATIO} times as many plus {INDEX_SLACK}"
+        )
     return size
 
 
 def decode(record: bytes | memoryview) -> tuple[int, bytes | memoryview]:
-    """(kind, uncompressed payload). Raises ValueError on a malformed record."""
+    """(kind, uncompressed payload). Raises CorruptRecordError on a malformed record."""
     kind, codec = header(record)
     payload = memoryview(record)[HEADER_SIZE:]
     if codec == CODEC_RAW:
         return kind, payload
-    _frame_size(payload, MAX_DATA_SIZE if kind == KIND_DATA else MAX_INDEX_SIZE)
+    _declared(kind, payload)
     try:
         return kind, _decompressor().decompress(payload)
     except zstandard.ZstdError as exc:
-        raise ValueError(f"zstd: {exc}") from None
+        raise CorruptRecordError(f"zstd: {exc}") from None
 
 
 def decode_into(record: bytes | memoryview, out: memoryview) -> int:
@@ -177,12 +209,12 @@ def decode_into(record: bytes | memoryview, out: memoryview) -> int:
     if codec == CODEC_RAW:
         n = len(payload)
         if n > len(out):
-            raise ValueError("record larger than its slot")
+            raise CorruptRecordError("record larger than its slot")
         out[:n] = payload
         return n
     expected = _frame_size(payload, MAX_DATA_SIZE)
     if expected > len(out):
-        raise ValueError("record larger than its slot")
+        raise CorruptRecordError("record larger than its slot")
     # Decompress straight into the slot: no temporary value, no second copy.
     try:
         reader = _decompressor().stream_reader(payload, read_across_frames=False)
@@ -193,9 +225,9 @@ def decode_into(record: bytes | memoryview, out: memoryview) -> int:
                 break
             n += got
     except zstandard.ZstdError as exc:
-        raise ValueError(f"zstd: {exc}") from None
+        raise CorruptRecordError(f"zstd: {exc}") from None
     if n != expected:
-        raise ValueError(f"zstd frame decoded to {n} bytes, its header says {expected}")
+        raise CorruptRecordError(f"zstd frame decoded to {n} bytes, its header says {expected}")
     return n
 
 
@@ -204,10 +236,10 @@ def stored_codec_name(record: bytes | memoryview) -> str:
 
 
 def content_size(record: bytes | memoryview) -> int:
-    """The uncompressed payload size of a record, without decompressing it."""
-    _, codec = header(record)
+    """The uncompressed payload size of a record, without decompressing it (checked against the
+    most a record of its kind holds, as decode does)."""
+    kind, codec = header(record)
     payload = memoryview(record)[HEADER_SIZE:]
     if codec == CODEC_RAW:
         return len(payload)
-    size = zstandard.frame_content_size(payload)
-    return size if size >= 0 else len(_decompressor().decompress(payload))
+    return _declared(kind, payload)

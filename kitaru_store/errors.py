@@ -157,6 +157,18 @@ class IncompleteObjectError(ObjectNotFoundError):
         )
 
 
+class CorruptRecordError(KitaruError, ValueError):
+    """A stored record's frame (codec.py) is malformed: a reader that knows which object it
+    belongs to re-raises it as CorruptObjectError naming the object. Also a ValueError, which is
+    what the frame decoders raised before."""
+
+
+class CorruptSummaryError(CorruptManifestError):
+    """An execution's summary (its row in the time index, what listing shows) is damaged: its
+    checksum does not match, it does not decode, or it names another execution. The manifest
+    itself may be intact."""
+
+
 # --- executions and names --------------------------------------------------------------------
 
 

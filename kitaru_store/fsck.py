@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 import msgspec
 
-from . import ids, memory, objects, reachability
+from . import checksum, ids, memory, objects, reachability
 from . import manifests as mf
 from .errors import CorruptObjectError, KitaruError, ObjectNotFoundError, StoreFormatError
 
@@ -48,7 +48,7 @@ WALK_BATCH = 65_536  # keys a cursor passes per read transaction while picking a
 @dataclass(frozen=True)
 class Problem:
     kind: str  # corrupt-object, newer-format, missing-object, bad-manifest, index-mismatch,
-    # missing-touch, bad-memory-record
+    # missing-touch, bad-memory-record, bad-summary
     detail: str
     object_id: str | None = None
     exec_id: str | None = None
@@ -130,7 +130,7 @@ def check(
         _check_manifests(backend, report, suspects, progress, n_manifests)
     else:
         _check_sample(backend, report, suspects, progress, fraction, rng)
-    for kind, db in (("ref", b"refs"), ("memory", memory.DB)):
+    for kind, db in (("ref", b"refs"), ("memory", memory.DB), ("summary", b"exec_time")):
         _check_each(backend, kind, _all_keys(backend, db, OBJECT_BATCH), suspects)
     report.problems.extend(_confirm(backend, suspects))
     return report
@@ -653,6 +653,26 @@ def _memory_problems(rt: ReadTxn, _kind: str, key: bytes) -> list[Problem]:
     return [] if raw is None else [Problem(**p) for p in memory.record_problems(rt, key, raw)]
 
 
+def _summary_problems(rt: ReadTxn, _kind: str, key: bytes) -> list[Problem]:
+    """One execution summary (a value of the time index, what listing shows), read as listing
+    reads it, in this snapshot: it must verify (its checksum; one written before checksums: no
+    unknown field, and the very bytes its manifest encodes to) and be its key's."""
+    value = rt.get(b"exec_time", key)
+    if value is None:
+        return []  # deleted since it was listed
+    exec_id = key[8:].hex()
+    try:
+        mf.decode_summary(value, key=key)
+    except KitaruError as exc:
+        # A key no manifest accounts for is an index-mismatch, reported as such.
+        return [Problem("bad-summary", exc.message, exec_id=exec_id)] if _is_time_key_of(rt, key) else []
+    raw = None if checksum.present(value) else rt.get_view(b"manifests", key[8:])
+    m = None if raw is None else _decode(key[8:], raw, check_ids=False)
+    if isinstance(m, mf.Manifest) and value != mf.encode(mf.summarize(m)):
+        return [Problem("bad-summary", "the summary does not match its manifest", exec_id=exec_id)]
+    return []
+
+
 # How each kind of subject is checked on its own, in one snapshot: by the passes that check
 # each key on its own (_check_each), and by _confirm for every suspect.
 _RECHECK: dict[str, Callable[[ReadTxn, str, bytes], list[Problem]]] = {
@@ -663,4 +683,12 @@ _RECHECK: dict[str, Callable[[ReadTxn, str, bytes], list[Problem]]] = {
     "artifacts": _index_key_problems,
     "ref": _ref_problems,
     "memory": _memory_problems,
+    "summary": _summary_problems,
 }
+
+
+def _is_time_key_of(rt: ReadTxn, key: bytes) -> bool:
+    """Whether ``key`` is the exec_time key of a stored manifest that decodes."""
+    raw = rt.get_view(b"manifests", key[8:])
+    m = None if raw is None else _decode(key[8:], raw, check_ids=False)
+    return isinstance(m, mf.Manifest) and mf.time_key(m.started_at) + key[8:] == key

@@ -6,8 +6,6 @@ from collections.abc import Iterable
 
 from blake3 import blake3
 
-from . import parallel
-
 Buffer = bytes | bytearray | memoryview
 
 # blake3's own threads pay off only on large inputs; below this they cost more than they save.
@@ -20,8 +18,11 @@ def digest(data: Buffer, *, threaded: bool = True) -> bytes:
     ``threaded=False`` when the caller runs other work on the other cores at the same time;
     KITARU_THREADS=1 keeps every hash on the calling thread (parallel.py).
     """
-    if threaded and len(data) >= _THREADED_FROM and parallel.enabled():
-        return blake3(data, max_threads=blake3.AUTO).digest()
+    if threaded and len(data) >= _THREADED_FROM:
+        from . import parallel  # here: the fast path of `log` hashes summaries without typing
+
+        if parallel.enabled():
+            return blake3(data, max_threads=blake3.AUTO).digest()
     return blake3(data).digest()
 
 

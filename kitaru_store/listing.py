@@ -1,39 +1,87 @@
-"""The newest-first walk of the execution indexes (docs/design.md 9.2).
+"""The newest-first walk of the execution indexes (docs/design.md 9.2), and its damaged rows.
 
 Shared by :meth:`Repository.iter_executions` and the fast path of ``kitaru-store log``
-(cli/quicklog.py), which decode the summaries each in their own way. Imports neither msgspec
-nor typing at run time: the fast path starts without them.
+(cli/quicklog.py), which decode the summaries each in their own way. A summary that does not
+decode, or does not belong to its key, becomes a damaged row (manifests.DamagedSummary) and the
+walk goes on. Imports neither msgspec nor typing at run time: the fast path starts without them.
 """
 
 from __future__ import annotations
 
+import datetime as dt
+
+from .errors import CorruptSummaryError, KitaruError
+from .names import fits
+
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see kitaru_store/__init__.py)
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Callable, Iterator
+    from typing import TypeVar
 
     from .backend import Backend
+    from .cli.text import Summary
+    from .manifests import DamagedSummary
+
+    S = TypeVar("S", bound=Summary)
 
 BATCH = 256
+TIME_BYTES = 8  # an exec_time key: started_at (8 bytes, time_key) + execution id (16 bytes)
+ID_BYTES = 16
+DAMAGED = "damaged"  # the status of a damaged row: no execution is ever stored with it
+HINT = (
+    "listing shows it as damaged and goes on; the execution's manifest is checked on its own"
+    " (`kitaru-store show EXEC`); run `kitaru-store fsck`"
+)
+
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
 
-def summary_batches(backend: Backend, *, flow: str | None = None) -> Iterator[list[bytes]]:
-    """The stored ExecutionSummary records, newest first, in batches of up to BATCH.
+def time_key(started_at: dt.datetime) -> bytes:
+    """8 bytes, big-endian: nanoseconds since the Unix epoch, in exact integer arithmetic.
+
+    Naive datetimes are taken as UTC. Times before 1970 clamp to 0, after 2554 to the maximum.
+    """
+    if started_at.tzinfo is None:
+        started_at = started_at.replace(tzinfo=dt.UTC)
+    ns = (started_at - _EPOCH) // dt.timedelta(microseconds=1) * 1000
+    return min(max(ns, 0), 2**64 - 1).to_bytes(8, "big")  # clamps past 2554, like before 1970
+
+
+def damaged(detail: str) -> CorruptSummaryError:
+    """The error of a damaged summary (listing and fsck add the execution from its key)."""
+    return CorruptSummaryError(f"the execution's summary is damaged: {detail}", hint=HINT)
+
+
+def check_key(key: bytes, exec_id: str, started_at: dt.datetime) -> None:
+    """Refuse a summary that is not the one its exec_time key names (another execution's, or one
+    whose start time moved): damage that still decodes, in a summary written before checksums."""
+    if len(key) != TIME_BYTES + ID_BYTES:
+        raise damaged(f"its key has {len(key)} bytes, not {TIME_BYTES + ID_BYTES}")
+    if exec_id != key[TIME_BYTES:].hex():
+        raise damaged(f"it names execution {exec_id[:40]!r}")
+    if time_key(started_at) != key[:TIME_BYTES]:
+        raise damaged("its start time is not the one its key records")
+
+
+def summary_batches(backend: Backend, *, flow: str | None = None) -> Iterator[list[tuple[bytes, bytes]]]:
+    """The stored ExecutionSummary records with their exec_time keys, newest first, in batches of
+    up to BATCH.
 
     All executions: ``exec_time`` in reverse key order. One flow: ``exec_flow`` in reverse order
     within the flow's prefix, each key's 24-byte tail naming the ``exec_time`` record. Each batch is
     read in its own short read transaction; the next starts strictly below the last key seen. A
     batch shorter than BATCH is the last.
     """
+    if flow is not None and not fits(flow, "flow name"):
+        return  # no execution has a flow name longer than its key allows (LMDB would refuse it)
     hi: bytes | None = None
     while True:
-        keys: list[bytes] = []
-        values: list[bytes] = []
+        rows: list[tuple[bytes, bytes]] = []
         with backend.read() as rt:
             if flow is None:
                 for key, value in rt.items(b"exec_time", b"", hi, reverse=True):
-                    keys.append(key)
-                    values.append(value)
-                    if len(keys) >= BATCH:
+                    rows.append((key, value))
+                    if len(rows) >= BATCH:
                         break
             else:
                 fprefix = flow.encode() + b"\x00"
@@ -42,11 +90,45 @@ def summary_batches(backend: Backend, *, flow: str | None = None) -> Iterator[li
                     tkey = key[len(fprefix) :]
                     summary_raw = rt.get(b"exec_time", tkey)
                     if summary_raw is not None:
-                        keys.append(tkey)
-                        values.append(summary_raw)
-                    if len(keys) >= BATCH:
+                        rows.append((tkey, summary_raw))
+                    if len(rows) >= BATCH:
                         break
-        yield values
-        if len(keys) < BATCH:
+        yield rows
+        if len(rows) < BATCH:
             return
-        hi = keys[-1]
+        hi = rows[-1][0]
+
+
+def rows(
+    batch: list[tuple[bytes, bytes]],
+    decode: Callable[[bytes], S],
+    *,
+    flow: str | None,
+    status: str | None,
+) -> Iterator[S | DamagedSummary]:
+    """The summaries of ``batch`` with ``status`` (any, if None), decoded by ``decode``; each one
+    that is damaged as a damaged row, whatever the status asked for (its own is unknown)."""
+    for key, value in batch:
+        try:
+            summary = decode(value)
+            check_key(key, summary.exec_id, summary.started_at)
+        except KitaruError as exc:  # CorruptSummaryError, or StoreFormatError
+            yield damaged_row(key, flow, exc.message)
+            continue
+        if status is None or summary.status == status:
+            yield summary
+
+
+def damaged_row(key: bytes, flow: str | None, problem: str) -> DamagedSummary:
+    """What listing shows for a damaged summary: what its key says (the execution and its start
+    time), the flow when listing one flow, and the problem."""
+    from .manifests import DamagedSummary  # only now: the fast path of `log` runs without msgspec
+
+    ns = int.from_bytes(key[:TIME_BYTES], "big")
+    return DamagedSummary(
+        exec_id=key[TIME_BYTES:].hex() or key.hex(),
+        flow_name=flow if flow is not None else "?",
+        status=DAMAGED,
+        started_at=_EPOCH + dt.timedelta(microseconds=ns // 1000),
+        problem=problem,
+    )

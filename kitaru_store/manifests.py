@@ -12,8 +12,10 @@ from typing import Any, Literal
 
 import msgspec
 
-from . import hashing, nesting
+from . import checksum, listing, nesting
 from .errors import CorruptManifestError, StoreFormatError
+from .listing import DAMAGED as DAMAGED  # the status of a DamagedSummary
+from .listing import time_key as time_key  # re-exported (listing.py owns the time index keys)
 from .names import ARTIFACT_TYPES as ARTIFACT_TYPES  # re-exported (kitaru_store.ARTIFACT_TYPES)
 from .names import STATUSES as STATUSES  # re-exported (kitaru_store.STATUSES)
 
@@ -145,9 +147,25 @@ class ExecutionSummary(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=
     replay_of: str | None = None
 
 
+class _LegacySummary(ExecutionSummary, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """A summary written before summaries had a checksum: its writer wrote only these fields, so
+    an unknown one (a damaged checksum key, for one) is damage."""
+
+
+class DamagedSummary(ExecutionSummary, frozen=True, kw_only=True, omit_defaults=True):
+    """A listing's row for a summary that is damaged (listing.damaged_row): never stored.
+
+    ``status`` is DAMAGED; ``exec_id`` and ``started_at`` come from the row's key, ``flow_name``
+    from the flow listed (else "?"), and ``problem`` says what is wrong.
+    """
+
+    problem: str
+
+
 _encoder = msgspec.msgpack.Encoder()
 _manifest_decoder = msgspec.msgpack.Decoder(Manifest)
 _summary_decoder = msgspec.msgpack.Decoder(ExecutionSummary)
+_legacy_summary_decoder = msgspec.msgpack.Decoder(_LegacySummary)
 _cache_decoder = msgspec.msgpack.Decoder(CacheRecord)
 _probe_decoder = msgspec.msgpack.Decoder(dict[str, Any])
 
@@ -156,11 +174,11 @@ def encode(obj: msgspec.Struct) -> bytes:
     return _encoder.encode(obj)
 
 
-# A stored manifest ends with one more map pair, "checksum": the BLAKE3-256 of every byte before
-# the digest (the map header, every field, and this key). Readers that do not know it ignore it as
-# an unknown field; readers that do refuse a manifest whose bytes no longer match it.
-CHECKSUM_TAIL = b"\xa8checksum\xc4\x20"  # fixstr(8) "checksum", then bin8 of 32 bytes
-_CHECKSUMMED = len(CHECKSUM_TAIL) + 32
+# A stored manifest ends with one more map pair, "checksum" (checksum.py): the BLAKE3-256 of every
+# byte before the digest. Readers that do not know it ignore it as an unknown field; readers that
+# do refuse a manifest whose bytes no longer match it.
+CHECKSUM_TAIL = checksum.TAIL
+checked_tag = checksum.checked_tag
 
 
 def encode_manifest(m: Manifest) -> bytes:
@@ -173,54 +191,16 @@ def encode_manifest(m: Manifest) -> bytes:
     trees += [t for w in m.waits for t in (w.schema, w.metadata, w.answered_by)]
     for tree in trees:
         nesting.require_within(tree, f"metadata of execution {m.exec_id}", exec_id=m.exec_id)
-    body = nesting.on_fresh_stack(lambda: _encoder.encode(m))
-    out = bytearray(_one_more_pair(body))
-    out += CHECKSUM_TAIL
-    out += hashing.digest(out)
-    return bytes(out)
-
-
-def _one_more_pair(body: bytes) -> bytes:
-    """``body`` (a MessagePack map) with its header counting one more key-value pair."""
-    head = body[0]
-    if 0x80 <= head < 0x8F:
-        return bytes((head + 1,)) + body[1:]
-    if head == 0x8F:
-        return b"\xde\x00\x10" + body[1:]
-    if head == 0xDE:
-        n = int.from_bytes(body[1:3], "big") + 1
-        return (b"\xde" + n.to_bytes(2, "big") if n <= 0xFFFF else b"\xdf" + n.to_bytes(4, "big")) + body[3:]
-    if head == 0xDF:
-        return b"\xdf" + (int.from_bytes(body[1:5], "big") + 1).to_bytes(4, "big") + body[5:]
-    raise ValueError("a manifest encodes as a MessagePack map")
-
-
-def _has_checksum(view: memoryview) -> bool:
-    """Whether a stored manifest ends with the checksum pair (older writers did not write one)."""
-    return len(view) > _CHECKSUMMED and view[-_CHECKSUMMED:-32] == CHECKSUM_TAIL
+    return checksum.seal(nesting.on_fresh_stack(lambda: _encoder.encode(m)))
 
 
 def _check_checksum(data: bytes | memoryview, exec_id: str | None) -> None:
-    view = memoryview(data)
-    if _has_checksum(view) and checked_tag(view) is None:
+    if checksum.present(data) and checked_tag(data) is None:
         raise CorruptManifestError(
             f"the manifest of execution {exec_id} is damaged: its checksum does not match",
             exec_id=exec_id,
             hint="run `kitaru-store fsck`; the execution's objects are still in the store",
         )
-
-
-def checked_tag(data: bytes | memoryview) -> bytes | None:
-    """The checksum of a stored manifest if it verifies, else None (damaged, or written without one).
-
-    Equal tags mean equal bytes: a reader that decoded (and verified) a manifest earlier knows
-    from this one hash whether its copy is still the stored one, without decoding again.
-    """
-    view = memoryview(data)
-    if not _has_checksum(view):
-        return None
-    tag = bytes(view[-32:])
-    return tag if hashing.digest(view[:-32]) == tag else None
 
 
 def stored_tag(encoded: bytes) -> bytes:
@@ -270,8 +250,24 @@ def decode_cache(data: bytes | memoryview) -> CacheRecord:
     return _cache_decoder.decode(data)
 
 
-def decode_summary(data: bytes | memoryview) -> ExecutionSummary:
-    return _summary_decoder.decode(data)
+def encode_summary(s: ExecutionSummary) -> bytes:
+    """The stored form of a summary (the value of its exec_time key): its map plus the checksum pair."""
+    return checksum.seal(_encoder.encode(s))
+
+
+def decode_summary(data: bytes | memoryview, *, key: bytes | None = None) -> ExecutionSummary:
+    """The summary in ``data``, verified: its checksum (a summary written before checksums: no
+    unknown field) and, given its exec_time ``key``, that it is that key's. Else CorruptSummaryError."""
+    sealed = checksum.present(data)
+    if sealed and checksum.checked_tag(data) is None:
+        raise listing.damaged("its checksum does not match")
+    try:
+        summary = (_summary_decoder if sealed else _legacy_summary_decoder).decode(data)
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:  # bad UTF-8 is not a DecodeError
+        raise listing.damaged(f"it cannot be decoded: {exc}") from None
+    if key is not None:
+        listing.check_key(key, summary.exec_id, summary.started_at)
+    return summary
 
 
 def summarize(m: Manifest) -> ExecutionSummary:
@@ -294,17 +290,3 @@ def referenced_ids(m: Manifest) -> set[str]:
     ids.update(oid for oid in (m.result_object_id, m.input_object_id) if oid)
     ids.update(w.value_object_id for w in m.waits if w.value_object_id)
     return ids
-
-
-_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
-
-
-def time_key(started_at: dt.datetime) -> bytes:
-    """8 bytes, big-endian: nanoseconds since the Unix epoch, in exact integer arithmetic.
-
-    Naive datetimes are taken as UTC. Times before 1970 clamp to 0, after 2554 to the maximum.
-    """
-    if started_at.tzinfo is None:
-        started_at = started_at.replace(tzinfo=dt.UTC)
-    ns = (started_at - _EPOCH) // dt.timedelta(microseconds=1) * 1000
-    return min(max(ns, 0), 2**64 - 1).to_bytes(8, "big")  # clamps past 2554, like before 1970

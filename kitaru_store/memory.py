@@ -45,7 +45,7 @@ from .errors import (
     KitaruError,
     StoreFormatError,
 )
-from .names import validate_name
+from .names import MEMORY_KEY_BYTES, utf8, validate_name
 
 if TYPE_CHECKING:
     from .backend import Backend, ReadTxn, WriteTxn
@@ -57,8 +57,7 @@ SCOPES: tuple[str, ...] = ("namespace", "flow", "execution")
 DEFAULT_NAMESPACE = "default"
 OPS: tuple[str, ...] = ("set", "delete")
 MAX_KEY = 255  # characters
-# LMDB refuses keys over 511 bytes; the record key adds 11 bytes (kind, two separators, version).
-MAX_KEY_BYTES = 500  # scope name + memory key, utf-8
+MAX_KEY_BYTES = MEMORY_KEY_BYTES  # scope name + memory key, utf-8: what LMDB's key size leaves (names.py)
 MAX_KEPT_BY = 20  # descriptions of other references a redaction records
 _KIND = {"namespace": b"n", "flow": b"f", "execution": b"e"}
 _KIND_NAME = {v[0]: k for k, v in _KIND.items()}
@@ -151,6 +150,11 @@ class CorruptMemoryRecordError(KitaruError):
     """A stored memory record cannot be decoded (damaged bytes)."""
 
 
+class CorruptMemoryKeyError(CorruptMemoryRecordError, ValueError):
+    """A key of the memory sub-database is not a record key (damaged bytes). Also a ValueError,
+    which parse_record_key raised before."""
+
+
 # --- scopes and keys -------------------------------------------------------------------------
 
 
@@ -176,17 +180,6 @@ class Scope:
         return _KIND[self.kind] + self.name.encode() + b"\x01"
 
 
-def _utf8(text: str, what: str) -> bytes:
-    try:
-        return text.encode()
-    except UnicodeEncodeError:
-        raise InvalidNameError(
-            f"{what} {text[:80]!r} is not valid unicode text (lone surrogates)",
-            name=text[:80],
-            hint="pass text that encodes as UTF-8",
-        ) from None
-
-
 def make_scope(kind: str, name: str) -> Scope:
     """A validated scope. Execution scopes take a full execution id (32 hex, dashes allowed)."""
     if kind not in SCOPES:
@@ -198,7 +191,6 @@ def make_scope(kind: str, name: str) -> Scope:
             raise InvalidIdError(f"execution id must be a string, not {type(name).__name__}")
         return Scope(kind, ids.uuid_key(name.strip().lower()).hex())
     validate_name(name, what="memory namespace" if kind == "namespace" else "flow name")
-    _utf8(name, f"{kind} name")
     return Scope(kind, name)
 
 
@@ -224,12 +216,14 @@ def validate_key(key: object, scope: Scope | None = None) -> str:
         problem = "has an empty level (a leading, trailing or doubled '/')"
     if problem:
         raise InvalidNameError(f"memory key {key[:80]!r} {problem}", name=key[:80], hint=_KEY_HINT)
-    raw = _utf8(key, "memory key")
-    if scope is not None and len(raw) + len(scope.name.encode()) > MAX_KEY_BYTES:
+    raw = utf8(key, "memory key")
+    # Without a scope: as if with a scope name of one byte, the shortest.
+    used = len(raw) + (len(scope.name.encode()) if scope is not None else 1)
+    if used > MAX_KEY_BYTES:
+        where = f" in {scope.describe()[:120]}" if scope is not None else ""
         raise InvalidNameError(
-            f"memory key {key[:80]!r} in {scope.describe()[:120]} is too long: key and scope name"
-            f" together take {len(raw) + len(scope.name.encode())} bytes of UTF-8, at most"
-            f" {MAX_KEY_BYTES} fit",
+            f"memory key {key[:80]!r}{where} is too long: key and scope name together take {used}"
+            f" bytes of UTF-8, at most {MAX_KEY_BYTES} fit",
             name=key[:80],
             hint="use a shorter key or scope name",
         )
@@ -241,17 +235,25 @@ def record_key(scope: Scope, key: str, version: int) -> bytes:
 
 
 def parse_record_key(raw: bytes) -> tuple[Scope, str, int]:
-    """(scope, key, version) of a record key; ValueError if it is not one."""
+    """(scope, key, version) of a record key; CorruptMemoryKeyError (a ValueError) if it is not one."""
+    shown = raw[:120]
     if len(raw) < 12 or raw[-9] != 0 or raw[0] not in _KIND_NAME:
-        raise ValueError(f"malformed memory record key {raw!r}")
+        raise CorruptMemoryKeyError(f"malformed memory record key {shown!r}", hint="run `kitaru-store fsck`")
     body = raw[1:-9]
     if body.count(b"\x00") != 1:
-        raise ValueError(f"malformed memory record key {raw!r}")
+        raise CorruptMemoryKeyError(f"malformed memory record key {shown!r}", hint="run `kitaru-store fsck`")
     name, key = body.split(b"\x00")
     version = int.from_bytes(raw[-8:], "big")
     if version < 1:
-        raise ValueError(f"memory record key {raw!r} has version 0")
-    return Scope(_KIND_NAME[raw[0]], name.decode()), key.decode(), version
+        raise CorruptMemoryKeyError(
+            f"memory record key {shown!r} has version 0", hint="run `kitaru-store fsck`"
+        )
+    try:
+        return Scope(_KIND_NAME[raw[0]], name.decode()), key.decode(), version
+    except UnicodeDecodeError:
+        raise CorruptMemoryKeyError(
+            f"memory record key {shown!r} is not UTF-8", hint="run `kitaru-store fsck`"
+        ) from None
 
 
 def _versions_range(scope: Scope, key: str) -> tuple[bytes, bytes]:
@@ -307,10 +309,10 @@ def encode_record(record: MemoryRecord) -> bytes:
 def decode_record(raw: bytes | memoryview, *, where: str = "") -> MemoryRecord:
     try:
         record = _decoder.decode(raw)
-    except msgspec.DecodeError as exc:
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:  # bad UTF-8 is not a DecodeError
         try:
             version = _version_probe.decode(raw).get("format_version")
-        except msgspec.DecodeError:
+        except (msgspec.DecodeError, UnicodeDecodeError):
             version = None
         if isinstance(version, int) and version > MEMORY_FORMAT:
             raise _newer(version, where) from exc
@@ -814,7 +816,10 @@ class MemoryStore:
                 raise InvalidNameError(
                     f"key prefix {prefix[:80]!r} contains control characters", hint=_KEY_HINT
                 )
-            lo += _utf8(prefix, "key prefix")
+            raw = utf8(prefix, "key prefix")
+            if len(raw) + len(scope.name.encode()) > MAX_KEY_BYTES:
+                return []  # longer than any key of the scope can be
+            lo += raw
         out: list[MemoryItem] = []
         for key, record in self._latest(scope, lo):
             if record.op == "delete" and not include_deleted:

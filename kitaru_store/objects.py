@@ -16,15 +16,25 @@ from typing import Literal, overload
 import msgspec
 from pyfastcdc import FastCDC
 
-from . import buffers, codec, hashing, parallel
+from . import buffers, codec, hashing, ids, parallel
 from .backend import ReadTxn, WriteTxn
-from .errors import CorruptObjectError, ObjectNotFoundError, StoreFormatError
+from .errors import (
+    CorruptObjectError,
+    CorruptRecordError,
+    ObjectNotFoundError,
+    SerializationError,
+    StoreFormatError,
+)
 
 # Values up to 1 MiB (plus room for a serializer header) are one record; larger ones are chunked.
 CHUNK_THRESHOLD = (1 << 20) + (64 << 10)
 assert CHUNK_THRESHOLD <= codec.MAX_DATA_SIZE  # a reader refuses data records larger than that
 INDEX_VERSION = 1
 CHUNK_MIN, CHUNK_AVG, CHUNK_MAX = 64 << 10, 256 << 10, 1 << 20
+# The largest value the store holds (docs/design.md 5.4). A chunk index declaring more is
+# damaged: a reader checks every size in an index against this and against the index's own
+# record before it allocates anything.
+MAX_VALUE_SIZE = 1 << 40
 
 Buffer = bytes | bytearray | memoryview
 
@@ -112,6 +122,11 @@ def prepare(data: Buffer) -> PreparedValue:
     """Hash (and chunk) ``data``. Nothing is compressed or written yet."""
     view = memoryview(data).cast("B") if not isinstance(data, bytes) else data
     size = len(view)
+    if size > MAX_VALUE_SIZE:
+        raise SerializationError(
+            f"a value of {size} bytes is larger than the store holds ({MAX_VALUE_SIZE} bytes)",
+            hint="split it into several artifacts",
+        )
     if size <= CHUNK_THRESHOLD:
         key = hashing.digest(view)
         return PreparedValue(key, size, [Piece(key, view)])
@@ -258,6 +273,12 @@ def _naming(exc: StoreFormatError, key: bytes, chunk: bytes | None = None) -> St
 
 
 def _parse_index(payload: Buffer, key: bytes) -> ChunkIndex:
+    """The chunk index in ``payload``, every size in it checked (nothing is allocated from it yet).
+
+    msgspec reads no more elements than the payload holds, so the count of chunks is bounded by
+    the record's length; each chunk id must be a digest, each size that of a data record, the
+    sizes must add up to the declared total, and the total must be at most MAX_VALUE_SIZE.
+    """
     try:
         index = _index_dec.decode(payload)
     except (msgspec.DecodeError, UnicodeDecodeError) as exc:
@@ -269,6 +290,21 @@ def _parse_index(payload: Buffer, key: bytes) -> ChunkIndex:
             object_id=key.hex(),
             hint="upgrade kitaru to read this value",
         )
+    problem = None
+    if index.version < 1:
+        problem = f"format {index.version} does not exist"
+    elif not 0 < index.size <= MAX_VALUE_SIZE:
+        problem = f"declares {index.size} bytes (a chunked value has 1 to {MAX_VALUE_SIZE})"
+    elif not index.chunks:
+        problem = "lists no chunks"
+    elif any(len(ckey) != ids.OBJECT_ID_BYTES for ckey, _ in index.chunks):
+        problem = "names a chunk by something that is not an object id"
+    elif any(not 0 < csize <= codec.MAX_DATA_SIZE for _, csize in index.chunks):
+        problem = f"declares a chunk size outside 1 to {codec.MAX_DATA_SIZE} bytes"
+    elif sum(csize for _, csize in index.chunks) != index.size:
+        problem = f"chunk sizes do not add up to the declared {index.size} bytes"
+    if problem:
+        raise CorruptObjectError(key.hex(), f"bad chunk index: it {problem}")
     return index
 
 
@@ -291,22 +327,30 @@ def read(rt: ReadTxn, key: bytes, *, mapped: bool = False) -> bytes | bytearray 
         if hashing.digest(data) != key:
             raise CorruptObjectError(key.hex(), "content does not match its id")
         return data
-    index = _parse_index(payload, key)
+    index = _parse_index(payload, key)  # every size checked, and adding up to index.size
+    # Each chunk is there and holds the size the index declares, before anything is allocated.
+    records: list[memoryview] = []
+    for ckey, csize in index.chunks:
+        crecord = rt.get_view(b"objects", ckey)
+        if crecord is None:
+            raise CorruptObjectError(key.hex(), f"chunk {ckey.hex()} is missing")
+        try:
+            stored = codec.content_size(crecord)
+        except CorruptRecordError as exc:
+            raise CorruptObjectError(key.hex(), f"chunk {ckey.hex()} undecodable: {exc}") from None
+        except StoreFormatError as exc:
+            raise _naming(exc, key, ckey) from None
+        if stored != csize:
+            raise CorruptObjectError(key.hex(), f"chunk {ckey.hex()} has the wrong size")
+        records.append(crecord)
     # One buffer for the whole value, filled chunk by chunk: never two full copies at once.
     out = buffers.alloc(index.size) if mapped else bytearray(index.size)
     view = memoryview(out)
     slots: list[tuple[bytes, memoryview, memoryview]] = []
     pos = 0
-    for ckey, csize in index.chunks:
-        crecord = rt.get_view(b"objects", ckey)
-        if crecord is None:
-            raise CorruptObjectError(key.hex(), f"chunk {ckey.hex()} is missing")
-        if pos + csize > index.size:
-            raise CorruptObjectError(key.hex(), "chunk sizes exceed the value's size")
+    for (ckey, csize), crecord in zip(index.chunks, records, strict=True):
         slots.append((ckey, crecord, view[pos : pos + csize]))
         pos += csize
-    if pos != index.size:
-        raise CorruptObjectError(key.hex(), "chunk sizes do not add up to the value's size")
 
     def fill(slot: tuple[bytes, memoryview, memoryview]) -> None:
         ckey, crecord, dest = slot

@@ -26,7 +26,7 @@ from .errors import (
     StoreNotFoundError,
 )
 from .manifests import Entry, ExecutionSummary, Manifest
-from .names import validate_name
+from .names import fits, validate_name
 from .resolve import name_index, resolve
 
 if TYPE_CHECKING:
@@ -485,7 +485,7 @@ def _apply_mutations(
             wt.delete(b"exec_time", old_tkey)
         if old_flow_key != flow_key:
             wt.delete(b"exec_flow", old_flow_key)
-    wt.put(b"exec_time", tkey, mf.encode(mf.summarize(manifest)))
+    wt.put(b"exec_time", tkey, mf.encode_summary(mf.summarize(manifest)))
     wt.put(b"exec_flow", flow_key, b"")
     known = {e.artifact_id for e in before.entries} if before else set()
     for entry in manifest.entries:
@@ -723,12 +723,13 @@ class Repository:
     def iter_executions(
         self, *, flow: str | None = None, status: str | None = None
     ) -> Iterator[ExecutionSummary]:
-        """Executions newest first, read from the time index in short transactions."""
+        """Executions newest first, read from the time index in short transactions.
+
+        A damaged summary is a row of its own, a ``DamagedSummary`` (status "damaged", whatever
+        ``status`` asks for), and the listing goes on.
+        """
         for batch in listing.summary_batches(self._backend(), flow=flow):
-            for value in batch:
-                summary = mf.decode_summary(value)
-                if status is None or summary.status == status:
-                    yield summary
+            yield from listing.rows(batch, mf.decode_summary, flow=flow, status=status)
 
     def list_executions(
         self, *, flow: str | None = None, status: str | None = None, limit: int = 50, offset: int = 0
@@ -845,6 +846,8 @@ class Repository:
         self._backend().update(txn)
 
     def unpin(self, name: str) -> bool:
+        if not fits(name, "pin name"):
+            return False  # no pin has a longer name: it would not fit its key
         return self._backend().update(lambda wt: wt.delete(b"refs", _pin_prefix + name.encode()))
 
     def pins(self) -> dict[str, str]:

@@ -19,7 +19,7 @@ from .common import (
     json_option,
     pass_state,
 )
-from .text import log_pages
+from .text import damage_warning, log_pages
 
 if TYPE_CHECKING:
     from kitaru_store.manifests import CheckpointRecord, Entry, ExecutionSummary, Failure, Manifest
@@ -32,6 +32,15 @@ def _summary_dict(s: ExecutionSummary) -> dict[str, Any]:
     d: dict[str, Any] = out.jsonable(s)
     d["duration_seconds"] = out.elapsed(s.started_at, s.ended_at)
     return d
+
+
+def _warning_of_damage(summaries: Iterator[ExecutionSummary]) -> Iterator[ExecutionSummary]:
+    """``summaries``, with a warning on stderr for each damaged row (its JSON says "damaged")."""
+    for s in summaries:
+        warning = damage_warning(s)
+        if warning is not None:
+            click.echo(warning, err=True)
+        yield s
 
 
 # `kitaru-store log` without --json usually runs quicklog.py's fast path instead of this command,
@@ -59,7 +68,7 @@ def log(
         summaries = itertools.islice(summaries, limit)
     # Printed a page at a time: on a store of 100,000 executions the first rows show at once.
     if as_json:
-        out.echo_json_list(_summary_dict(s) for s in summaries)
+        out.echo_json_list(_summary_dict(s) for s in _warning_of_damage(summaries))
         return
     for text, err in log_pages(
         summaries,

@@ -35,7 +35,7 @@ import re
 import stat
 import sys
 
-from kitaru_store import listing
+from kitaru_store import checksum, listing
 from kitaru_store.errors import KitaruError
 from kitaru_store.names import STATUSES
 
@@ -195,10 +195,7 @@ def newest_first(backend: Backend, *, flow: str | None, status: str | None) -> I
     """Repository.iter_executions, without msgspec for the first batch (listing.py's walk)."""
     decode: Callable[[bytes], Summary] = decode_summary
     for batch in listing.summary_batches(backend, flow=flow):
-        for value in batch:
-            summary = decode(value)
-            if status is None or summary.status == status:
-                yield summary
+        yield from listing.rows(batch, decode, flow=flow, status=status)
         if len(batch) == listing.BATCH:
             # A long listing: msgspec decodes ten times faster than decode_summary, and that pays
             # for its import (~40 ms here) within a few thousand rows.
@@ -257,20 +254,25 @@ _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 def decode_summary(data: bytes) -> Summary:
     """manifests.decode_summary(data), without importing msgspec for what msgspec writes.
 
-    A summary is a MessagePack map of its fields (defaults left out); msgspec writes text, ints,
-    nil and timezone-aware datetimes as timestamps (extension type -1). Anything else (a field
-    this version does not know, a naive datetime, which msgspec writes as text, a timestamp finer
-    than a microsecond, damaged bytes) goes to msgspec: its result, or its error.
+    A summary is a MessagePack map of its fields (defaults left out) and, since summaries have
+    one, the checksum pair (checksum.py), verified first; msgspec writes text, ints, nil and
+    timezone-aware datetimes as timestamps (extension type -1). Anything else (a field this
+    version does not know, a naive datetime, which msgspec writes as text, a timestamp finer
+    than a microsecond, damaged bytes) goes to msgspec: its result, or its error (always a
+    CorruptSummaryError for damage).
     """
+    sealed = checksum.present(data)
+    if sealed and checksum.checked_tag(data) is None:
+        raise listing.damaged("its checksum does not match")
     try:
-        return _decode(data)
+        return _decode(data, sealed)
     except (_Unhandled, IndexError, ValueError, OverflowError):  # UnicodeDecodeError is a ValueError
         from kitaru_store.manifests import decode_summary as msgspec_decode
 
         return msgspec_decode(data)
 
 
-def _decode(data: bytes) -> _Summary:
+def _decode(data: bytes, sealed: bool) -> _Summary:
     head = data[0]
     if 0x80 <= head <= 0x8F:  # fixmap
         count, pos = head & 0x0F, 1
@@ -278,6 +280,9 @@ def _decode(data: bytes) -> _Summary:
         count, pos = int.from_bytes(data[1:3]), 3
     else:
         raise _Unhandled("not a small map")
+    end = len(data)
+    if sealed:  # the checksum pair, verified, ends the map
+        count, end = count - 1, end - checksum.SIZE
     summary = _Summary()
     seen: set[str] = set()
     for _ in range(count):
@@ -296,7 +301,7 @@ def _decode(data: bytes) -> _Summary:
         else:
             value, pos = _timestamp(data, pos)
         setattr(summary, key, value)
-    if pos != len(data) or not seen >= _REQUIRED:
+    if pos != end or not seen >= _REQUIRED:
         raise _Unhandled("trailing bytes or missing fields")
     return summary
 

@@ -42,6 +42,7 @@ STATUS_COLOURS = {
     "cancelled": "yellow",
     "running": "cyan",
     "waiting": "magenta",
+    "damaged": "red",  # a row whose summary is damaged (listing.DAMAGED)
 }
 
 
@@ -82,6 +83,20 @@ def when(t: dt.datetime | None) -> str:
     if t.tzinfo is None:
         t = t.replace(tzinfo=dt.UTC)
     return t.astimezone().strftime("%Y-%m-%d %H:%M:%S")
+
+
+def damage_warning(s: Summary) -> str | None:
+    """The stderr line for a damaged row (a manifests.DamagedSummary, which has a problem), else None."""
+    problem = getattr(s, "problem", None)
+    if problem is None:
+        return None
+    return f"warning: execution {s.exec_id}: {problem}; run `kitaru-store fsck`"
+
+
+def _warnings(page: Sequence[Summary]) -> Iterator[tuple[str, bool]]:
+    lines = [w for w in map(damage_warning, page) if w is not None]
+    if lines:
+        yield "\n".join(lines), True
 
 
 def pages(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
@@ -157,7 +172,8 @@ def log_pages(
     The columns are short id, flow, status, start time (local), duration and the number of
     artifacts. ``filtered``: a flow or status was asked for (it changes the empty-list message).
     The ``paint_*`` functions colour the id, the status and the header line (or return them as
-    they are): the click command and the fast path each bring their own.
+    they are): the click command and the fast path each bring their own. A damaged row (status
+    "damaged") is listed like the others, and a warning naming it follows its page on stderr.
     """
     if oneline:
         for page in pages(summaries, LOG_PAGE):
@@ -166,6 +182,7 @@ def log_pages(
                 for s in page
             ]
             yield "\n".join(lines), False
+            yield from _warnings(page)
         return
     shown = 0
     columns = Columns(
@@ -186,6 +203,7 @@ def log_pages(
             for s in page
         ]
         yield "\n".join(columns.page(rows)), False
+        yield from _warnings(page)
         shown += len(rows)
     if not shown:
         yield "no executions" + (" match" if filtered else " yet"), True

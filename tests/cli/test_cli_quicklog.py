@@ -10,10 +10,13 @@ from __future__ import annotations
 import datetime as dt
 import io
 import itertools
+import json
 import os
+import random
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 import pytest
@@ -22,10 +25,11 @@ from click.testing import CliRunner
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kitaru_store import Repository
+from kitaru_store import Repository, checksum
 from kitaru_store.cli import quicklog
 from kitaru_store.cli.app import cli
-from kitaru_store.manifests import STATUSES, ExecutionSummary, decode_summary, encode
+from kitaru_store.errors import CorruptSummaryError
+from kitaru_store.manifests import STATUSES, ExecutionSummary, decode_summary, encode, encode_summary
 
 Outcome = tuple[int | None, str, str]  # exit code, stdout, stderr
 
@@ -326,7 +330,8 @@ summaries = st.builds(
 @settings(max_examples=300, deadline=None)
 @given(summaries)
 def test_summaries_decode_as_msgspec_decodes_them(summary: ExecutionSummary) -> None:
-    _same_as_msgspec(encode(summary))
+    _same_as_msgspec(encode(summary))  # as written before summaries had a checksum
+    _same_as_msgspec(encode_summary(summary))
 
 
 @settings(max_examples=300, deadline=None)
@@ -334,24 +339,29 @@ def test_summaries_decode_as_msgspec_decodes_them(summary: ExecutionSummary) -> 
 def test_damaged_summaries_decode_as_msgspec_decodes_them(
     summary: ExecutionSummary, changes: list[tuple[int, int]], tail: bytes
 ) -> None:
-    data = bytearray(encode(summary))
-    for where, byte in changes:
-        data[where % len(data)] = byte
-    _same_as_msgspec(bytes(data))
-    _same_as_msgspec(bytes(data[: len(data) // 2]))
-    _same_as_msgspec(bytes(data) + tail)
+    for stored in (encode(summary), encode_summary(summary)):
+        data = bytearray(stored)
+        for where, byte in changes:
+            data[where % len(data)] = byte
+        _same_as_msgspec(bytes(data))
+        _same_as_msgspec(bytes(data[: len(data) // 2]))
+        _same_as_msgspec(bytes(data) + tail)
 
 
 def test_what_the_decoder_leaves_to_msgspec() -> None:
     summary = ExecutionSummary(exec_id="e", flow_name="f", status="running", started_at=T0)
     body = encode(summary)
-    newer = bytes([body[0] + 1]) + body[1:] + b"\xa5extra\x92\x01\x02"  # a field it does not know
+    unsealed = bytes([body[0] + 1]) + body[1:] + b"\xa5extra\x92\x01\x02"  # a field it does not know
+    newer = checksum.seal(unsealed)  # a newer writer's summary: checksummed, with a new field
     naive = encode(
         ExecutionSummary(exec_id="e", flow_name="f", status="s", started_at=dt.datetime(2020, 1, 1))
     )
-    for data in (newer, naive, b"\xc0", b""):
+    for data in (newer, unsealed, naive, checksum.seal(naive), b"\xc0", b""):
         _same_as_msgspec(data)
     assert quicklog.decode_summary(newer).exec_id == "e"
+    # Without a checksum, only an older writer's summary: it knew no other field, so this is damage.
+    with pytest.raises(CorruptSummaryError):
+        quicklog.decode_summary(unsealed)
 
 
 # --- real processes --------------------------------------------------------------------------
@@ -423,3 +433,43 @@ def test_main_exits_with_the_exit_code(many: Repository) -> None:
     with pytest.raises(SystemExit) as exc:
         main(["log", "-n", "0", "--oneline"])
     assert exc.value.code == 0
+
+
+def test_damaged_summaries_are_reported_and_the_listing_goes_on(repo: Repository) -> None:
+    """40 summaries damaged at a random byte each, among 60 executions: `log` (the fast path, the
+    click command, --json) lists every row, the damaged ones as damaged with a warning each on
+    stderr, and exits 0 without a traceback."""
+    rng = random.Random(10)
+    with repo.writer() as w:
+        made = [w.create_execution("ingest", started_at=T0 + dt.timedelta(minutes=i)) for i in range(60)]
+    victims = set(rng.sample(made, 40))
+    with repo.read() as rt:
+        stored = dict(rt.items(b"exec_time"))
+
+    def damage(wt: Any) -> None:
+        for key, value in stored.items():
+            if key[8:].hex() in victims:
+                raw = bytearray(value)
+                raw[rng.randrange(len(raw))] ^= rng.randrange(1, 256)
+                wt.put(b"exec_time", key, bytes(raw))
+
+    repo._backend().update(damage)
+    runs = {
+        "fast": _run([*FAST, "log"]),
+        "click": _run([*CLICK, "log"]),
+        "json": _run([*FAST, "log", "--json"]),
+    }
+    for how, done in runs.items():
+        err = done.stderr.decode()
+        assert done.returncode == 0, (how, err)
+        assert "Traceback" not in err, how
+        warned = {line.split()[2].rstrip(":") for line in err.splitlines() if line.startswith("warning:")}
+        assert warned == victims, how
+    rows = [line.split() for line in runs["fast"].stdout.decode().splitlines()[1:]]
+    assert len(rows) == 60
+    assert {r[0] for r in rows if r[2] == "damaged"} == {v[:12] for v in victims}
+    assert {r[0] for r in rows if r[2] == "running"} == {m[:12] for m in made if m not in victims}
+    assert runs["fast"].stdout == runs["click"].stdout and runs["fast"].stderr == runs["click"].stderr
+    listed = json.loads(runs["json"].stdout)
+    assert {d["exec_id"] for d in listed if d["status"] == "damaged" and d["problem"]} == victims
+    assert len(listed) == 60

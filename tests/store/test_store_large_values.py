@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import numpy as np
 import pytest
 from blake3 import blake3
@@ -252,3 +253,85 @@ def test_serialized_size_matches_stored_value_size(repo: Repository) -> None:
     data, _ = serialize(arr)
     sv = repo.put_value(arr)
     assert sv.size == len(data) == repo.object_info(sv.object_id).size
+
+
+def _index_variants(index: objects.ChunkIndex) -> dict[str, objects.ChunkIndex]:
+    """A chunk index with one size or count field damaged, each way a reader could trust it."""
+    chunks = list(index.chunks)
+    first_id, first_size = chunks[0]
+    return {
+        "huge total": objects.ChunkIndex(index.version, 1 << 62, chunks),
+        "total past any value": objects.ChunkIndex(index.version, objects.MAX_VALUE_SIZE + 1, chunks),
+        "negative total": objects.ChunkIndex(index.version, -5, chunks),
+        "zero total": objects.ChunkIndex(index.version, 0, chunks),
+        "total off by one": objects.ChunkIndex(index.version, index.size + 1, chunks),
+        "negative chunk": objects.ChunkIndex(
+            index.version, index.size, [(first_id, -first_size), *chunks[1:]]
+        ),
+        "huge chunk": objects.ChunkIndex(index.version, index.size, [(first_id, 1 << 62), *chunks[1:]]),
+        "chunk larger than a record": objects.ChunkIndex(
+            index.version,
+            index.size - first_size + codec.MAX_DATA_SIZE + 1,
+            [(first_id, codec.MAX_DATA_SIZE + 1), *chunks[1:]],
+        ),
+        "sizes moved between chunks": objects.ChunkIndex(
+            index.version,
+            index.size,
+            [(first_id, first_size + 1), (chunks[1][0], chunks[1][1] - 1), *chunks[2:]],
+        ),
+        "no chunks": objects.ChunkIndex(index.version, index.size, []),
+        "short chunk id": objects.ChunkIndex(
+            index.version, index.size, [(first_id[:5], first_size), *chunks[1:]]
+        ),
+        "version 0": objects.ChunkIndex(0, index.size, chunks),
+    }
+
+
+@pytest.mark.parametrize("damage", list(_index_variants(objects.ChunkIndex(1, 3, [(b"x" * 32, 1)] * 3))))
+def test_damaged_chunk_index_sizes_are_corruption_and_fsck_goes_on(repo: Repository, damage: str) -> None:
+    data = random_bytes(3 * MiB, 11)
+    oid = repo.put_bytes(data)
+    other = repo.put_bytes(random_bytes(3 * MiB, 12))
+    _, payload = codec.decode(record(repo, oid))
+    index = msgspec.msgpack.decode(payload, type=objects.ChunkIndex)
+    damaged = codec.encode(msgspec.msgpack.encode(_index_variants(index)[damage]), kind=codec.KIND_INDEX)
+    repo._backend().update(lambda wt: wt.put(b"objects", bytes.fromhex(oid), damaged))
+    for mapped in (False, True):
+        with pytest.raises(CorruptObjectError) as info, repo.read() as rt:
+            objects.read(rt, bytes.fromhex(oid), mapped=mapped)
+        assert info.value.object_id == oid
+        assert "chunk" in info.value.message
+    report = repo.fsck()
+    assert [(p.kind, p.object_id) for p in report.problems] == [("corrupt-object", oid)]
+    assert report.objects_checked == report.objects_total  # it went on past the damaged index
+    assert repo.get_bytes(other) == random_bytes(3 * MiB, 12)
+    # Saving the value again repairs the index.
+    assert repo.put_bytes(data) == oid
+    assert repo.get_bytes(oid) == data
+
+
+def test_a_chunk_index_record_cannot_expand_far_beyond_its_size(repo: Repository) -> None:
+    """A few kilobytes of zstd could declare (and expand to) up to 256 MiB of index: a reader
+    refuses more than codec.INDEX_RATIO times the stored payload plus INDEX_SLACK, before it
+    allocates, and a writer never stores an index it would refuse."""
+    import zstandard
+
+    big = bytes(8 << 20)  # compresses about 30,000 times
+    record = codec.encode(big, kind=codec.KIND_INDEX)
+    assert not codec.is_compressed(record)  # stored raw: a reader would refuse the zstd form
+    assert codec.decode(record)[1] == big
+    bomb = bytes((1, codec.KIND_INDEX, codec.CODEC_ZSTD)) + zstandard.ZstdCompressor().compress(
+        bytes(64 << 20)
+    )
+    oid = repo.put_bytes(random_bytes(3 * MiB, 13))
+    repo._backend().update(lambda wt: wt.put(b"objects", bytes.fromhex(oid), bomb))
+    tracemalloc.start()
+    try:
+        with pytest.raises(CorruptObjectError, match="declares 67108864") as info:
+            repo.get_bytes(oid)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert info.value.object_id == oid
+    assert peak < 4 << 20
+    assert [(p.kind, p.object_id) for p in repo.fsck().problems] == [("corrupt-object", oid)]

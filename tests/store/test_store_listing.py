@@ -6,11 +6,13 @@ import datetime as dt
 import random
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from store_helpers import T0
 
 from kitaru_store import Repository
+from kitaru_store import manifests as mf
 from kitaru_store.backend import close_backend
 from kitaru_store.manifests import STATUSES
 
@@ -160,3 +162,91 @@ def test_same_start_time_is_stable(repo: Repository) -> None:
     listed = ids(repo.iter_executions())
     assert sorted(listed) == sorted(made)
     assert listed == ids(repo.iter_executions())  # a fixed order among equals
+
+
+# --- damaged summaries -----------------------------------------------------------------------
+
+
+def damage_summaries(repo: Repository, n: int, *, seed: int, legacy: bool = False) -> dict[str, bytes]:
+    """2n executions of two flows; the summaries of n of them damaged at a random byte each (set to
+    another random value). ``legacy``: every summary rewritten first as written before checksums.
+    Returns the damaged executions' exec_time keys by id."""
+    rng = random.Random(seed)
+    with repo.writer() as w:
+        made = [
+            w.create_execution(FLOWS[i % 2], started_at=T0 + dt.timedelta(minutes=i), status="completed")
+            for i in range(2 * n)
+        ]
+    with repo.read() as rt:
+        stored = dict(rt.items(b"exec_time"))
+    if legacy:
+        stored = {k: mf.encode(mf.decode_summary(v)) for k, v in stored.items()}
+    victims = dict(zip(rng.sample(made, n), rng.sample(range(1 << 30), n), strict=True))
+    for key, value in stored.items():
+        if key[8:].hex() in victims:
+            raw = bytearray(value)
+            at = victims[key[8:].hex()] % len(raw)
+            raw[at] ^= rng.randrange(1, 256)
+            stored[key] = bytes(raw)
+
+    def put(wt: Any) -> None:
+        for key, value in stored.items():
+            wt.put(b"exec_time", key, value)
+
+    repo._backend().update(put)
+    return {key[8:].hex(): key for key in stored if key[8:].hex() in victims}
+
+
+def test_damaged_summaries_are_rows_of_their_own_and_fsck_names_each(repo: Repository) -> None:
+    damaged = damage_summaries(repo, 40, seed=12)
+    expected = {s.exec_id: s for s in repo.iter_executions() if s.status != mf.DAMAGED}
+    rows = list(repo.iter_executions())
+    assert len(rows) == 80  # every row, in key order, the damaged ones too
+    bad = {s.exec_id: s for s in rows if s.status == mf.DAMAGED}
+    assert set(bad) == set(damaged)
+    for exec_id, row in bad.items():
+        assert isinstance(row, mf.DamagedSummary) and row.problem
+        assert mf.time_key(row.started_at) + bytes.fromhex(exec_id) == damaged[exec_id]
+        assert repo.get_execution(exec_id).exec_id == exec_id  # the manifest is intact
+    assert len(expected) == 40
+    # Filters: a flow's listing names its flow; a damaged row's status is unknown, so it is listed.
+    for flow in FLOWS[:2]:
+        in_flow = list(repo.iter_executions(flow=flow))
+        assert len(in_flow) == 40
+        assert all(s.flow_name == flow for s in in_flow)
+    assert {s.exec_id for s in repo.iter_executions(status="failed")} == set(damaged)
+    assert len(repo.list_executions(limit=100)) == 80
+    # fsck names each damaged summary, and nothing else.
+    problems = repo.fsck().problems
+    assert sorted((p.kind, p.exec_id) for p in problems) == sorted(("bad-summary", e) for e in damaged)
+    # The next write of an execution writes its summary afresh.
+    for exec_id in damaged:
+        repo.update_execution(exec_id, status="completed")
+    assert not [s for s in repo.iter_executions() if s.status == mf.DAMAGED]
+    assert repo.fsck().ok
+
+
+def test_summaries_written_before_checksums_read_and_their_damage_is_found(repo: Repository) -> None:
+    damaged = damage_summaries(repo, 40, seed=13, legacy=True)
+    # Never an exception, whatever the damage; damage that still decodes (a letter of the status,
+    # a digit of a count) cannot be seen without a checksum: fsck compares such a summary with
+    # its manifest.
+    rows = list(repo.iter_executions())
+    assert len(rows) == 80
+    intact = [s for s in rows if s.exec_id not in damaged]
+    assert len(intact) == 40 and all(s.status == "completed" for s in intact)
+    problems = repo.fsck().problems
+    assert sorted((p.kind, p.exec_id) for p in problems) == sorted(("bad-summary", e) for e in damaged)
+
+
+def test_a_summary_under_another_key_is_damaged(repo: Repository) -> None:
+    with repo.writer() as w:
+        a = w.create_execution("ingest", started_at=T0)
+        b = w.create_execution("ingest", started_at=T0 + dt.timedelta(minutes=1))
+    with repo.read() as rt:
+        (_, va), (kb, _) = sorted(rt.items(b"exec_time"))
+    repo._backend().update(lambda wt: wt.put(b"exec_time", kb, va))  # b's row holds a's summary
+    rows = {s.exec_id: s for s in repo.iter_executions()}
+    assert rows[a].status != mf.DAMAGED
+    assert rows[b].status == mf.DAMAGED and a in rows[b].problem  # type: ignore[attr-defined]
+    assert [(p.kind, p.exec_id) for p in repo.fsck().problems] == [("bad-summary", b)]

@@ -1,0 +1,259 @@
+"""Fuzzing the store's record decoders: the record frame (codec.py), the chunk index (objects.py),
+the manifest (manifests.py, with its checksum), the execution summary (manifests.py and the fast
+path of `log`, cli/quicklog.py) and memory records and their keys (memory.py).
+
+Each decoder gets pure random bytes and mutations of valid encodings (bit flips, truncations,
+extensions, overwritten bytes and spliced length fields), and must give a value or a KitaruError
+within fuzz_helpers' memory bound (decode_within_bounds).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from typing import Any
+
+import msgspec
+from fuzz_helpers import FUZZ, decode_within_bounds
+from hypothesis import given
+from hypothesis import strategies as st
+
+from kitaru_store import codec, listing, objects
+from kitaru_store import manifests as mf
+from kitaru_store import memory as mem
+from kitaru_store.cli import quicklog
+
+T0 = dt.datetime(2025, 3, 1, 12, 0, 0, 123456, tzinfo=dt.UTC)
+KEY = bytes(range(32))
+EXEC = "0123456789abcdef0123456789abcdef"
+CHUNK_IDS = [bytes([i]) * 32 for i in range(3)]
+
+
+# --- valid encodings, to mutate ----------------------------------------------------------------
+
+
+def _frames() -> list[bytes]:
+    index = _indexes()[0]
+    return [
+        codec.encode(b"hello, world"),
+        codec.encode(b"abc" * 5000),  # zstd
+        codec.encode(bytes(range(256)) * 8, level=0),  # raw
+        codec.encode(index, kind=codec.KIND_INDEX),
+        codec.encode(index * 50, kind=codec.KIND_INDEX),  # zstd
+        codec.encode(bytes(4 << 20), kind=codec.KIND_INDEX),  # as far as an index may expand
+    ]
+
+
+def _indexes() -> list[bytes]:
+    return [
+        msgspec.msgpack.encode(objects.ChunkIndex(1, 3 << 20, [(cid, 1 << 20) for cid in CHUNK_IDS])),
+        msgspec.msgpack.encode(objects.ChunkIndex(1, 1_500_000, [(KEY, 1_000_000), (KEY[::-1], 500_000)])),
+    ]
+
+
+def _manifest() -> mf.Manifest:
+    entry = mf.Entry(
+        artifact_id=EXEC,
+        name="research_context",
+        kind="manual",
+        artifact_type="context",
+        object_id=KEY.hex(),
+        size=123,
+        serializer="m",
+        created_at=T0,
+        tags=("a", "b"),
+        metadata={"k": [1, 2.5, "x", None, {"n": True}]},
+    )
+    cp = mf.CheckpointRecord(
+        invocation_id="research",
+        name="research",
+        status="completed",
+        started_at=T0,
+        ended_at=T0,
+        output_object_id=KEY.hex(),
+        attempts=(mf.Attempt(started_at=T0, failure=mf.Failure(type="E", message="m")),),
+    )
+    wait = mf.WaitRecord(name="approve", status="pending", created_at=T0, schema={"type": "bool"})
+    return mf.Manifest(
+        exec_id=EXEC,
+        flow_name="flow",
+        status="completed",
+        started_at=T0,
+        ended_at=T0,
+        entries=(entry,),
+        checkpoints=(cp,),
+        waits=(wait,),
+        metadata={"user": "me"},
+    )
+
+
+def _summaries() -> list[bytes]:
+    full = mf.ExecutionSummary(
+        exec_id=EXEC,
+        flow_name="ingest \u00e9",
+        status="failed",
+        started_at=T0,
+        ended_at=T0 + dt.timedelta(seconds=3),
+        artifact_count=3,
+        checkpoint_count=70000,
+        replay_of=EXEC,
+    )
+    small = mf.ExecutionSummary(exec_id=EXEC, flow_name="f", status="running", started_at=T0)
+    return [mf.encode_summary(full), mf.encode_summary(small), mf.encode(full), mf.encode(small)]
+
+
+def _memory_records() -> list[bytes]:
+    author = mem.Author(user="u", origin="flow", host="h", exec_id=EXEC, flow="f", invocation_id="i")
+    set_ = mem.MemoryRecord(
+        version=3, op="set", written_at=T0, written_by=author, object_id=KEY.hex(), size=10, serializer="m"
+    )
+    redacted = mem.MemoryRecord(
+        version=4,
+        op="set",
+        written_at=T0,
+        written_by=author,
+        size=10,
+        redacted_at=T0,
+        redacted_by=author,
+        redaction_reason="gdpr",
+        bytes_erased=True,
+        kept_by=("pin x",),
+    )
+    cli = mem.Author(user="u", origin="cli")
+    delete = mem.MemoryRecord(version=5, op="delete", written_at=T0, written_by=cli)
+    return [mem.encode_record(r) for r in (set_, redacted, delete)]
+
+
+def _memory_keys() -> list[bytes]:
+    return [
+        mem.record_key(mem.make_scope("namespace", "default"), "user/42/prefs", 1),
+        mem.record_key(mem.make_scope("flow", "ingest \u00e9"), "k", 2**40),
+        mem.record_key(mem.make_scope("execution", EXEC), "x", 7),
+    ]
+
+
+# --- mutations ---------------------------------------------------------------------------------
+
+_LENGTHS = [b"\xff", b"\x7f", b"\x00", b"\xff\xff", b"\x80\x00", b"\xff\xff\xff\xff", b"\x7f\xff\xff\xff"]
+_LENGTHS += [b"\xff" * 8, bytes(8), b"\xdf\xff\xff\xff\xff", b"\xdd\xff\xff\xff\xff"]
+_LENGTHS += [b"\xc6\x7f\xff\xff\xff", b"\xdb\x7f\xff\xff\xff", b"\xcf" + b"\xff" * 8, b"\xd3\x80" + bytes(7)]
+
+
+@st.composite
+def mutations(draw: Any, samples: list[bytes]) -> bytes:
+    """A valid encoding with one to four changes."""
+    data = bytearray(draw(st.sampled_from(samples)))
+    for _ in range(draw(st.integers(1, 4))):
+        op = draw(st.sampled_from(("flip", "truncate", "extend", "splice", "overwrite")))
+        where = draw(st.integers(0, max(len(data) - 1, 0)))
+        if op == "flip" and data:
+            data[where] ^= 1 << draw(st.integers(0, 7))
+        elif op == "truncate":
+            del data[where:]
+        elif op == "extend":
+            data += draw(st.binary(min_size=1, max_size=64))
+        elif op == "splice":  # a length or size field replaced by an extreme one
+            piece = draw(st.sampled_from(_LENGTHS))
+            data[where : where + len(piece)] = piece
+        elif data:
+            data[where] = draw(st.integers(0, 255))
+    return bytes(data)
+
+
+def inputs(samples: list[bytes]) -> st.SearchStrategy[bytes]:
+    return st.one_of(st.binary(max_size=512), mutations(samples))
+
+
+def _all(decoders: list[Callable[[bytes], Any]], data: bytes) -> None:
+    for decode in decoders:
+        decode_within_bounds(lambda d=decode: d(data), len(data))  # type: ignore[misc]
+
+
+# --- the properties ----------------------------------------------------------------------------
+
+
+@FUZZ
+@given(inputs(_frames()))
+def test_record_frame(data: bytes) -> None:
+    out = memoryview(bytearray(codec.MAX_DATA_SIZE))  # the slot a chunk decodes into (the caller's)
+    _all(
+        [
+            codec.decode,
+            codec.header,
+            codec.content_size,
+            codec.stored_codec_name,
+            lambda d: codec.decode_into(d, out),
+            lambda d: objects.chunk_keys(d, KEY),
+        ],
+        data,
+    )
+
+
+class _Records:
+    """A read transaction over a few records (objects.read needs get_view only)."""
+
+    def __init__(self, records: dict[bytes, bytes]) -> None:
+        self.records = records
+
+    def get_view(self, db: bytes, key: bytes) -> memoryview | None:
+        raw = self.records.get(key)
+        return memoryview(raw) if raw is not None else None
+
+
+# The chunks the sample indexes name, each stored as the 1 MiB of zeros its size says.
+_CHUNKS = {cid: codec.encode(bytes(1 << 20)) for cid in CHUNK_IDS}
+
+
+@FUZZ
+@given(inputs(_indexes()))
+def test_chunk_index(data: bytes) -> None:
+    _all([lambda d: objects._parse_index(d, KEY)], data)
+    framed = codec.encode(data, kind=codec.KIND_INDEX)
+    _all([lambda d: objects.chunk_keys(d, KEY)], framed)
+    # Reading the value the index describes: every size checked before the value is allocated.
+    rt: Any = _Records({KEY: framed, **_CHUNKS})
+    _all([lambda d: objects.read(rt, KEY), lambda d: objects.read(rt, KEY, mapped=True)], data)
+
+
+@FUZZ
+@given(inputs([mf.encode_manifest(_manifest()), mf.encode(_manifest())]))
+def test_manifest(data: bytes) -> None:
+    _all([lambda d: mf.decode_manifest(d, exec_id=EXEC), mf.checked_tag], data)
+
+
+@FUZZ
+@given(inputs(_summaries()), st.sampled_from([listing.time_key(T0) + bytes.fromhex(EXEC), bytes(24), b"k"]))
+def test_execution_summary(data: bytes, key: bytes) -> None:
+    def fast(d: bytes) -> Any:
+        s = quicklog.decode_summary(d)
+        listing.check_key(key, s.exec_id, s.started_at)
+        return s
+
+    _all([lambda d: mf.decode_summary(d, key=key), fast], data)
+    # Both decoders agree: the same summary, or both refuse it.
+    try:
+        expected: Any = mf.decode_summary(data)
+    except Exception as exc:
+        expected = type(exc)
+    try:
+        got: Any = quicklog.decode_summary(data)
+    except Exception as exc:
+        got = type(exc)
+    if isinstance(expected, type) or isinstance(got, type):
+        assert expected == got
+    else:
+        assert [getattr(got, f) for f in expected.__struct_fields__] == [
+            getattr(expected, f) for f in expected.__struct_fields__
+        ]
+
+
+@FUZZ
+@given(inputs(_memory_records()))
+def test_memory_record(data: bytes) -> None:
+    _all([lambda d: mem.decode_record(d, where="fuzz")], data)
+
+
+@FUZZ
+@given(inputs(_memory_keys()))
+def test_memory_record_key(data: bytes) -> None:
+    _all([mem.parse_record_key], data)
