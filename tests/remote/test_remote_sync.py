@@ -590,3 +590,35 @@ def test_default_remote_selection_and_names(stores: Stores) -> None:
     (a.root / settings.REMOTES_FILE).write_text("{not json")
     with pytest.raises(RemoteError, match="not a remotes file"):
         settings.load(a.root)
+
+
+def test_remote_names_checked_whole_and_remotes_json_like_remote_add(stores: Stores, tmp_path: Any) -> None:
+    import json
+
+    a = stores("a")
+    for bad in ("origin\n", "origin\x1b[31m", "..", "a\x00b"):
+        with pytest.raises(RemoteError, match="not a usable remote name"):
+            settings.make_spec(bad, "s3://bucket-one")
+    # A hand-edited (or planted) remotes.json: its names become directories under remote-tracking/.
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (victim / "keep").write_text("mine")
+    escape = "../../victim"
+    for remotes in (
+        {escape: {"url": "s3://bucket-one"}},
+        {"origin\n": {"url": "s3://bucket-one"}},
+        {"origin": {"url": 5}},
+        {"origin": {"url": "s3://bucket-one", "endpoint_url": "ftp://host"}},
+        {"origin": {"url": "s3://bucket-one", "fallback": "yes"}},
+        {"origin": "s3://bucket-one"},
+    ):
+        (a.root / settings.REMOTES_FILE).write_text(json.dumps({"format": 1, "remotes": remotes}))
+        with pytest.raises(RemoteError) as caught:
+            settings.load(a.root)
+        assert settings.REMOTES_FILE in caught.value.message
+        with pytest.raises(RemoteError):
+            settings.remove(a.root, next(iter(remotes)))
+    assert (victim / "keep").read_text() == "mine"
+    with pytest.raises(RemoteError):
+        settings.write_tracking(a.root, escape, "0" * 32, settings.Tracked("e", "d"))
+    assert not (tmp_path / "victim" / ("0" * 32)).exists()
