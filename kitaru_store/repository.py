@@ -20,6 +20,7 @@ from .backend import Backend, ReadTxn, WriteTxn, open_backend
 from .errors import (
     AmbiguousIdError,
     ExecutionNotFoundError,
+    IdCollisionError,
     KitaruError,
     ObjectNotFoundError,
     ReadOnlyStoreError,
@@ -211,14 +212,26 @@ class Writer:
         ``expect=None`` requires the execution to be absent. Every object the manifest names
         must be stored by then (checked and touched at commit, chunks included).
         """
+        exec_id = manifest.exec_id
+        seen: set[str] = set()
+        for entry in manifest.entries:
+            if entry.artifact_id in seen:
+                raise IdCollisionError(
+                    f"execution {exec_id} names artifact id {entry.artifact_id} twice",
+                    exec_id=exec_id,
+                    artifact_id=entry.artifact_id,
+                    hint="artifact ids are unique in a store: this manifest was not written by kitaru",
+                )
+            seen.add(entry.artifact_id)
         for object_id in mf.referenced_ids(manifest):
             self._referenced(object_id)
-        exec_id = manifest.exec_id
 
         def apply(current: Manifest | None) -> Manifest:
             if current != expect:
-                raise KitaruError(
-                    f"execution {exec_id} changed in this store while it was being imported",
+                raise IdCollisionError(
+                    f"execution {exec_id} "
+                    + ("was created" if expect is None else "changed")
+                    + " in this store while it was being imported",
                     exec_id=exec_id,
                     hint="run the pull again",
                 )
@@ -490,10 +503,28 @@ def _apply_mutations(
     known = {e.artifact_id for e in before.entries} if before else set()
     for entry in manifest.entries:
         if entry.artifact_id not in known:
-            wt.put(b"artifacts", ids.uuid_key(entry.artifact_id), key)
+            akey = ids.uuid_key(entry.artifact_id)
+            # Artifact ids are unique in a store: checked here, in the committing transaction,
+            # so that no import (nor a concurrent local write) takes over another's id.
+            if not wt.put(b"artifacts", akey, key, overwrite=False):
+                owner = wt.get(b"artifacts", akey)
+                if owner is not None and owner != key:
+                    raise _artifact_taken(exec_id, entry.artifact_id, owner.hex())
     for gone in known - {e.artifact_id for e in manifest.entries}:  # replaced entries leave the index
         wt.delete(b"artifacts", ids.uuid_key(gone))
     return key, wt.committing(), encoded, manifest
+
+
+def _artifact_taken(exec_id: str, artifact_id: str, owner: str) -> IdCollisionError:
+    return IdCollisionError(
+        f"artifact id {artifact_id} of execution {exec_id} belongs to execution {owner} in this"
+        f" store; execution {exec_id} was not stored",
+        exec_id=exec_id,
+        artifact_id=artifact_id,
+        owner=owner,
+        hint="artifact ids are unique in a store: the other copy was made outside kitaru or"
+        " edited by hand; delete one of the two executions to keep the other",
+    )
 
 
 class Repository:

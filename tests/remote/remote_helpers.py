@@ -31,8 +31,12 @@ def make_execution(
     flow: str = "demo",
     status: str = "completed",
     started_at: dt.datetime = T0,
+    artifact_ids: list[str] | None = None,
 ) -> str:
-    """An execution holding ``values`` as manual entries; finished unless ``status`` says not."""
+    """An execution holding ``values`` as manual entries; finished unless ``status`` says not.
+
+    ``artifact_ids``: the entries' artifact ids, in order (default: new ones).
+    """
     with repo.writer() as w:
         exec_id = w.create_execution(flow, started_at=started_at)
         for i, (name, value) in enumerate(values.items()):
@@ -40,7 +44,7 @@ def make_execution(
             w.add_entry(
                 exec_id,
                 Entry(
-                    artifact_id=uuid.uuid4().hex,
+                    artifact_id=artifact_ids[i] if artifact_ids else uuid.uuid4().hex,
                     name=name,
                     kind="manual",
                     artifact_type="blob",

@@ -12,6 +12,7 @@ from remote_helpers import T0, add_remote, make_execution, remote_keys
 
 from kitaru_store import CorruptObjectError, ObjectNotFoundError, Repository, hashing, ids, objects
 from kitaru_store import manifests as mf
+from kitaru_store.errors import IdCollisionError
 from kitaru_store.remote import (
     RemoteConflictError,
     RemoteError,
@@ -622,3 +623,83 @@ def test_remote_names_checked_whole_and_remotes_json_like_remote_add(stores: Sto
     with pytest.raises(RemoteError):
         settings.write_tracking(a.root, escape, "0" * 32, settings.Tracked("e", "d"))
     assert not (tmp_path / "victim" / ("0" * 32)).exists()
+
+
+# --- ids a pull may not take over ------------------------------------------------------------
+
+
+def _artifact_ids(repo: Repository, exec_id: str) -> list[str]:
+    return [e.artifact_id for e in repo.get_execution(exec_id).entries]
+
+
+def test_a_pulled_execution_cannot_take_over_a_local_artifact_id(
+    stores: Stores, url: str, s3_endpoint: str
+) -> None:
+    a = stores("a")
+    theirs = make_execution(a, {"note": "remote value"}, flow="theirs")
+    add_remote(a, url, s3_endpoint)
+    _remote(a).push()
+    b = stores("b")
+    mine = make_execution(b, {"note": "local value"}, flow="mine", artifact_ids=_artifact_ids(a, theirs))
+    aid = _artifact_ids(b, mine)[0]
+    before = (b.stats().objects, _manifest_bytes(b, mine))
+    add_remote(b, url, s3_endpoint)
+    with pytest.raises(IdCollisionError) as caught:
+        _remote(b).pull()
+    assert caught.value.exec_id == theirs and caught.value.artifact_id == aid and caught.value.owner == mine
+    assert aid in str(caught.value) and theirs in str(caught.value)
+    manifest, entry = b.get_artifact(aid)
+    assert manifest.exec_id == mine and b.get_value(entry.object_id) == "local value"
+    assert [s.exec_id for s in b.list_executions()] == [mine]
+    assert (b.stats().objects, _manifest_bytes(b, mine)) == before
+    assert b.fsck().ok
+
+
+def test_an_artifact_id_taken_while_the_pull_runs_is_refused_at_commit(
+    stores: Stores, url: str, s3_endpoint: str
+) -> None:
+    """The check is made in the committing transaction: a local write between the pull's
+    decision and its commit cannot be overwritten."""
+    a = stores("a")
+    theirs = make_execution(a, {"note": "remote value"})
+    add_remote(a, url, s3_endpoint)
+    _remote(a).push()
+    b = stores("b")
+    add_remote(b, url, s3_endpoint)
+    remote = _remote(b)
+    real_get = remote.transport.get
+    raced: list[str] = []
+
+    def get(key: str, **kwargs: Any) -> Any:
+        if key.startswith("objects/") and not raced:  # after the manifest was read and checked
+            raced.append(make_execution(b, {"x": 1}, artifact_ids=_artifact_ids(a, theirs)))
+        return real_get(key, **kwargs)
+
+    remote.transport.get = get  # type: ignore[method-assign]
+    with pytest.raises(IdCollisionError) as caught:
+        remote.pull()
+    assert caught.value.owner == raced[0]
+    assert [s.exec_id for s in b.list_executions()] == raced
+    assert b.get_artifact(_artifact_ids(a, theirs)[0])[0].exec_id == raced[0]
+    assert b.fsck().ok
+
+
+def test_a_manifest_naming_one_artifact_id_twice_is_refused(
+    stores: Stores, url: str, s3_endpoint: str, s3: Any, bucket: str
+) -> None:
+    import msgspec
+
+    a = stores("a")
+    exec_id = make_execution(a, {"one": 1, "two": 2})
+    m = a.get_execution(exec_id)
+    twice = msgspec.structs.replace(
+        m, entries=(m.entries[0], msgspec.structs.replace(m.entries[1], artifact_id=m.entries[0].artifact_id))
+    )
+    add_remote(a, url, s3_endpoint)
+    _remote(a).push()
+    s3.put_object(Bucket=bucket, Key=f"team/manifests/{exec_id}", Body=mf.encode_manifest(twice))
+    b = stores("b")
+    add_remote(b, url, s3_endpoint)
+    with pytest.raises(IdCollisionError, match="twice"):
+        _remote(b).pull()
+    assert b.count_executions() == 0 and b.fsck().ok
