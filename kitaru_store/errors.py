@@ -217,6 +217,11 @@ class IdCollisionError(KitaruError):
         super().__init__(message, exec_id=exec_id, name=artifact_id, hint=hint)
 
 
+class ManifestTooLargeError(KitaruError):
+    """A change would make an execution's manifest larger than manifests.MAX_MANIFEST_SIZE.
+    Nothing of the change is stored."""
+
+
 # --- values ----------------------------------------------------------------------------------
 
 

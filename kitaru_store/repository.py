@@ -22,6 +22,7 @@ from .errors import (
     ExecutionNotFoundError,
     IdCollisionError,
     KitaruError,
+    ManifestTooLargeError,
     ObjectNotFoundError,
     ReadOnlyStoreError,
     StoreNotFoundError,
@@ -124,6 +125,8 @@ class Writer:
         # After a commit that changed executions, push them to a write-through remote (if one is
         # configured, kitaru_store/remote/hooks.py). Pulls turn it off: an import is no change.
         self.remote_sync = True
+        # Staged objects past this many bytes are flushed (committed as in-flight) at once.
+        self.flush_bytes = FLUSH_BYTES
 
     # -- objects ----------------------------------------------------------------------------
 
@@ -142,7 +145,7 @@ class Writer:
             objects.stage(rt, prepared, level=self._repo.level, seen=self._pending.keys)
         self._pending.values.append(prepared)
         self._pending.bytes += prepared.size
-        if self._pending.bytes >= FLUSH_BYTES:
+        if self._pending.bytes >= self.flush_bytes:
             self.flush_objects()
         return prepared.object_id
 
@@ -168,7 +171,7 @@ class Writer:
         self._pending.values.append(objects.PreparedValue(key, len(record), [piece]))
         self._pending.keys.add(key)
         self._pending.bytes += len(record)
-        if self._pending.bytes >= FLUSH_BYTES:
+        if self._pending.bytes >= self.flush_bytes:
             self.flush_objects()
 
     # -- manifests --------------------------------------------------------------------------
@@ -487,6 +490,13 @@ def _apply_mutations(
         manifest = fn(manifest)
     assert manifest is not None
     encoded = mf.encode_manifest(manifest)
+    if len(encoded) > mf.MAX_MANIFEST_SIZE:
+        raise ManifestTooLargeError(
+            f"the manifest of execution {exec_id} would take {len(encoded)} bytes, more than a"
+            f" manifest may ({mf.MAX_MANIFEST_SIZE}); nothing of this change was stored",
+            exec_id=exec_id,
+            hint="keep large data in values (kitaru.save), not in metadata or names",
+        )
     wt.put(b"manifests", key, encoded)
     tkey = mf.time_key(manifest.started_at) + key
     flow_key = manifest.flow_name.encode() + b"\x00" + tkey

@@ -48,10 +48,28 @@ class PreconditionFailed(RemoteConflictError):
     """
 
 
+class RemoteTooLargeError(RemoteError):
+    """A remote object is longer than the most its kind may hold; it was not read whole.
+
+    The transport raises it; sync turns it into the typed error of what the object should have
+    been (CorruptObjectError, CorruptManifestError) or RemoteError for the config.
+    """
+
+    def __init__(self, key: str, limit: int, head: bytes = b"") -> None:
+        self.key = key
+        self.limit = limit
+        self.head = head  # its first bytes (up to 16), enough to tell what it claims to be
+        super().__init__(
+            f"{key} on the remote is longer than {limit} bytes",
+            hint="the remote was written by something other than kitaru",
+        )
+
+
 __all__ = [
     "PreconditionFailed",
     "RemoteAuthError",
     "RemoteConflictError",
     "RemoteError",
     "RemoteNotFoundError",
+    "RemoteTooLargeError",
 ]
