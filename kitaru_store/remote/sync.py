@@ -25,15 +25,20 @@ import uuid
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from kitaru_store import codec, hashing, ids, objects
 from kitaru_store import manifests as mf
 from kitaru_store.errors import (
     AmbiguousIdError,
+    CorruptManifestError,
     CorruptObjectError,
+    IdCollisionError,
+    InvalidIdError,
+    InvalidNameError,
     KitaruError,
+    ManifestTooLargeError,
     ObjectNotFoundError,
     StoreFormatError,
 )
@@ -44,6 +49,7 @@ from .errors import (
     RemoteConflictError,
     RemoteError,
     RemoteNotFoundError,
+    RemotePullError,
     RemoteTooLargeError,
 )
 from .settings import RemoteSpec, Tracked
@@ -113,6 +119,32 @@ class PushReport:
 
 
 @dataclass
+class PullFailure:
+    """One execution a pull could not import, and why (the typed error; nothing of it was stored)."""
+
+    exec_id: str
+    error: KitaruError
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**self.error.to_dict(), "exec_id": self.exec_id}
+
+
+# What one execution's bad data (or an id that collides here) raises: reported for that execution
+# while the pull goes on. Anything else (the remote unreachable or refusing us, a full disk) stops it.
+PER_EXECUTION: tuple[type[KitaruError], ...] = (
+    CorruptManifestError,
+    CorruptObjectError,
+    IdCollisionError,
+    InvalidIdError,
+    InvalidNameError,
+    ManifestTooLargeError,
+    ObjectNotFoundError,
+    RemoteNotFoundError,
+    StoreFormatError,
+)
+
+
+@dataclass
 class PullReport:
     remote: str
     url: str
@@ -121,6 +153,7 @@ class PullReport:
     up_to_date: list[str] = field(default_factory=list)
     ahead: list[str] = field(default_factory=list)  # the local version is newer: push it
     conflicts: list[str] = field(default_factory=list)
+    failed: list[PullFailure] = field(default_factory=list)  # not imported: bad data, colliding ids
     objects_fetched: int = 0
     bytes_fetched: int = 0
     objects_present: int = 0  # already in the local store, not fetched
@@ -128,10 +161,11 @@ class PullReport:
 
     @property
     def ok(self) -> bool:
-        return not self.conflicts
+        return not self.conflicts and not self.failed
 
     def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "ok": self.ok}
+        plain = asdict(replace(self, failed=[]))
+        return {**plain, "failed": [f.to_dict() for f in self.failed], "ok": self.ok}
 
 
 # --- which version wins ----------------------------------------------------------------------
@@ -467,6 +501,7 @@ class Remote:
         force: bool = False,
         progress: Progress | None = None,
         raise_on_conflict: bool = True,
+        raise_on_failure: bool = True,
     ) -> PullReport:
         """Fetch executions (ids or unique prefixes on the remote; None: all of them).
 
@@ -474,6 +509,12 @@ class Remote:
         objects are fetched and verified, then objects and manifest are committed together. A
         local version that is newer is kept (``ahead``); a diverged one is a conflict (raised
         after everything else, as for push). ``force`` makes the remote version win.
+
+        An execution whose remote data is bad (a record that does not match its id, a manifest
+        that does not decode or names what the local API refuses, an id that collides with one
+        of this store) is not imported and the pull goes on: ``report.failed`` lists it with its
+        typed error, and RemotePullError (carrying the report) is raised after everything else
+        (``raise_on_failure=False``: only reported).
         """
         began = time.monotonic()
         report = PullReport(self.name, self.url)
@@ -484,11 +525,17 @@ class Remote:
         else:
             wanted = list(dict.fromkeys(self.resolve_remote(e, listed) for e in exec_ids))
         for n, exec_id in enumerate(wanted, 1):
-            outcome = self._pull_one(exec_id, listed[exec_id], force, report)
-            getattr(report, outcome).append(exec_id)
+            try:
+                outcome = self._pull_one(exec_id, listed[exec_id], force, report)
+            except PER_EXECUTION as exc:
+                report.failed.append(PullFailure(exec_id, _remote_data(exc.concerning(exec_id=exec_id))))
+            else:
+                getattr(report, outcome).append(exec_id)
             if progress:
                 progress("pull", n, len(wanted))
         report.seconds = time.monotonic() - began
+        if report.failed and raise_on_failure:
+            raise pull_failed(report)
         if report.conflicts and raise_on_conflict:
             raise _conflict(report.conflicts, self.name, pushing=False)
         return report
@@ -740,6 +787,37 @@ def _conflict(exec_list: list[str], name: str, *, pushing: bool) -> RemoteConfli
     )
 
 
+_BAD_REMOTE_DATA = (CorruptManifestError, CorruptObjectError, InvalidIdError, InvalidNameError)
+_BAD_REMOTE_HINT = (
+    "the remote's copy is bad and nothing of this execution was stored here: push it again from a"
+    " store that has it intact (or remove it from the remote), then pull again"
+)
+
+
+def _remote_data(exc: KitaruError) -> KitaruError:
+    """The error, with a hint about the remote's copy where the local one (fsck ...) would mislead."""
+    if isinstance(exc, _BAD_REMOTE_DATA):
+        exc.hint = _BAD_REMOTE_HINT
+        exc.args = (exc._render(),)
+    return exc
+
+
+def pull_failed(report: PullReport) -> RemotePullError:
+    """The error of a pull that left executions out: how many, which, and why (the first ten)."""
+    failed = report.failed
+    total = len(failed) + sum(
+        map(len, (report.fetched, report.updated, report.up_to_date, report.ahead, report.conflicts))
+    )
+    reasons = "; ".join(f"{ids.short(f.exec_id)}: {f.error.message}" for f in failed[:10])
+    return RemotePullError(
+        f"{len(failed)} of {total} execution{'s' if total != 1 else ''} could not be pulled from remote"
+        f" {report.remote!r}: {reasons}" + (" ..." if len(failed) > 10 else ""),
+        report=report,
+        hint="every other execution was pulled; the failed ones were not stored (each failure says"
+        " why and what to do: `report.failed`, or `kitaru-store pull --json`)",
+    )
+
+
 def _check_local(record: bytes, key: bytes) -> None:
     """A local record about to be uploaded must be one a pull accepts: intact (an index must at
     least parse), exactly its length, and within the caps of what a remote may send."""
@@ -784,8 +862,14 @@ def clone(
     write_through: bool = False,
     jobs: int = DEFAULT_JOBS,
     progress: Progress | None = None,
+    raise_on_failure: bool = True,
 ) -> tuple[Repository, PullReport]:
-    """A new store at ``path`` with ``url`` as remote ``name``, holding everything the remote has."""
+    """A new store at ``path`` with ``url`` as remote ``name``, holding everything the remote has.
+
+    Executions the remote holds bad data for are left out, as by pull: RemotePullError (its
+    ``report`` says what was cloned; the store at ``path`` holds it) unless ``raise_on_failure``
+    is False, then only ``report.failed`` lists them.
+    """
     from pathlib import Path
 
     from kitaru_store import config
@@ -815,11 +899,13 @@ def clone(
     repo = Repository.open(root)
     settings.add(repo.root, spec)
     remote = Remote(repo, spec, jobs=jobs, transport=transport)
-    return repo, remote.pull(progress=progress, raise_on_conflict=False)
+    return repo, remote.pull(progress=progress, raise_on_conflict=False, raise_on_failure=raise_on_failure)
 
 
 __all__ = [
     "CONFIG_KEY",
+    "PER_EXECUTION",
+    "PullFailure",
     "PullReport",
     "PushReport",
     "Remote",

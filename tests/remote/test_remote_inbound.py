@@ -10,7 +10,7 @@ from typing import Any
 
 import msgspec
 import pytest
-from remote_helpers import add_remote, make_execution
+from remote_helpers import add_remote, make_execution, pull_failure
 
 from kitaru_store import CorruptManifestError, CorruptObjectError, Repository, codec, ids
 from kitaru_store import manifests as mf
@@ -91,9 +91,8 @@ def test_a_record_over_its_cap_is_refused_without_being_read(
     victim = a.resolve_name(exec_id, "note").object_id
     _replace_object(s3, bucket, victim, bytes((1, kind, 0)) + bytes(size - 3))
     b = _puller(stores, url, s3_endpoint)
-    with pytest.raises(CorruptObjectError) as caught:
-        _remote(b).pull()
-    assert caught.value.object_id == victim and "larger than any record" in caught.value.message
+    error = pull_failure(_remote(b), CorruptObjectError)
+    assert error.object_id == victim and "larger than any record" in error.message
     assert body_bytes[0] < 4096  # config and manifest, and 16 bytes of the record: never its body
     _assert_untouched(b)
 
@@ -128,9 +127,8 @@ def test_a_valid_record_followed_by_junk_is_refused(
     assert record is not None and codec.is_compressed(record)
     _replace_object(s3, bucket, victim, record + random.Random(1).randbytes(64 << 10))
     b = _puller(stores, url, s3_endpoint)
-    with pytest.raises(CorruptObjectError, match="follow the zstd frame") as caught:
-        _remote(b).pull()
-    assert caught.value.object_id == victim
+    error = pull_failure(_remote(b), CorruptObjectError, match="follow the zstd frame")
+    assert error.object_id == victim
     _assert_untouched(b)
 
 
@@ -140,8 +138,7 @@ def test_a_manifest_over_its_cap_is_refused_without_being_read(
     _, exec_id = _pushed(stores, url, s3_endpoint, {"note": "short"})
     s3.put_object(Bucket=bucket, Key=f"team/{manifest_path(exec_id)}", Body=bytes(inbound.MAX_MANIFEST + 1))
     b = _puller(stores, url, s3_endpoint)
-    with pytest.raises(CorruptManifestError, match="larger than a manifest may be"):
-        _remote(b).pull()
+    pull_failure(_remote(b), CorruptManifestError, match="larger than a manifest may be")
     assert body_bytes[0] < 4096
     _assert_untouched(b)
 
@@ -212,9 +209,8 @@ def test_a_chunk_index_with_impossible_sizes_is_refused(
     for bad in _mutated_chunks(record):
         _replace_object(s3, bucket, big, bad)
         b = _puller(stores, url, s3_endpoint)
-        with pytest.raises(CorruptObjectError) as caught:
-            _remote(b).pull()
-        assert caught.value.object_id == big
+        error = pull_failure(_remote(b), CorruptObjectError)
+        assert error.object_id == big
         _assert_untouched(b)
         b.close()
         import shutil

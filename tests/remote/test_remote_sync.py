@@ -8,7 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from remote_helpers import T0, add_remote, make_execution, remote_keys
+from remote_helpers import T0, add_remote, good_and_bad, make_execution, pull_failure, remote_keys
 
 from kitaru_store import CorruptObjectError, ObjectNotFoundError, Repository, hashing, ids, objects
 from kitaru_store import manifests as mf
@@ -17,6 +17,7 @@ from kitaru_store.remote import (
     RemoteConflictError,
     RemoteError,
     RemoteNotFoundError,
+    RemotePullError,
     settings,
 )
 from kitaru_store.remote.errors import RemoteAuthError
@@ -223,9 +224,8 @@ def test_a_tampered_remote_object_is_rejected_and_nothing_is_stored(
 
     b = stores("b")
     add_remote(b, url, s3_endpoint)
-    with pytest.raises(CorruptObjectError) as caught:
-        _remote(b).pull()
-    assert caught.value.object_id == victim and victim in str(caught.value)
+    error = pull_failure(_remote(b), CorruptObjectError)
+    assert error.object_id == victim and victim in str(error)
     assert b.count_executions() == 0
     assert b.stats().objects == 0
     assert b.fsck().ok
@@ -244,9 +244,8 @@ def test_a_tampered_chunk_is_rejected_and_its_execution_not_imported(
 
     b = stores("b")
     add_remote(b, url, s3_endpoint)
-    with pytest.raises(CorruptObjectError) as caught:
-        _remote(b).pull()
-    assert caught.value.object_id == chunks[0]
+    error = pull_failure(_remote(b), CorruptObjectError)
+    assert error.object_id == chunks[0]
     assert b.count_executions() == 0
     assert not b.has_object(chunks[0]) and not b.has_object(big)
     assert b.fsck().ok
@@ -644,10 +643,9 @@ def test_a_pulled_execution_cannot_take_over_a_local_artifact_id(
     aid = _artifact_ids(b, mine)[0]
     before = (b.stats().objects, _manifest_bytes(b, mine))
     add_remote(b, url, s3_endpoint)
-    with pytest.raises(IdCollisionError) as caught:
-        _remote(b).pull()
-    assert caught.value.exec_id == theirs and caught.value.artifact_id == aid and caught.value.owner == mine
-    assert aid in str(caught.value) and theirs in str(caught.value)
+    error = pull_failure(_remote(b), IdCollisionError)
+    assert error.exec_id == theirs and error.artifact_id == aid and error.owner == mine
+    assert aid in str(error) and theirs in str(error)
     manifest, entry = b.get_artifact(aid)
     assert manifest.exec_id == mine and b.get_value(entry.object_id) == "local value"
     assert [s.exec_id for s in b.list_executions()] == [mine]
@@ -676,9 +674,8 @@ def test_an_artifact_id_taken_while_the_pull_runs_is_refused_at_commit(
         return real_get(key, **kwargs)
 
     remote.transport.get = get  # type: ignore[method-assign]
-    with pytest.raises(IdCollisionError) as caught:
-        remote.pull()
-    assert caught.value.owner == raced[0]
+    error = pull_failure(remote, IdCollisionError)
+    assert error.owner == raced[0]
     assert [s.exec_id for s in b.list_executions()] == raced
     assert b.get_artifact(_artifact_ids(a, theirs)[0])[0].exec_id == raced[0]
     assert b.fsck().ok
@@ -700,6 +697,41 @@ def test_a_manifest_naming_one_artifact_id_twice_is_refused(
     s3.put_object(Bucket=bucket, Key=f"team/manifests/{exec_id}", Body=mf.encode_manifest(twice))
     b = stores("b")
     add_remote(b, url, s3_endpoint)
-    with pytest.raises(IdCollisionError, match="twice"):
-        _remote(b).pull()
+    pull_failure(_remote(b), IdCollisionError, match="twice")
     assert b.count_executions() == 0 and b.fsck().ok
+
+
+# --- one bad execution does not block the others ---------------------------------------------
+
+
+def test_clone_and_pull_take_what_is_good_and_report_what_is_not(
+    stores: Stores, url: str, s3_endpoint: str, s3: Any, bucket: str, tmp_path: Any
+) -> None:
+    a = stores("a")
+    add_remote(a, url, s3_endpoint)
+    good, bad = good_and_bad(a, s3, bucket, lambda: _remote(a).push())
+
+    with pytest.raises(RemotePullError) as caught:
+        clone(url, str(tmp_path / "c"), endpoint_url=s3_endpoint)
+    error = caught.value
+    assert sorted(error.report.fetched) == sorted(good) and not error.report.ok
+    assert {f.exec_id: type(f.error).__name__ for f in error.failures} == bad
+    assert sorted(error.exec_ids) == sorted(bad)
+    for f in error.failures:
+        assert f.error.exec_id == f.exec_id and f.exec_id[:12] in error.message
+    c = Repository.open(tmp_path / "c")
+    assert sorted(s.exec_id for s in c.list_executions()) == sorted(good)
+    assert c.get_value(c.resolve_name(good[3], "text").object_id) == "run 3"
+    assert c.fsck().ok
+
+    # Reported, not raised, on request; and a later pull tries the bad ones again (only them).
+    b = stores("b")
+    add_remote(b, url, s3_endpoint)
+    report = _remote(b).pull(raise_on_failure=False)
+    assert sorted(report.fetched) == sorted(good) and [f.exec_id for f in report.failed] == sorted(bad)
+    data = report.to_dict()
+    assert data["ok"] is False
+    assert {f["exec_id"]: f["error"] for f in data["failed"]} == bad
+    assert all(f["message"] and f["hint"] for f in data["failed"])
+    again = _remote(b).pull(raise_on_failure=False)
+    assert sorted(again.up_to_date) == sorted(good) and len(again.failed) == 2
