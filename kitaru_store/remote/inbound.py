@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from kitaru_store import codec, hashing, objects
@@ -27,8 +28,11 @@ from kitaru_store import manifests as mf
 from kitaru_store.errors import (
     CorruptManifestError,
     CorruptObjectError,
+    InvalidIdError,
+    InvalidNameError,
     StoreFormatError,
 )
+from kitaru_store.names import validate_name
 
 from .errors import RemoteError
 
@@ -101,7 +105,8 @@ def too_large(key: bytes, remote: str, limit: int, exec_id: str | None) -> Corru
 
 def decode_manifest(body: bytes, exec_id: str, remote: str) -> mf.Manifest:
     """The manifest a remote holds under ``exec_id``: decoded like a local one, then checked like
-    user input. CorruptManifestError or StoreFormatError."""
+    user input (check_manifest). CorruptManifestError, StoreFormatError, InvalidNameError or
+    InvalidIdError."""
     if len(body) > MAX_MANIFEST:
         raise manifest_too_large(exec_id, remote)
     manifest = mf.decode_manifest(body, exec_id=exec_id)
@@ -112,6 +117,7 @@ def decode_manifest(body: bytes, exec_id: str, remote: str) -> mf.Manifest:
             exec_id=exec_id,
             hint="the remote was written by something other than kitaru; fix or remove that key",
         )
+    check_manifest(manifest)
     return manifest
 
 
@@ -122,6 +128,105 @@ def manifest_too_large(exec_id: str, remote: str) -> CorruptManifestError:
         exec_id=exec_id,
         hint="the remote was written by something other than kitaru; fix or remove that key",
     )
+
+
+def check_manifest(m: mf.Manifest) -> None:
+    """Every name, id and metadata key of a manifest, checked as the local API checks them.
+
+    Names (flow, artifacts, checkpoints, invocations, tags, waits, and the kinds, types and
+    statuses stored as text) go through names.validate_name: no control characters (ANSI
+    escapes included), no path separators, at most 255 characters. Ids must be canonical
+    lower-case hex of their length. Metadata keys must be printable text.
+    """
+    e = m.exec_id
+    _hex(m.exec_id, 16, "execution id", e)
+    validate_name(m.flow_name, what="flow name", exec_id=e)
+    validate_name(m.status, what="status", exec_id=e)
+    _hex(m.replay_of, 16, "replay_of", e)
+    _hex(m.result_object_id, 32, "result object id", e)
+    _hex(m.input_object_id, 32, "input object id", e)
+    _failure(m.failure, e)
+    _keys(m.metadata, e)
+    for entry in m.entries:
+        _hex(entry.artifact_id, 16, "artifact id", e)
+        _hex(entry.object_id, 32, "object id", e)
+        _names(
+            e,
+            artifact_name=entry.name,
+            kind=entry.kind,
+            artifact_type=entry.artifact_type,
+            serializer=entry.serializer,
+            checkpoint=entry.checkpoint,
+            invocation_id=entry.invocation_id,
+        )
+        for tag in entry.tags:
+            validate_name(tag, what="tag", exec_id=e)
+        _keys(entry.metadata, e)
+        _hexes(entry.inputs, e)
+        if entry.size < 0:
+            raise CorruptManifestError(f"artifact {entry.artifact_id} has a negative size", exec_id=e)
+    _unique((c.invocation_id for c in m.checkpoints), "checkpoint invocation id", e)
+    for cp in m.checkpoints:
+        _names(e, invocation_id=cp.invocation_id, checkpoint=cp.name, status=cp.status, kind=cp.kind)
+        for upstream in cp.upstream:
+            validate_name(upstream, what="upstream invocation id", exec_id=e)
+        _hex(cp.output_object_id, 32, "output object id", e)
+        _hex(cp.reused_from, 16, "reused_from", e)
+        _hexes(cp.inputs, e)
+        _failure(cp.failure, e)
+        for attempt in cp.attempts:
+            _failure(attempt.failure, e)
+        _keys(cp.metadata, e)
+    _unique((w.name for w in m.waits), "wait name", e)
+    for wait in m.waits:
+        _names(e, wait_name=wait.name, status=wait.status)
+        _hex(wait.value_object_id, 32, "wait value object id", e)
+        _keys(wait.metadata, e)
+        _keys(wait.answered_by, e)
+
+
+def _names(exec_id: str, **named: str | None) -> None:
+    for what, value in named.items():
+        if value is not None:
+            validate_name(value, what=what.replace("_", " "), exec_id=exec_id)
+
+
+def _failure(failure: mf.Failure | None, exec_id: str) -> None:
+    if failure is not None:
+        _names(exec_id, failure_type=failure.type, checkpoint=failure.checkpoint)
+
+
+def _hex(value: str | None, nbytes: int, what: str, exec_id: str) -> None:
+    if value is not None and (len(value) != 2 * nbytes or not _HEX.fullmatch(value)):
+        raise InvalidIdError(
+            f"{what} {value[:80]!r} is not {2 * nbytes} lower-case hex characters",
+            exec_id=exec_id,
+            hint="the remote was written by something other than kitaru",
+        )
+
+
+def _hexes(values: Iterable[str], exec_id: str) -> None:
+    for value in values:
+        _hex(value, 32, "input object id", exec_id)
+
+
+def _unique(values: Iterable[str], what: str, exec_id: str) -> None:
+    seen: set[str] = set()
+    for value in values:
+        if value in seen:
+            raise InvalidNameError(f"{what} {value[:80]!r} appears twice", exec_id=exec_id, name=value[:80])
+        seen.add(value)
+
+
+def _keys(metadata: Mapping[str, Any], exec_id: str) -> None:
+    for key in metadata:
+        if not key.isprintable():
+            raise InvalidNameError(
+                f"metadata key {key[:80]!r} contains control characters",
+                exec_id=exec_id,
+                name=key[:80],
+                hint="the remote holds metadata that kitaru would not print safely",
+            )
 
 
 # --- the remote's config ---------------------------------------------------------------------
@@ -154,6 +259,7 @@ __all__ = [
     "MAX_DATA_RECORD",
     "MAX_INDEX_RECORD",
     "MAX_MANIFEST",
+    "check_manifest",
     "decode_config",
     "decode_manifest",
     "manifest_too_large",

@@ -12,7 +12,15 @@ import msgspec
 import pytest
 from remote_helpers import add_remote, make_execution, pull_failure
 
-from kitaru_store import CorruptManifestError, CorruptObjectError, Repository, codec, ids
+from kitaru_store import (
+    CorruptManifestError,
+    CorruptObjectError,
+    InvalidIdError,
+    InvalidNameError,
+    Repository,
+    codec,
+    ids,
+)
 from kitaru_store import manifests as mf
 from kitaru_store.errors import ManifestTooLargeError
 from kitaru_store.remote import inbound, settings
@@ -219,3 +227,48 @@ def test_a_chunk_index_with_impossible_sizes_is_refused(
 
         close_backend(str(b.root / "db"))
         shutil.rmtree(b.root)
+
+
+# --- names and ids, checked like user input --------------------------------------------------
+
+
+def _entry(m: mf.Manifest, **changes: Any) -> mf.Manifest:
+    return msgspec.structs.replace(m, entries=(msgspec.structs.replace(m.entries[0], **changes),))
+
+
+HOSTILE: dict[str, tuple[type[Exception], Callable[[mf.Manifest], mf.Manifest]]] = {
+    "flow name with NUL": (InvalidNameError, lambda m: msgspec.structs.replace(m, flow_name="demo\x00x")),
+    "flow name with ANSI": (InvalidNameError, lambda m: msgspec.structs.replace(m, flow_name="\x1b[2Jdemo")),
+    "flow name with a slash": (InvalidNameError, lambda m: msgspec.structs.replace(m, flow_name="../demo")),
+    "artifact name with a slash": (InvalidNameError, lambda m: _entry(m, name="../../etc/passwd")),
+    "artifact name with a newline": (InvalidNameError, lambda m: _entry(m, name="note\nfake line")),
+    "tag with ANSI": (InvalidNameError, lambda m: _entry(m, tags=("ok", "\x1b[31mred"))),
+    "artifact type with a control": (InvalidNameError, lambda m: _entry(m, artifact_type="blob\r")),
+    "metadata key with ANSI": (InvalidNameError, lambda m: _entry(m, metadata={"\x1b]0;title\x07": 1})),
+    "status with a tab": (InvalidNameError, lambda m: msgspec.structs.replace(m, status="completed\t")),
+    "object id in capitals": (InvalidIdError, lambda m: _entry(m, object_id=m.entries[0].object_id.upper())),
+    "object id with spaces": (
+        InvalidIdError,
+        lambda m: _entry(m, object_id="ab " + m.entries[0].object_id[3:]),
+    ),
+    "artifact id too short": (InvalidIdError, lambda m: _entry(m, artifact_id="abcd")),
+}
+
+
+@pytest.mark.parametrize("case", sorted(HOSTILE))
+def test_pulled_names_and_ids_are_checked_like_user_input(
+    stores: Stores, url: str, s3_endpoint: str, s3: Any, bucket: str, case: str
+) -> None:
+    kind, mutate = HOSTILE[case]
+    a = stores("a")
+    good = make_execution(a, {"fine": 1}, flow="good")
+    bad = make_execution(a, {"note": "short"})
+    add_remote(a, url, s3_endpoint)
+    _remote(a).push()
+    hostile = mf.encode_manifest(mutate(a.get_execution(bad)))
+    s3.put_object(Bucket=bucket, Key=f"team/{manifest_path(bad)}", Body=hostile)
+    b = _puller(stores, url, s3_endpoint)
+    error = pull_failure(_remote(b), kind)
+    assert error.exec_id == bad
+    assert [s.exec_id for s in b.list_executions()] == [good]
+    assert b.fsck().ok
