@@ -109,7 +109,14 @@ def decode_manifest(body: bytes, exec_id: str, remote: str) -> mf.Manifest:
     InvalidIdError."""
     if len(body) > MAX_MANIFEST:
         raise manifest_too_large(exec_id, remote)
-    manifest = mf.decode_manifest(body, exec_id=exec_id)
+    try:
+        manifest = mf.decode_manifest(body, exec_id=exec_id)
+    except RecursionError:  # metadata nested deeper than the interpreter's stack allows
+        raise CorruptManifestError(
+            f"the manifest of execution {exec_id} on remote {remote!r} is nested too deeply",
+            exec_id=exec_id,
+            hint="the remote was written by something other than kitaru; fix or remove that key",
+        ) from None
     if manifest.exec_id != exec_id:
         raise CorruptManifestError(
             f"the manifest stored as {exec_id} on remote {remote!r} names execution"
