@@ -243,3 +243,35 @@ def content_size(record: bytes | memoryview) -> int:
     if codec == CODEC_RAW:
         return len(payload)
     return _declared(kind, payload)
+
+
+def decode_exact(record: bytes | memoryview, *, limit: int) -> tuple[int, bytes | memoryview]:
+    """decode(), strict, for a record from outside the store (a remote's copy).
+
+    The payload holds at most ``limit`` bytes uncompressed; a zstd payload is exactly one frame
+    that declares its size and decodes to exactly that, with nothing after it. (decode() reads
+    the first frame and ignores what follows: harmless for records this store wrote, but a
+    record from elsewhere must be exactly what its length says.) Raises CorruptRecordError (a ValueError too).
+    """
+    kind, codec = header(record)
+    payload = memoryview(record)[HEADER_SIZE:]
+    limit = min(limit, MAX_DATA_SIZE if kind == KIND_DATA else MAX_INDEX_SIZE)
+    if codec == CODEC_RAW:
+        if len(payload) > limit:
+            raise CorruptRecordError(
+                f"payload of {len(payload)} bytes, more than a record of its kind holds ({limit})"
+            )
+        return kind, payload
+    size = _frame_size(payload, limit)
+    try:
+        frame = _decompressor().decompressobj()
+        out = frame.decompress(payload)
+    except zstandard.ZstdError as exc:
+        raise CorruptRecordError(f"zstd: {exc}") from None
+    if not frame.eof:
+        raise CorruptRecordError("zstd frame is truncated")
+    if frame.unused_data:
+        raise CorruptRecordError(f"{len(frame.unused_data)} bytes follow the zstd frame")
+    if len(out) != size:
+        raise CorruptRecordError(f"zstd frame decoded to {len(out)} bytes, its header says {size}")
+    return kind, out

@@ -223,6 +223,31 @@ class DuplicateNameError(KitaruError):
     """A name saved twice in one checkpoint without ``overwrite=True``."""
 
 
+class IdCollisionError(KitaruError):
+    """An import would reuse an id the store gives to something else: an artifact id of another
+    execution (``artifact_id``, ``owner``), an artifact id twice in one manifest, or an execution
+    whose local manifest is not the one the import was decided on. The execution is not imported.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        exec_id: str,
+        artifact_id: str | None = None,
+        owner: str | None = None,
+        hint: str | None = None,
+    ) -> None:
+        self.artifact_id = artifact_id
+        self.owner = owner
+        super().__init__(message, exec_id=exec_id, name=artifact_id, hint=hint)
+
+
+class ManifestTooLargeError(KitaruError):
+    """A change would make an execution's manifest larger than manifests.MAX_MANIFEST_SIZE.
+    Nothing of the change is stored."""
+
+
 # --- values ----------------------------------------------------------------------------------
 
 

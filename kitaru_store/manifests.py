@@ -20,6 +20,9 @@ from .names import ARTIFACT_TYPES as ARTIFACT_TYPES  # re-exported (kitaru_store
 from .names import STATUSES as STATUSES  # re-exported (kitaru_store.STATUSES)
 
 MANIFEST_FORMAT = 1  # major version; bump only for changes an older reader would misread
+# The most a stored manifest may hold (encoded): refused on write, and the cap on one fetched from
+# a remote. Some 50,000 entries; values live in objects, a manifest only names them.
+MAX_MANIFEST_SIZE = 16 << 20
 
 # The Literal aliases document the values; persisted fields are plain ``str`` so that a newer
 # writer's new status or kind reads as data in an older reader instead of failing validation.

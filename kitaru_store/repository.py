@@ -20,7 +20,9 @@ from .backend import Backend, ReadTxn, WriteTxn, open_backend
 from .errors import (
     AmbiguousIdError,
     ExecutionNotFoundError,
+    IdCollisionError,
     KitaruError,
+    ManifestTooLargeError,
     ObjectNotFoundError,
     ReadOnlyStoreError,
     StoreNotFoundError,
@@ -123,6 +125,8 @@ class Writer:
         # After a commit that changed executions, push them to a write-through remote (if one is
         # configured, kitaru_store/remote/hooks.py). Pulls turn it off: an import is no change.
         self.remote_sync = True
+        # Staged objects past this many bytes are flushed (committed as in-flight) at once.
+        self.flush_bytes = FLUSH_BYTES
 
     # -- objects ----------------------------------------------------------------------------
 
@@ -141,7 +145,7 @@ class Writer:
             objects.stage(rt, prepared, level=self._repo.level, seen=self._pending.keys)
         self._pending.values.append(prepared)
         self._pending.bytes += prepared.size
-        if self._pending.bytes >= FLUSH_BYTES:
+        if self._pending.bytes >= self.flush_bytes:
             self.flush_objects()
         return prepared.object_id
 
@@ -167,7 +171,7 @@ class Writer:
         self._pending.values.append(objects.PreparedValue(key, len(record), [piece]))
         self._pending.keys.add(key)
         self._pending.bytes += len(record)
-        if self._pending.bytes >= FLUSH_BYTES:
+        if self._pending.bytes >= self.flush_bytes:
             self.flush_objects()
 
     # -- manifests --------------------------------------------------------------------------
@@ -211,14 +215,26 @@ class Writer:
         ``expect=None`` requires the execution to be absent. Every object the manifest names
         must be stored by then (checked and touched at commit, chunks included).
         """
+        exec_id = manifest.exec_id
+        seen: set[str] = set()
+        for entry in manifest.entries:
+            if entry.artifact_id in seen:
+                raise IdCollisionError(
+                    f"execution {exec_id} names artifact id {entry.artifact_id} twice",
+                    exec_id=exec_id,
+                    artifact_id=entry.artifact_id,
+                    hint="artifact ids are unique in a store: this manifest was not written by kitaru",
+                )
+            seen.add(entry.artifact_id)
         for object_id in mf.referenced_ids(manifest):
             self._referenced(object_id)
-        exec_id = manifest.exec_id
 
         def apply(current: Manifest | None) -> Manifest:
             if current != expect:
-                raise KitaruError(
-                    f"execution {exec_id} changed in this store while it was being imported",
+                raise IdCollisionError(
+                    f"execution {exec_id} "
+                    + ("was created" if expect is None else "changed")
+                    + " in this store while it was being imported",
                     exec_id=exec_id,
                     hint="run the pull again",
                 )
@@ -474,6 +490,13 @@ def _apply_mutations(
         manifest = fn(manifest)
     assert manifest is not None
     encoded = mf.encode_manifest(manifest)
+    if len(encoded) > mf.MAX_MANIFEST_SIZE:
+        raise ManifestTooLargeError(
+            f"the manifest of execution {exec_id} would take {len(encoded)} bytes, more than a"
+            f" manifest may ({mf.MAX_MANIFEST_SIZE}); nothing of this change was stored",
+            exec_id=exec_id,
+            hint="keep large data in values (kitaru.save), not in metadata or names",
+        )
     wt.put(b"manifests", key, encoded)
     tkey = mf.time_key(manifest.started_at) + key
     flow_key = manifest.flow_name.encode() + b"\x00" + tkey
@@ -490,10 +513,28 @@ def _apply_mutations(
     known = {e.artifact_id for e in before.entries} if before else set()
     for entry in manifest.entries:
         if entry.artifact_id not in known:
-            wt.put(b"artifacts", ids.uuid_key(entry.artifact_id), key)
+            akey = ids.uuid_key(entry.artifact_id)
+            # Artifact ids are unique in a store: checked here, in the committing transaction,
+            # so that no import (nor a concurrent local write) takes over another's id.
+            if not wt.put(b"artifacts", akey, key, overwrite=False):
+                owner = wt.get(b"artifacts", akey)
+                if owner is not None and owner != key:
+                    raise _artifact_taken(exec_id, entry.artifact_id, owner.hex())
     for gone in known - {e.artifact_id for e in manifest.entries}:  # replaced entries leave the index
         wt.delete(b"artifacts", ids.uuid_key(gone))
     return key, wt.committing(), encoded, manifest
+
+
+def _artifact_taken(exec_id: str, artifact_id: str, owner: str) -> IdCollisionError:
+    return IdCollisionError(
+        f"artifact id {artifact_id} of execution {exec_id} belongs to execution {owner} in this"
+        f" store; execution {exec_id} was not stored",
+        exec_id=exec_id,
+        artifact_id=artifact_id,
+        owner=owner,
+        hint="artifact ids are unique in a store: the other copy was made outside kitaru or"
+        " edited by hand; delete one of the two executions to keep the other",
+    )
 
 
 class Repository:

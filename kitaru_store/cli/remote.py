@@ -257,12 +257,24 @@ def _show_pull(report: PullReport) -> None:
 
 
 def _finish(report: PushReport | PullReport, as_json: bool, *, pushing: bool) -> None:
-    if report.conflicts:
-        from kitaru_store.remote.sync import _conflict
+    """Exit 1 after the report if anything was left out: diverged executions, failed imports."""
+    from kitaru_store.remote.sync import PullReport, _conflict
 
-        error = _conflict(report.conflicts, report.remote, pushing=pushing)
-        if not as_json:
-            click.echo(f"{out.style('error', fg='red', bold=True)}: {error}", err=True)
+    failed = report.failed if isinstance(report, PullReport) else []
+    if not as_json:
+        label = out.style("error", fg="red", bold=True)
+        if failed:
+            click.echo(
+                f"{label}: {_plural(len(failed), 'execution')} could not be pulled (not stored):", err=True
+            )
+            for failure in failed:
+                click.echo(f"  {out.short(failure.exec_id)}  {failure.error.message}", err=True)
+            hints = dict.fromkeys(f.error.hint for f in failed if f.error.hint)
+            for hint in hints:
+                click.echo(f"hint: {hint}", err=True)
+        if report.conflicts:
+            click.echo(f"{label}: {_conflict(report.conflicts, report.remote, pushing=pushing)}", err=True)
+    if report.conflicts or failed:
         raise Failed()
 
 
@@ -315,7 +327,8 @@ def pull(
     """Fetch executions from a remote (EXEC: ids or unique prefixes on the remote; default: all).
 
     Only objects missing here are fetched; each is verified against its id before it is stored,
-    and an execution's objects and manifest are committed together.
+    and an execution's objects and manifest are committed together. An execution whose remote
+    data is bad is left out and listed (exit code 1); every other one is pulled.
     """
     from kitaru_store.remote.sync import Remote
 
@@ -324,7 +337,9 @@ def pull(
     repo = state.repo()
     remote_ = Remote.open(repo, remote_name, jobs=jobs)
     with out.Progress(labels={"pull": "pulling"}) as progress:
-        report = remote_.pull(exec_ids or None, force=force, progress=progress, raise_on_conflict=False)
+        report = remote_.pull(
+            exec_ids or None, force=force, progress=progress, raise_on_conflict=False, raise_on_failure=False
+        )
     if as_json:
         out.echo_json(report.to_dict())
     else:
@@ -376,6 +391,7 @@ def clone(
         fallback=fallback,
         write_through=write_through,
         jobs=jobs,
+        raise_on_failure=False,
     )
     if as_json:
         out.echo_json({"path": str(repo.root), **report.to_dict()})

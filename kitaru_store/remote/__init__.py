@@ -17,14 +17,16 @@ from .errors import (
     RemoteConflictError,
     RemoteError,
     RemoteNotFoundError,
+    RemotePullError,
 )
 
 if TYPE_CHECKING:
     from .settings import RemoteSpec
-    from .sync import PullReport, PushReport, Remote, clone
+    from .sync import PullFailure, PullReport, PushReport, Remote, clone
 
 _LAZY = {
     "RemoteSpec": "settings",
+    "PullFailure": "sync",
     "PullReport": "sync",
     "PushReport": "sync",
     "Remote": "sync",
@@ -37,6 +39,7 @@ __getattr__ = lazy_getattr(__name__, _LAZY)
 
 __all__ = [
     "PreconditionFailed",
+    "PullFailure",
     "PullReport",
     "PushReport",
     "Remote",
@@ -44,6 +47,7 @@ __all__ = [
     "RemoteConflictError",
     "RemoteError",
     "RemoteNotFoundError",
+    "RemotePullError",
     "RemoteSpec",
     "clone",
 ]

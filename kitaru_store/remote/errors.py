@@ -5,6 +5,8 @@ Only the standard library and kitaru_store.errors are imported here.
 
 from __future__ import annotations
 
+from typing import Any
+
 from kitaru_store.errors import KitaruError
 
 
@@ -48,10 +50,50 @@ class PreconditionFailed(RemoteConflictError):
     """
 
 
+class RemotePullError(RemoteError):
+    """Some executions could not be pulled (bad data on the remote, an id that collides with one
+    of this store); every other one was, and nothing of the failed ones was stored.
+
+    ``report`` is the PullReport of the whole pull; ``failures`` its ``failed`` list (each with
+    the execution id and the typed error); ``exec_ids`` the executions that failed.
+    """
+
+    def __init__(self, message: str, *, report: Any, hint: str | None = None) -> None:
+        self.report = report
+        self.failures = list(report.failed)
+        self.exec_ids = [f.exec_id for f in self.failures]
+        only = self.failures[0] if len(self.failures) == 1 else None
+        super().__init__(
+            message,
+            exec_id=only.exec_id if only else None,
+            object_id=only.error.object_id if only else None,
+            hint=hint,
+        )
+
+
+class RemoteTooLargeError(RemoteError):
+    """A remote object is longer than the most its kind may hold; it was not read whole.
+
+    The transport raises it; sync turns it into the typed error of what the object should have
+    been (CorruptObjectError, CorruptManifestError) or RemoteError for the config.
+    """
+
+    def __init__(self, key: str, limit: int, head: bytes = b"") -> None:
+        self.key = key
+        self.limit = limit
+        self.head = head  # its first bytes (up to 16), enough to tell what it claims to be
+        super().__init__(
+            f"{key} on the remote is longer than {limit} bytes",
+            hint="the remote was written by something other than kitaru",
+        )
+
+
 __all__ = [
     "PreconditionFailed",
     "RemoteAuthError",
     "RemoteConflictError",
     "RemoteError",
     "RemoteNotFoundError",
+    "RemotePullError",
+    "RemoteTooLargeError",
 ]

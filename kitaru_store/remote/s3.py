@@ -17,6 +17,7 @@ from .errors import (
     RemoteAuthError,
     RemoteError,
     RemoteNotFoundError,
+    RemoteTooLargeError,
 )
 from .settings import RemoteSpec
 
@@ -189,20 +190,30 @@ class S3Transport:
             if self._missing(exc):
                 return None
             raise self._translate(exc, "checking", key) from None
-        return str(response.get("ETag", ""))
+        return _etag(response, self.location.key(key))
 
-    def get(self, key: str) -> tuple[bytes, str] | None:
-        """(body, ETag), or None if the key does not exist."""
+    def get(self, key: str, *, limit: int | None = None) -> tuple[bytes, str] | None:
+        """(body, ETag), or None if the key does not exist.
+
+        With ``limit``, a body longer than ``limit`` bytes raises RemoteTooLargeError: refused on
+        its Content-Length before any of it is read, else after at most ``limit + 1`` bytes.
+        """
         client = self.client
         self._count("get")
         try:
             response = client.get_object(Bucket=self.location.bucket, Key=self.location.key(key))
-            body = response["Body"].read()
+            stream = response["Body"]
+            try:
+                body = read_capped(stream, response.get("ContentLength"), limit, key)
+            finally:
+                stream.close()  # unread bytes are dropped with the connection, never read
+        except RemoteTooLargeError:
+            raise
         except Exception as exc:
             if self._missing(exc):
                 return None
             raise self._translate(exc, "reading", key) from None
-        return bytes(body), str(response.get("ETag", ""))
+        return body, _etag(response, self.location.key(key))
 
     def put(self, key: str, body: bytes, *, if_none_match: bool = False, if_match: str | None = None) -> str:
         """Write ``body``; returns the new ETag. A failed condition raises PreconditionFailed."""
@@ -225,7 +236,7 @@ class S3Transport:
             if if_match is not None and self._missing(exc):
                 raise PreconditionFailed(f"{self.location.key(key)} was deleted meanwhile") from None
             raise self._translate(exc, "writing", key) from None
-        return str(response.get("ETag", ""))
+        return _etag(response, self.location.key(key))
 
     def list(self, prefix: str) -> Iterator[tuple[str, str]]:
         """(key relative to the remote's prefix, ETag) for every key under ``prefix``."""
@@ -242,10 +253,44 @@ class S3Transport:
             except Exception as exc:
                 raise self._translate(exc, "listing", prefix) from None
             for item in page.get("Contents", ()):
-                yield str(item["Key"])[len(base) :], str(item.get("ETag", ""))
+                yield str(item["Key"])[len(base) :], _etag(item, str(item["Key"]))
             token = page.get("NextContinuationToken")
             if not page.get("IsTruncated") or not token:
                 return
 
 
-__all__ = ["S3Transport"]
+# Read a body in pieces of this size: never more than the cap (plus one piece) in memory, even
+# from a server that sends no Content-Length or a wrong one.
+_PIECE = 256 << 10
+_MAX_ETAG = 1024
+
+
+def read_capped(stream: Any, length: Any, limit: int | None, key: str) -> bytes:
+    """The whole of ``stream`` (a botocore StreamingBody), refused once longer than ``limit``."""
+    if limit is None:
+        return bytes(stream.read())
+    if isinstance(length, int) and length > limit:
+        raise RemoteTooLargeError(key, limit, bytes(stream.read(16)))
+    out = bytearray()
+    while True:
+        piece = stream.read(min(_PIECE, limit + 1 - len(out)))
+        if not piece:
+            return bytes(out)
+        out += piece
+        if len(out) > limit:
+            raise RemoteTooLargeError(key, limit, bytes(out[:16]))
+
+
+def _etag(response: Any, where: str) -> str:
+    """The ETag a server sent: printable ASCII of sane length (it is sent back in If-Match and
+    kept in tracking files), else a RemoteError."""
+    etag = response.get("ETag", "")
+    if not isinstance(etag, str) or len(etag) > _MAX_ETAG or not (etag.isascii() and etag.isprintable()):
+        raise RemoteError(
+            f"the server sent an unusable ETag for {where}: {str(etag)[:80]!r}",
+            hint="the server is not S3-compatible; use another endpoint",
+        )
+    return etag
+
+
+__all__ = ["S3Transport", "read_capped"]

@@ -39,8 +39,12 @@ LOCK_FILE = "remotes.lock"
 ENV_VAR = "KITARU_REMOTE"
 OFF_VALUES = frozenset({"0", "off", "no", "false", "none"})
 DEFAULT_NAME = "origin"
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+# Matched whole (fullmatch): "$" would also accept a name ending in a newline. The name is a
+# directory under remote-tracking/, so it can never be ".", ".." or hold a separator.
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+_EXEC_ID = re.compile(r"[0-9a-f]{32}")
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.\-_]{1,61}[a-z0-9]$")
+_FILE_HINT = "fix or delete it, then add the remotes again with `kitaru-store remote add`"
 _URL_HINT = "a remote URL is s3://BUCKET or s3://BUCKET/PREFIX (MinIO, Ceph, ...: add --endpoint-url)"
 
 
@@ -98,7 +102,7 @@ def check_endpoint(url: str) -> str:
 
 
 def check_name(name: str) -> str:
-    if not isinstance(name, str) or not _NAME.match(name):
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
         raise RemoteError(
             f"{name!r} is not a usable remote name",
             name=str(name),
@@ -128,8 +132,18 @@ class RemoteSpec:
 
     @classmethod
     def from_dict(cls, name: str, data: dict[str, Any]) -> RemoteSpec:
+        """The spec kept in remotes.json under ``name``, checked like `remote add` checks it."""
         known = {f.name for f in fields(cls)} - {"name"}
-        return cls(name=name, **{k: v for k, v in data.items() if k in known})
+        given = {k: v for k, v in data.items() if k in known}
+        for key in ("url", "endpoint_url", "region", "profile"):
+            if not isinstance(given.get(key, ""), str | None):
+                raise TypeError(f"{key} of remote {name!r} is not text")
+        for key in ("fallback", "write_through"):
+            if not isinstance(given.get(key, False), bool):
+                raise TypeError(f"{key} of remote {name!r} is not true or false")
+        if not isinstance(given.get("url"), str):
+            raise TypeError(f"remote {name!r} has no url")
+        return make_spec(name, **given)
 
 
 def make_spec(
@@ -179,14 +193,26 @@ def load(root: Path) -> dict[str, RemoteSpec]:
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise RemoteError(
             f"{path} is not a remotes file: {exc}",
-            hint="fix or delete it, then add the remotes again with `kitaru-store remote add`",
+            hint=_FILE_HINT,
         ) from None
     if fmt > REMOTES_FORMAT:
         raise RemoteError(
             f"{path} has format {fmt}; this kitaru understands up to {REMOTES_FORMAT}",
             hint="upgrade kitaru",
         )
-    return {name: RemoteSpec.from_dict(name, spec) for name, spec in sorted(remotes.items())}
+    try:  # names and URLs are checked as `remote add` checks them: a name is a directory here
+        return {name: RemoteSpec.from_dict(name, spec) for name, spec in sorted(remotes.items())}
+    except RemoteError as exc:
+        raise RemoteError(
+            f"{path} holds a remote that cannot be used: {exc.message}",
+            name=exc.name,
+            hint=_FILE_HINT,
+        ) from None
+    except (TypeError, AttributeError) as exc:
+        raise RemoteError(
+            f"{path} is not a remotes file: {exc}",
+            hint=_FILE_HINT,
+        ) from None
 
 
 def _save(root: Path, remotes: dict[str, RemoteSpec]) -> None:
@@ -335,7 +361,9 @@ class Tracked:
 
 
 def _tracking_file(root: Path, remote: str, exec_id: str) -> Path:
-    return root / TRACKING_DIR / remote / exec_id
+    if not _EXEC_ID.fullmatch(exec_id):
+        raise RemoteError(f"{exec_id!r} is not an execution id", hint="give a full execution id")
+    return root / TRACKING_DIR / check_name(remote) / exec_id
 
 
 def read_tracking(root: Path, remote: str, exec_id: str) -> Tracked | None:

@@ -22,27 +22,41 @@ import json
 import threading
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from kitaru_store import codec, hashing, ids, objects
 from kitaru_store import manifests as mf
 from kitaru_store.errors import (
     AmbiguousIdError,
+    CorruptManifestError,
     CorruptObjectError,
+    IdCollisionError,
+    InvalidIdError,
+    InvalidNameError,
     KitaruError,
+    ManifestTooLargeError,
+    NestingTooDeepError,
     ObjectNotFoundError,
     StoreFormatError,
 )
 
-from . import settings
-from .errors import PreconditionFailed, RemoteConflictError, RemoteError, RemoteNotFoundError
+from . import inbound, settings
+from .errors import (
+    PreconditionFailed,
+    RemoteConflictError,
+    RemoteError,
+    RemoteNotFoundError,
+    RemotePullError,
+    RemoteTooLargeError,
+)
 from .settings import RemoteSpec, Tracked
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Generator, Iterator
 
     from kitaru_store.repository import Repository, Writer
 
@@ -65,7 +79,7 @@ class Transport(Protocol):
 
     def describe(self) -> str: ...
     def head(self, key: str) -> str | None: ...
-    def get(self, key: str) -> tuple[bytes, str] | None: ...
+    def get(self, key: str, *, limit: int | None = None) -> tuple[bytes, str] | None: ...
     def put(
         self, key: str, body: bytes, *, if_none_match: bool = False, if_match: str | None = None
     ) -> str: ...
@@ -106,6 +120,33 @@ class PushReport:
 
 
 @dataclass
+class PullFailure:
+    """One execution a pull could not import, and why (the typed error; nothing of it was stored)."""
+
+    exec_id: str
+    error: KitaruError
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**self.error.to_dict(), "exec_id": self.exec_id}
+
+
+# What one execution's bad data (or an id that collides here) raises: reported for that execution
+# while the pull goes on. Anything else (the remote unreachable or refusing us, a full disk) stops it.
+PER_EXECUTION: tuple[type[KitaruError], ...] = (
+    CorruptManifestError,
+    CorruptObjectError,
+    IdCollisionError,
+    InvalidIdError,
+    InvalidNameError,
+    ManifestTooLargeError,
+    NestingTooDeepError,
+    ObjectNotFoundError,
+    RemoteNotFoundError,
+    StoreFormatError,
+)
+
+
+@dataclass
 class PullReport:
     remote: str
     url: str
@@ -114,6 +155,7 @@ class PullReport:
     up_to_date: list[str] = field(default_factory=list)
     ahead: list[str] = field(default_factory=list)  # the local version is newer: push it
     conflicts: list[str] = field(default_factory=list)
+    failed: list[PullFailure] = field(default_factory=list)  # not imported: bad data, colliding ids
     objects_fetched: int = 0
     bytes_fetched: int = 0
     objects_present: int = 0  # already in the local store, not fetched
@@ -121,10 +163,11 @@ class PullReport:
 
     @property
     def ok(self) -> bool:
-        return not self.conflicts
+        return not self.conflicts and not self.failed
 
     def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "ok": self.ok}
+        plain = asdict(replace(self, failed=[]))
+        return {**plain, "failed": [f.to_dict() for f in self.failed], "ok": self.ok}
 
 
 # --- which version wins ----------------------------------------------------------------------
@@ -360,7 +403,7 @@ class Remote:
                 verdict = _by_tracking(tracked, digest, remote_etag or "")
             if verdict is None:
                 if remote is None:
-                    got = self.transport.get(manifest_path(exec_id))
+                    got = self._get_manifest(exec_id)
                     if got is None:  # deleted from the remote meanwhile
                         remote_etag = None
                         continue
@@ -385,7 +428,7 @@ class Remote:
             except PreconditionFailed:
                 # Another pusher wrote this execution between our read and our write: read
                 # their version and decide again (the objects are uploaded already).
-                got = self.transport.get(manifest_path(exec_id))
+                got = self._get_manifest(exec_id)
                 remote, remote_etag = got if got is not None else (None, None)
                 continue
             settings.write_tracking(self.repo.root, self.name, exec_id, Tracked(etag, digest))
@@ -460,6 +503,7 @@ class Remote:
         force: bool = False,
         progress: Progress | None = None,
         raise_on_conflict: bool = True,
+        raise_on_failure: bool = True,
     ) -> PullReport:
         """Fetch executions (ids or unique prefixes on the remote; None: all of them).
 
@@ -467,6 +511,12 @@ class Remote:
         objects are fetched and verified, then objects and manifest are committed together. A
         local version that is newer is kept (``ahead``); a diverged one is a conflict (raised
         after everything else, as for push). ``force`` makes the remote version win.
+
+        An execution whose remote data is bad (a record that does not match its id, a manifest
+        that does not decode or names what the local API refuses, an id that collides with one
+        of this store) is not imported and the pull goes on: ``report.failed`` lists it with its
+        typed error, and RemotePullError (carrying the report) is raised after everything else
+        (``raise_on_failure=False``: only reported).
         """
         began = time.monotonic()
         report = PullReport(self.name, self.url)
@@ -477,11 +527,17 @@ class Remote:
         else:
             wanted = list(dict.fromkeys(self.resolve_remote(e, listed) for e in exec_ids))
         for n, exec_id in enumerate(wanted, 1):
-            outcome = self._pull_one(exec_id, listed[exec_id], force, report)
-            getattr(report, outcome).append(exec_id)
+            try:
+                outcome = self._pull_one(exec_id, listed[exec_id], force, report)
+            except PER_EXECUTION as exc:
+                report.failed.append(PullFailure(exec_id, _remote_data(exc.concerning(exec_id=exec_id))))
+            else:
+                getattr(report, outcome).append(exec_id)
             if progress:
                 progress("pull", n, len(wanted))
         report.seconds = time.monotonic() - began
+        if report.failed and raise_on_failure:
+            raise pull_failed(report)
         if report.conflicts and raise_on_conflict:
             raise _conflict(report.conflicts, self.name, pushing=False)
         return report
@@ -496,7 +552,7 @@ class Remote:
             verdict = _by_tracking(tracked, digest, remote_etag)
             if verdict in ("same", "local"):
                 return "up_to_date" if verdict == "same" else "ahead"
-        got = self.transport.get(manifest_path(exec_id))
+        got = self._get_manifest(exec_id)
         if got is None:
             raise RemoteNotFoundError(
                 f"execution {exec_id} vanished from remote {self.name!r} while it was pulled",
@@ -504,6 +560,7 @@ class Remote:
                 hint="pull again",
             )
         remote, remote_etag = got
+        manifest = inbound.decode_manifest(remote, exec_id, self.name)  # checked before anything else
         if local is not None and verdict is None:
             verdict = compare(local, remote, exec_id)
             if verdict == "same":
@@ -515,17 +572,8 @@ class Remote:
                 return "ahead"
             if verdict == "conflict" and not force:
                 return "conflicts"
-        manifest = mf.decode_manifest(remote, exec_id=exec_id)
-        if manifest.exec_id != exec_id:
-            raise RemoteError(
-                f"the manifest stored as {exec_id} on remote {self.name!r} names execution"
-                f" {manifest.exec_id}",
-                exec_id=exec_id,
-                hint="the remote was written by something other than kitaru; fix or remove that key",
-            )
         expected = mf.decode_manifest(local, exec_id=exec_id) if local is not None else None
-        writer = self.repo.writer()
-        writer.remote_sync = False  # an import is not a change to push back
+        writer = self._import_writer()
         try:
             self._fetch_objects(writer, mf.referenced_ids(manifest), report, exec_id=exec_id)
             writer.put_manifest(manifest, expect=expected)
@@ -543,8 +591,32 @@ class Remote:
         with self.repo._backend().read() as rt:
             return {k for k in keys if rt.has(b"objects", k)}
 
-    def _fetch(self, key: bytes) -> bytes:
-        got = self.transport.get(object_path(key))
+    def _get_manifest(self, exec_id: str) -> tuple[bytes, str] | None:
+        """The remote's manifest of ``exec_id`` and its ETag, read with the manifest cap."""
+        try:
+            return self.transport.get(manifest_path(exec_id), limit=inbound.MAX_MANIFEST)
+        except RemoteTooLargeError:
+            raise inbound.manifest_too_large(exec_id, self.name) from None
+
+    def _import_writer(self) -> Writer:
+        """A writer for an import: not pushed back, and flushing its objects every ``jobs``
+        records' worth, so that what a pull holds stays within jobs x the largest record."""
+        writer = self.repo.writer()
+        writer.remote_sync = False  # an import is not a change to push back
+        writer.flush_bytes = self.jobs * inbound.MAX_DATA_RECORD
+        return writer
+
+    def _fetch(self, key: bytes, limit: int = inbound.MAX_DATA_RECORD) -> bytes | None:
+        """One object's record, read with ``limit`` as its cap. None: longer than a data record,
+        but its header says chunk index (read it again with the index cap); anything else longer
+        than the cap is refused having read only its first bytes."""
+        try:
+            got = self.transport.get(object_path(key), limit=limit)
+        except RemoteTooLargeError as exc:
+            head = exc.head
+            if limit < inbound.MAX_INDEX_RECORD and len(head) > 1 and head[1] == codec.KIND_INDEX:
+                return None
+            raise inbound.too_large(key, self.name, limit, None) from None
         if got is None:
             raise RemoteNotFoundError(
                 f"object {key.hex()} is missing on remote {self.name!r}",
@@ -554,81 +626,105 @@ class Remote:
             )
         return got[0]
 
+    def _fetch_many(self, keys: Sequence[bytes]) -> Generator[tuple[bytes, bytes | None]]:
+        """(key, record or None if over the data-record cap), in order, fetched in parallel with
+        at most ``jobs`` requests (and so records) ahead of the consumer."""
+        if not keys:
+            return
+        pool = self._pool()
+        ahead: deque[tuple[bytes, Future[bytes | None]]] = deque()
+        todo = iter(keys)
+        try:
+            while True:
+                while len(ahead) < self.jobs and (key := next(todo, None)) is not None:
+                    ahead.append((key, pool.submit(self._fetch, key)))
+                if not ahead:
+                    return
+                key, future = ahead.popleft()
+                yield key, future.result()
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+
     def _fetch_objects(
         self, writer: Writer, object_ids: Iterable[str], report: PullReport | None, *, exec_id: str | None
     ) -> None:
         """Fetch, verify and stage every object missing locally (chunked values with their chunks).
 
-        A record that does not hash to its key raises CorruptObjectError before it is staged:
-        it is never stored. Small values are fetched in parallel and staged first; each chunked
-        value is then fetched chunk by chunk, verified chunk by chunk and as a whole, and
-        flushed, so that memory holds at most one chunked value at a time.
+        A record that does not decode exactly and hash to its key raises CorruptObjectError
+        before it is staged: it is never stored. Records are read with the cap of a data record;
+        one longer than that can only be a chunk index, read again on its own with the index
+        cap. A chunked value's chunks are fetched, verified and staged as they come, the value
+        hashed as a whole along the way; its index is staged last, once all of it checked out.
+        Memory holds at most ``jobs`` records ahead, one index, and what the writer flushes.
         """
         keys = sorted({ids.object_key(o) for o in object_ids})
         local = self._has_local(keys)
         missing = [k for k in keys if k not in local]
         if report is not None:
             report.objects_present += len(local)
-        if not missing:
-            return
-        with self._pool() as pool:
-            records = list(pool.map(self._fetch, missing))
-        indexes: list[tuple[bytes, bytes]] = []
-        for key, record in zip(missing, records, strict=True):
-            kind = _verify_record(record, key, self.name, exec_id=exec_id)
+        for key, fetched in self._fetch_many(missing):
+            record = fetched if fetched is not None else self._fetch(key, inbound.MAX_INDEX_RECORD)
+            assert record is not None
+            kind, payload = inbound.verify_record(record, key, self.name, exec_id=exec_id)
             if kind == codec.KIND_INDEX:
-                indexes.append((key, record))
+                index = inbound.parse_index(payload, key, self.name, exec_id=exec_id)
+                self._fetch_chunked(writer, key, record, index, report, exec_id=exec_id)
                 continue
             writer.put_record(key, record)
             if report is not None:
                 report.objects_fetched += 1
                 report.bytes_fetched += len(record)
-        if not indexes:
-            return
-        writer.flush_objects()
-        for key, record in indexes:
-            self._fetch_chunked(writer, key, record, report, exec_id=exec_id)
 
     def _fetch_chunked(
-        self, writer: Writer, key: bytes, record: bytes, report: PullReport | None, *, exec_id: str | None
+        self,
+        writer: Writer,
+        key: bytes,
+        record: bytes,
+        index: objects.ChunkIndex,
+        report: PullReport | None,
+        *,
+        exec_id: str | None,
     ) -> None:
-        _, payload = codec.decode(record)
-        index = objects._parse_index(payload, key)
         chunk_keys = [c for c, _ in index.chunks]
         present = self._has_local(chunk_keys)
         missing = list(dict.fromkeys(c for c in chunk_keys if c not in present))
-        with self._pool() as pool:
-            fetched = dict(zip(missing, pool.map(self._fetch, missing), strict=True))
-        for ckey, crecord in fetched.items():
-            if _verify_record(crecord, ckey, self.name, exec_id=exec_id) != codec.KIND_DATA:
-                raise CorruptObjectError(
-                    ckey.hex(), f"chunk of {key.hex()} on remote {self.name!r} is not a data record"
-                )
-        # The whole value must hash to its id: chunk by chunk, in order, never all in memory.
+        fetched = self._fetch_many(missing)  # in order of first use below
+        staged: set[bytes] = set()
         hasher = hashing.StreamHasher()
-        total = 0
-        for ckey, csize in index.chunks:
-            data: bytes | bytearray | memoryview
-            if ckey in fetched:
-                _, data = codec.decode(fetched[ckey])
-            else:
-                with self.repo._backend().read(buffers=True) as rt:
-                    data = objects.read(rt, ckey)
-            if len(data) != csize:
-                raise CorruptObjectError(key.hex(), f"chunk {ckey.hex()} has the wrong size")
-            hasher.update(data)
-            total += csize
-        if total != index.size or hasher.digest() != key:
+        try:
+            for ckey, csize in index.chunks:
+                data: bytes | bytearray | memoryview
+                if ckey in present or ckey in staged:
+                    writer.flush_objects()  # a chunk staged earlier is readable once flushed
+                    with self.repo._backend().read(buffers=True) as rt:
+                        data = bytes(objects.read(rt, ckey))
+                else:
+                    got_key, crecord = next(fetched)
+                    assert got_key == ckey
+                    if crecord is None:  # a chunk index, where a chunk belongs
+                        raise inbound.too_large(ckey, self.name, inbound.MAX_DATA_RECORD, exec_id)
+                    _, data = inbound.verify_record(crecord, ckey, self.name, exec_id=exec_id, index=False)
+                    writer.put_record(ckey, crecord)
+                    staged.add(ckey)
+                    if report is not None:
+                        report.objects_fetched += 1
+                        report.bytes_fetched += len(crecord)
+                if len(data) != csize:
+                    raise CorruptObjectError(
+                        key.hex(), f"chunk {ckey.hex()} has the wrong size", exec_id=exec_id
+                    )
+                hasher.update(data)
+        finally:
+            fetched.close()
+        if hasher.digest() != key:
             raise CorruptObjectError(
-                key.hex(), f"the copy on remote {self.name!r} does not reassemble to its id"
+                key.hex(), f"the copy on remote {self.name!r} does not reassemble to its id", exec_id=exec_id
             )
-        for ckey, crecord in fetched.items():
-            writer.put_record(ckey, crecord)
         writer.put_record(key, record)
         writer.flush_objects()
         if report is not None:
-            report.objects_fetched += 1 + len(fetched)
-            report.bytes_fetched += len(record) + sum(len(r) for r in fetched.values())
+            report.objects_fetched += 1
+            report.bytes_fetched += len(record)
             report.objects_present += len(chunk_keys) - len(missing)
 
     # -- the load fallback ----------------------------------------------------------------
@@ -642,8 +738,7 @@ class Remote:
         self.config()
         if self.transport.head(object_path(key)) is None:
             raise ObjectNotFoundError(object_id)
-        writer = self.repo.writer()
-        writer.remote_sync = False
+        writer = self._import_writer()
         try:
             self._fetch_objects(writer, [object_id], None, exec_id=None)
             writer.commit()
@@ -654,24 +749,16 @@ class Remote:
 
 def read_remote_config(transport: Transport, name: str) -> dict[str, Any] | None:
     """The remote's config (None if the prefix holds none); RemoteError if it is not kitaru's."""
-    got = transport.get(CONFIG_KEY)
+    try:
+        got = transport.get(CONFIG_KEY, limit=inbound.MAX_CONFIG)
+    except RemoteTooLargeError:
+        raise inbound.not_a_remote(transport.describe(), name, "its config is too large") from None
     if got is None:
         return None
-    try:
-        data = json.loads(got[0])
-        fmt = int(data["format"])
-    except (ValueError, KeyError, TypeError) as exc:
-        raise RemoteError(
-            f"{transport.describe()} is not a kitaru remote: its config is unreadable ({exc})",
-            name=name,
-            hint="point the remote at another prefix",
-        ) from None
+    data = inbound.decode_config(got[0], transport.describe(), name)
+    fmt = data["format"]
     if data.get("kind") != REMOTE_KIND:
-        raise RemoteError(
-            f"{transport.describe()} is not a kitaru remote (config kind {data.get('kind')!r})",
-            name=name,
-            hint="point the remote at another prefix",
-        )
+        raise inbound.not_a_remote(transport.describe(), name, f"config kind {str(data.get('kind'))[:80]!r}")
     if fmt > REMOTE_FORMAT:
         raise StoreFormatError(
             f"remote {name!r} has format {fmt}; this kitaru understands up to {REMOTE_FORMAT}",
@@ -702,9 +789,60 @@ def _conflict(exec_list: list[str], name: str, *, pushing: bool) -> RemoteConfli
     )
 
 
+_BAD_REMOTE_DATA = (CorruptManifestError, CorruptObjectError, InvalidIdError, InvalidNameError)
+_BAD_REMOTE_HINT = (
+    "the remote's copy is bad and nothing of this execution was stored here: push it again from a"
+    " store that has it intact (or remove it from the remote), then pull again"
+)
+
+
+def _remote_data(exc: KitaruError) -> KitaruError:
+    """The error, with a hint about the remote's copy where the local one (fsck ...) would mislead."""
+    if isinstance(exc, _BAD_REMOTE_DATA):
+        exc.hint = _BAD_REMOTE_HINT
+        exc.args = (exc._render(),)
+    return exc
+
+
+def pull_failed(report: PullReport) -> RemotePullError:
+    """The error of a pull that left executions out: how many, which, and why (the first ten)."""
+    failed = report.failed
+    total = len(failed) + sum(
+        map(len, (report.fetched, report.updated, report.up_to_date, report.ahead, report.conflicts))
+    )
+    reasons = "; ".join(f"{ids.short(f.exec_id)}: {f.error.message}" for f in failed[:10])
+    return RemotePullError(
+        f"{len(failed)} of {total} execution{'s' if total != 1 else ''} could not be pulled from remote"
+        f" {report.remote!r}: {reasons}" + (" ..." if len(failed) > 10 else ""),
+        report=report,
+        hint="every other execution was pulled; the failed ones were not stored (each failure says"
+        " why and what to do: `report.failed`, or `kitaru-store pull --json`)",
+    )
+
+
 def _check_local(record: bytes, key: bytes) -> None:
-    """A local record about to be uploaded must be intact (an index must at least parse)."""
-    kind, payload = objects._decode_checked(record, key)
+    """A local record about to be uploaded must be one a pull accepts: intact (an index must at
+    least parse), exactly its length, and within the caps of what a remote may send."""
+    try:
+        kind, _ = codec.header(record)
+    except ValueError as exc:
+        raise CorruptObjectError(key.hex(), f"undecodable record: {exc}") from None
+    except StoreFormatError as exc:
+        raise objects._naming(exc, key) from None
+    cap = inbound.MAX_DATA_RECORD if kind == codec.KIND_DATA else inbound.MAX_INDEX_RECORD
+    if len(record) > cap:
+        raise RemoteError(
+            f"object {key.hex()} is too large to push: its record takes {len(record)} bytes, a"
+            f" remote takes at most {cap} (a chunk index of a value of some 100 GiB)",
+            object_id=key.hex(),
+            hint="keep values this large out of executions you push",
+        )
+    try:
+        kind, payload = codec.decode_exact(record, limit=cap)
+    except ValueError as exc:
+        raise CorruptObjectError(
+            key.hex(), f"undecodable record: {exc} (not pushed; run `kitaru-store fsck`)"
+        ) from None
     if kind == codec.KIND_DATA:
         if hashing.digest(payload) != key:
             raise CorruptObjectError(
@@ -712,33 +850,6 @@ def _check_local(record: bytes, key: bytes) -> None:
             )
     else:
         objects._parse_index(payload, key)
-
-
-def _verify_record(record: bytes, key: bytes, remote: str, *, exec_id: str | None) -> int:
-    """The kind of a record fetched from a remote, after checking it; CorruptObjectError if bad.
-
-    A data record must hash to its key. An index record must parse; its chunks and the value
-    they reassemble to are checked by the caller.
-    """
-    try:
-        kind, payload = codec.decode(record)
-    except ValueError as exc:
-        raise CorruptObjectError(
-            key.hex(), f"the copy on remote {remote!r} is undecodable: {exc}", exec_id=exec_id
-        ) from None
-    if kind == codec.KIND_DATA:
-        if hashing.digest(payload) != key:
-            raise CorruptObjectError(
-                key.hex(), f"the copy on remote {remote!r} does not match its id", exec_id=exec_id
-            )
-    else:
-        try:
-            objects._parse_index(payload, key)
-        except CorruptObjectError as exc:
-            raise CorruptObjectError(
-                key.hex(), f"the copy on remote {remote!r}: {exc.message}", exec_id=exec_id
-            ) from None
-    return kind
 
 
 def clone(
@@ -753,8 +864,14 @@ def clone(
     write_through: bool = False,
     jobs: int = DEFAULT_JOBS,
     progress: Progress | None = None,
+    raise_on_failure: bool = True,
 ) -> tuple[Repository, PullReport]:
-    """A new store at ``path`` with ``url`` as remote ``name``, holding everything the remote has."""
+    """A new store at ``path`` with ``url`` as remote ``name``, holding everything the remote has.
+
+    Executions the remote holds bad data for are left out, as by pull: RemotePullError (its
+    ``report`` says what was cloned; the store at ``path`` holds it) unless ``raise_on_failure``
+    is False, then only ``report.failed`` lists them.
+    """
     from pathlib import Path
 
     from kitaru_store import config
@@ -784,11 +901,13 @@ def clone(
     repo = Repository.open(root)
     settings.add(repo.root, spec)
     remote = Remote(repo, spec, jobs=jobs, transport=transport)
-    return repo, remote.pull(progress=progress, raise_on_conflict=False)
+    return repo, remote.pull(progress=progress, raise_on_conflict=False, raise_on_failure=raise_on_failure)
 
 
 __all__ = [
     "CONFIG_KEY",
+    "PER_EXECUTION",
+    "PullFailure",
     "PullReport",
     "PushReport",
     "Remote",

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
-from remote_helpers import make_execution, remote_keys
+from remote_helpers import good_and_bad, make_execution, remote_keys
 
 from kitaru_store import Repository
 from kitaru_store.backend import close_backend
@@ -180,3 +180,32 @@ def test_push_without_a_remote_and_pull_of_an_unknown_execution(
     assert unknown.exit_code == 1 and json.loads(unknown.stdout)["error"] == "RemoteNotFoundError"
     other = run("--store", a_path, "push", "--remote", "nope")
     assert other.exit_code == 1 and "no remote named 'nope'" in other.stderr
+
+
+def test_clone_and_pull_with_bad_executions_exit_1_with_a_summary(
+    run: Run, two: tuple[Path, Path], url: str, s3_endpoint: str, s3: Any, bucket: str
+) -> None:
+    a_path, b_path = (str(p) for p in two)
+    a = Repository.open(a_path)
+    assert (
+        run("--store", a_path, "remote", "add", "origin", url, "--endpoint-url", s3_endpoint).exit_code == 0
+    )
+    good, bad = good_and_bad(a, s3, bucket, lambda: run("--store", a_path, "push"))
+
+    cloned = run("clone", url, b_path, "--endpoint-url", s3_endpoint, "--json")
+    assert cloned.exit_code == 1
+    data = json.loads(cloned.stdout)
+    assert sorted(data["fetched"]) == sorted(good) and data["ok"] is False
+    assert {f["exec_id"]: f["error"] for f in data["failed"]} == bad
+    assert run("--store", b_path, "fsck").exit_code == 0
+
+    pulled = run("--store", b_path, "pull")
+    assert pulled.exit_code == 1
+    assert pulled.stdout.startswith("nothing to pull from origin")
+    lines = pulled.stderr.splitlines()
+    assert lines[0] == "error: 2 executions could not be pulled (not stored):"
+    shown = {line[2:14]: line[16:] for line in lines[1:3]}
+    assert sorted(shown) == sorted(e[:12] for e in bad)
+    assert len(lines) == 4 and lines[3].startswith("hint: the remote's copy is bad")
+    for exec_id, error in bad.items():
+        assert ("is corrupt" if error == "CorruptObjectError" else "checksum") in shown[exec_id[:12]]

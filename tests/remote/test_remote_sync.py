@@ -8,14 +8,16 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from remote_helpers import T0, add_remote, make_execution, remote_keys
+from remote_helpers import T0, add_remote, good_and_bad, make_execution, pull_failure, remote_keys
 
 from kitaru_store import CorruptObjectError, ObjectNotFoundError, Repository, hashing, ids, objects
 from kitaru_store import manifests as mf
+from kitaru_store.errors import IdCollisionError
 from kitaru_store.remote import (
     RemoteConflictError,
     RemoteError,
     RemoteNotFoundError,
+    RemotePullError,
     settings,
 )
 from kitaru_store.remote.errors import RemoteAuthError
@@ -222,9 +224,8 @@ def test_a_tampered_remote_object_is_rejected_and_nothing_is_stored(
 
     b = stores("b")
     add_remote(b, url, s3_endpoint)
-    with pytest.raises(CorruptObjectError) as caught:
-        _remote(b).pull()
-    assert caught.value.object_id == victim and victim in str(caught.value)
+    error = pull_failure(_remote(b), CorruptObjectError)
+    assert error.object_id == victim and victim in str(error)
     assert b.count_executions() == 0
     assert b.stats().objects == 0
     assert b.fsck().ok
@@ -243,9 +244,8 @@ def test_a_tampered_chunk_is_rejected_and_its_execution_not_imported(
 
     b = stores("b")
     add_remote(b, url, s3_endpoint)
-    with pytest.raises(CorruptObjectError) as caught:
-        _remote(b).pull()
-    assert caught.value.object_id == chunks[0]
+    error = pull_failure(_remote(b), CorruptObjectError)
+    assert error.object_id == chunks[0]
     assert b.count_executions() == 0
     assert not b.has_object(chunks[0]) and not b.has_object(big)
     assert b.fsck().ok
@@ -602,6 +602,7 @@ def test_a_remote_manifest_with_deeply_nested_metadata_is_refused_typed(
 
     a = stores("a")
     exec_id = make_execution(a, {"note": "short"})
+    good = make_execution(a, {"note": "fine"})
     add_remote(a, url, s3_endpoint)
     _remote(a).push()
     tree: Any = 1
@@ -615,7 +616,151 @@ def test_a_remote_manifest_with_deeply_nested_metadata_is_refused_typed(
 
     b = stores("b")
     add_remote(b, url, s3_endpoint)
-    with pytest.raises(NestingTooDeepError) as caught:
-        _remote(b).pull()
-    assert caught.value.exec_id == exec_id
-    assert b.count_executions() == 0
+    error = pull_failure(_remote(b), NestingTooDeepError)
+    assert error.exec_id == exec_id
+    assert [s.exec_id for s in b.list_executions()] == [good]  # the bad one blocks nothing else
+
+
+def test_remote_names_checked_whole_and_remotes_json_like_remote_add(stores: Stores, tmp_path: Any) -> None:
+    import json
+
+    a = stores("a")
+    for bad in ("origin\n", "origin\x1b[31m", "..", "a\x00b"):
+        with pytest.raises(RemoteError, match="not a usable remote name"):
+            settings.make_spec(bad, "s3://bucket-one")
+    # A hand-edited (or planted) remotes.json: its names become directories under remote-tracking/.
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (victim / "keep").write_text("mine")
+    escape = "../../victim"
+    for remotes in (
+        {escape: {"url": "s3://bucket-one"}},
+        {"origin\n": {"url": "s3://bucket-one"}},
+        {"origin": {"url": 5}},
+        {"origin": {"url": "s3://bucket-one", "endpoint_url": "ftp://host"}},
+        {"origin": {"url": "s3://bucket-one", "fallback": "yes"}},
+        {"origin": "s3://bucket-one"},
+    ):
+        (a.root / settings.REMOTES_FILE).write_text(json.dumps({"format": 1, "remotes": remotes}))
+        with pytest.raises(RemoteError) as caught:
+            settings.load(a.root)
+        assert settings.REMOTES_FILE in caught.value.message
+        with pytest.raises(RemoteError):
+            settings.remove(a.root, next(iter(remotes)))
+    assert (victim / "keep").read_text() == "mine"
+    with pytest.raises(RemoteError):
+        settings.write_tracking(a.root, escape, "0" * 32, settings.Tracked("e", "d"))
+    assert not (tmp_path / "victim" / ("0" * 32)).exists()
+
+
+# --- ids a pull may not take over ------------------------------------------------------------
+
+
+def _artifact_ids(repo: Repository, exec_id: str) -> list[str]:
+    return [e.artifact_id for e in repo.get_execution(exec_id).entries]
+
+
+def test_a_pulled_execution_cannot_take_over_a_local_artifact_id(
+    stores: Stores, url: str, s3_endpoint: str
+) -> None:
+    a = stores("a")
+    theirs = make_execution(a, {"note": "remote value"}, flow="theirs")
+    add_remote(a, url, s3_endpoint)
+    _remote(a).push()
+    b = stores("b")
+    mine = make_execution(b, {"note": "local value"}, flow="mine", artifact_ids=_artifact_ids(a, theirs))
+    aid = _artifact_ids(b, mine)[0]
+    before = (b.stats().objects, _manifest_bytes(b, mine))
+    add_remote(b, url, s3_endpoint)
+    error = pull_failure(_remote(b), IdCollisionError)
+    assert error.exec_id == theirs and error.artifact_id == aid and error.owner == mine
+    assert aid in str(error) and theirs in str(error)
+    manifest, entry = b.get_artifact(aid)
+    assert manifest.exec_id == mine and b.get_value(entry.object_id) == "local value"
+    assert [s.exec_id for s in b.list_executions()] == [mine]
+    assert (b.stats().objects, _manifest_bytes(b, mine)) == before
+    assert b.fsck().ok
+
+
+def test_an_artifact_id_taken_while_the_pull_runs_is_refused_at_commit(
+    stores: Stores, url: str, s3_endpoint: str
+) -> None:
+    """The check is made in the committing transaction: a local write between the pull's
+    decision and its commit cannot be overwritten."""
+    a = stores("a")
+    theirs = make_execution(a, {"note": "remote value"})
+    add_remote(a, url, s3_endpoint)
+    _remote(a).push()
+    b = stores("b")
+    add_remote(b, url, s3_endpoint)
+    remote = _remote(b)
+    real_get = remote.transport.get
+    raced: list[str] = []
+
+    def get(key: str, **kwargs: Any) -> Any:
+        if key.startswith("objects/") and not raced:  # after the manifest was read and checked
+            raced.append(make_execution(b, {"x": 1}, artifact_ids=_artifact_ids(a, theirs)))
+        return real_get(key, **kwargs)
+
+    remote.transport.get = get  # type: ignore[method-assign]
+    error = pull_failure(remote, IdCollisionError)
+    assert error.owner == raced[0]
+    assert [s.exec_id for s in b.list_executions()] == raced
+    assert b.get_artifact(_artifact_ids(a, theirs)[0])[0].exec_id == raced[0]
+    assert b.fsck().ok
+
+
+def test_a_manifest_naming_one_artifact_id_twice_is_refused(
+    stores: Stores, url: str, s3_endpoint: str, s3: Any, bucket: str
+) -> None:
+    import msgspec
+
+    a = stores("a")
+    exec_id = make_execution(a, {"one": 1, "two": 2})
+    m = a.get_execution(exec_id)
+    twice = msgspec.structs.replace(
+        m, entries=(m.entries[0], msgspec.structs.replace(m.entries[1], artifact_id=m.entries[0].artifact_id))
+    )
+    add_remote(a, url, s3_endpoint)
+    _remote(a).push()
+    s3.put_object(Bucket=bucket, Key=f"team/manifests/{exec_id}", Body=mf.encode_manifest(twice))
+    b = stores("b")
+    add_remote(b, url, s3_endpoint)
+    pull_failure(_remote(b), IdCollisionError, match="twice")
+    assert b.count_executions() == 0 and b.fsck().ok
+
+
+# --- one bad execution does not block the others ---------------------------------------------
+
+
+def test_clone_and_pull_take_what_is_good_and_report_what_is_not(
+    stores: Stores, url: str, s3_endpoint: str, s3: Any, bucket: str, tmp_path: Any
+) -> None:
+    a = stores("a")
+    add_remote(a, url, s3_endpoint)
+    good, bad = good_and_bad(a, s3, bucket, lambda: _remote(a).push())
+
+    with pytest.raises(RemotePullError) as caught:
+        clone(url, str(tmp_path / "c"), endpoint_url=s3_endpoint)
+    error = caught.value
+    assert sorted(error.report.fetched) == sorted(good) and not error.report.ok
+    assert {f.exec_id: type(f.error).__name__ for f in error.failures} == bad
+    assert sorted(error.exec_ids) == sorted(bad)
+    for f in error.failures:
+        assert f.error.exec_id == f.exec_id and f.exec_id[:12] in error.message
+    c = Repository.open(tmp_path / "c")
+    assert sorted(s.exec_id for s in c.list_executions()) == sorted(good)
+    assert c.get_value(c.resolve_name(good[3], "text").object_id) == "run 3"
+    assert c.fsck().ok
+
+    # Reported, not raised, on request; and a later pull tries the bad ones again (only them).
+    b = stores("b")
+    add_remote(b, url, s3_endpoint)
+    report = _remote(b).pull(raise_on_failure=False)
+    assert sorted(report.fetched) == sorted(good) and [f.exec_id for f in report.failed] == sorted(bad)
+    data = report.to_dict()
+    assert data["ok"] is False
+    assert {f["exec_id"]: f["error"] for f in data["failed"]} == bad
+    assert all(f["message"] and f["hint"] for f in data["failed"])
+    again = _remote(b).pull(raise_on_failure=False)
+    assert sorted(again.up_to_date) == sorted(good) and len(again.failed) == 2
