@@ -47,7 +47,8 @@ class Gate:
         with self._cond:
             self.inside -= 1
             self._writing -= write
-            self._cond.notify_all()
+            if self._no_writers:  # a compaction waits for us (only it sets this)
+                self._cond.notify_all()
 
     @contextmanager
     def use(self, *, write: bool = False) -> Iterator[None]:
