@@ -18,7 +18,13 @@ from contextlib import contextmanager
 import lmdb
 
 from . import datafile
-from .errors import LockFileReplacedError, ReadOnlyStoreError, StoreError, StoreFullError
+from .errors import (
+    CorruptStoreError,
+    LockFileReplacedError,
+    ReadOnlyStoreError,
+    StoreError,
+    StoreFullError,
+)
 from .gate import Gate
 from .locks import FileLock, file_id
 
@@ -94,6 +100,8 @@ def translate(exc: lmdb.Error, path: str) -> StoreError:
             hint="the disk may be full, over a quota or size limit, or failing;"
             " the failed write changed nothing",
         )
+    if isinstance(exc, (lmdb.CorruptedError, lmdb.PageNotFoundError)):
+        return CorruptStoreError(os.path.join(path, "data.mdb"), f"LMDB found a broken page ({exc})")
     return StoreError(f"LMDB error in {path}: {exc}", hint="run `kitaru-store fsck`; see docs/design.md")
 
 
@@ -444,6 +452,8 @@ class Backend:
             txn = self._begin(write=False, buffers=buffers)
             try:
                 yield ReadTxn(txn, s.dbs, s.generation)
+            except lmdb.Error as exc:  # from a get or cursor inside the block: typed, always
+                raise translate(exc, self.path) from exc
             finally:
                 txn.abort()
         finally:

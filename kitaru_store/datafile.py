@@ -8,8 +8,10 @@ LMDB will use can reach:
 
 * both meta pages: flag ``P_META``, magic ``0xBEEFC0DE``, data version 1, one page size, a power
   of two no larger than LMDB's ``MAX_PAGESIZE`` (32 KiB);
-* the meta LMDB picks (the one with the larger transaction id; meta 0 on a tie): sane flags and
-  depths for its two trees (free pages, main), roots inside ``2..last_pg``;
+* the meta LMDB picks (the one with the larger transaction id; meta 0 on a tie): in the slot its
+  transaction id names (transaction N writes meta page N % 2, and readers look there); sane flags
+  and depths for its two trees (free pages, main), roots inside ``2..last_pg`` that are branch or
+  leaf pages as their depth says;
 * the file length. ``mdb.c`` says of ``mm_last_pg``: "the file may be shorter if the freeDB lists
   the final pages" (a page allocated and freed in one transaction is never written), and that is
   common (most commits of a gc sweep leave such a tail). So a file shorter than
@@ -112,6 +114,10 @@ def _check_fd(fd: int, path: str) -> None:
     if second.psize != psize:
         raise _corrupt(path, f"the meta pages disagree on the page size ({psize}, {second.psize})")
     meta = second if first.txnid < second.txnid else first  # mdb_env_pick_meta
+    slot = int(meta is second)
+    if meta.txnid & 1 != slot and meta.txnid:
+        # Transaction N writes meta page N % 2, and readers find it there by that rule.
+        raise _corrupt(path, f"meta page {slot} claims transaction {meta.txnid}, which belongs in the other")
     size = os.fstat(fd).st_size  # after the metas: the file only grows while a writer commits
     pages = size // psize
     if pages < NUM_METAS:
