@@ -111,15 +111,25 @@ def test_truncated_data_file_is_a_typed_error_never_a_signal(tmp_path: Path) -> 
         assert "is damaged" in child.stderr and "truncated" in child.stderr
 
 
-def test_damaged_header_is_refused_before_mapping(store_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("offset", "value", "said"),
+    [
+        (16, b"\x00\x00\x00\x00", "not an LMDB meta page"),  # meta 0's magic (after a 16-byte header)
+        # meta 1's transaction id made even and the newest: LMDB would read meta 0's stale snapshot
+        (4096 + 144, (1 << 20).to_bytes(8, "little"), "belongs in the other"),
+    ],
+)
+def test_damaged_header_is_refused_before_mapping(
+    store_path: Path, offset: int, value: bytes, said: str
+) -> None:
     _populated(store_path, n=2)
     data = store_path / "db" / "data.mdb"
     raw = bytearray(data.read_bytes())
-    raw[16] ^= 0xFF  # meta page 0's magic (after a 16-byte page header on 64-bit)
+    raw[offset : offset + len(value)] = value
     data.write_bytes(bytes(raw))
     child = _run([sys.executable, "-c", OPEN_CHILD, str(store_path)], store_path)
     assert child.returncode == 0, child.stderr
-    assert child.stdout.startswith("CorruptStoreError") and "not an LMDB meta page" in child.stdout
+    assert child.stdout.startswith("CorruptStoreError") and said in child.stdout, child.stdout
 
 
 # --- a lock file deleted while the store is open ----------------------------------------------------
