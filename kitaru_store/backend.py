@@ -7,7 +7,9 @@ fork() never uses its parent's handle: it lets go of it (see _after_fork_in_chil
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import fcntl
 import itertools
 import os
 import threading
@@ -15,8 +17,16 @@ from contextlib import contextmanager
 
 import lmdb
 
-from .errors import ReadOnlyStoreError, StoreError, StoreFullError
-from .locks import FileLock
+from . import datafile
+from .errors import (
+    CorruptStoreError,
+    LockFileReplacedError,
+    ReadOnlyStoreError,
+    StoreError,
+    StoreFullError,
+)
+from .gate import Gate
+from .locks import FileLock, file_id
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see kitaru_store/__init__.py)
 if TYPE_CHECKING:
@@ -68,7 +78,12 @@ def translate(exc: lmdb.Error, path: str) -> StoreError:
         return ReadOnlyStoreError(
             f"store {path} is read-only: {exc}", hint="open it from a writable location"
         )
-    if isinstance(exc, lmdb.DiskError) or "No space left" in str(exc):
+    if (
+        isinstance(exc, lmdb.DiskError)
+        or getattr(exc, "errno", None) in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+        or "No space left" in str(exc)
+        or "File too large" in str(exc)
+    ):
         return StoreFullError(
             f"the disk holding {path} is full: {exc}",
             hint="free disk space; the failed write changed nothing",
@@ -93,6 +108,8 @@ def translate(exc: lmdb.Error, path: str) -> StoreError:
             hint="the disk may be full, over a quota or size limit, or failing;"
             " the failed write changed nothing",
         )
+    if isinstance(exc, (lmdb.CorruptedError, lmdb.PageNotFoundError)):
+        return CorruptStoreError(os.path.join(path, "data.mdb"), f"LMDB found a broken page ({exc})")
     return StoreError(f"LMDB error in {path}: {exc}", hint="run `kitaru-store fsck`; see docs/design.md")
 
 
@@ -197,6 +214,25 @@ class WriteTxn(ReadTxn):
         return bool(self.txn.delete(key, db=self._dbs[db]))
 
 
+class _State:
+    """One open LMDB environment, shared by a Backend and its read-only views.
+
+    Compaction reopens the environment in place (same _State), so every holder of the Backend goes
+    on with the new one; a forked child swaps in its own _State (see Backend._current).
+    """
+
+    def __init__(self) -> None:
+        self.env: lmdb.Environment | None = None
+        self.dbs: dict[bytes, lmdb._Database | None] = {}
+        self.pid = os.getpid()
+        self.generation = 0
+        self.store_lock: FileLock | None = None
+        self.gate = Gate()
+        self.lock_id: tuple[int, int] | None = None  # lock.mdb as opened (None: opened without it)
+        self.data_fd: int | None = None  # data.mdb as opened: identity, and the writers' flock
+        self.closed = False  # by close(); a compaction closes env for a moment, not this
+
+
 class Backend:
     """One LMDB environment in ``path`` (a directory holding data.mdb and lock.mdb)."""
 
@@ -204,31 +240,50 @@ class Backend:
         self, path: str, *, readonly: bool = False, create: bool = True, lock_path: str | None = None
     ) -> None:
         self.path = path
-        # Every open handle holds this lock shared; compaction takes it exclusive, so the file is
-        # never swapped under a process that has it mapped.
-        self._store_lock = FileLock(lock_path) if lock_path else None
         self.readonly = readonly
         self._create = create
-        self._pid = -1
-        self._env: lmdb.Environment | None = None
-        self._dbs: dict[bytes, lmdb._Database | None] = {}
+        self._lock_path = lock_path
         self._grow_lock = threading.Lock()
-        self._live: set[object] = set()  # one marker per transaction open now (see _after_fork_in_child)
-        self._open()
+        self._s = _State()
+        if path in _stuck_after_fork:
+            raise StoreError(
+                f"this process was forked while another thread of its parent had a transaction open"
+                f" on the store {path}, so it cannot open that store",
+                hint="fork only while no thread is inside a store call, or start the child with the"
+                " multiprocessing 'spawn' method (or exec a new program); the store is not damaged",
+            )
+        # Every open handle holds this lock shared; compaction takes it exclusive, so the file is
+        # never swapped under a process that has it mapped.
+        if lock_path:
+            self._take_store_lock(self._s, exclusive=False, timeout=60.0)
+        try:
+            self._open_env(self._s)
+        except BaseException:
+            if self._s.store_lock is not None:
+                self._s.store_lock.release()
+            raise
 
-    def _open(self) -> None:
-        if self._store_lock is not None:
-            try:
-                self._store_lock.acquire(exclusive=False, timeout=60.0, what="opening the store")
-            except OSError as exc:
-                # EROFS is not a PermissionError: a read-only filesystem raises a plain OSError.
-                if not self.readonly or exc.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
-                    raise
-                # A read-only store on a read-only filesystem: nothing can compact it under us.
-                self._store_lock = None
+    def _take_store_lock(self, s: _State, *, exclusive: bool, timeout: float) -> None:
+        assert self._lock_path is not None
+        lock = FileLock(self._lock_path)
+        what = "compaction (close other kitaru processes)" if exclusive else "opening the store"
+        try:
+            lock.acquire(exclusive=exclusive, timeout=timeout, what=what)
+        except OSError as exc:
+            # EROFS is not a PermissionError: a read-only filesystem raises a plain OSError.
+            if not self.readonly or exc.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
+                raise
+            return  # a read-only store on a read-only filesystem: nothing can compact it under us
+        s.store_lock = lock
+
+    def _open_env(self, s: _State) -> None:
+        """Open the environment into ``s`` (its store lock, if any, is held already)."""
+        datafile.check(self.path)  # a truncated file would be SIGBUS once mapped
+        if self._create and not self.readonly:
+            _create_data_file(self.path)
         try:
             try:
-                env = self._lmdb_open(lock=True)
+                env = self._lmdb_open(self.path, lock=True)
             except lmdb.ReadonlyError:
                 if not self.readonly:
                     raise
@@ -237,28 +292,36 @@ class Backend:
                 # in its lock file, so read without it: whoever could write the store is not us,
                 # and every object read is verified against its id, every manifest against its
                 # checksum. (docs/reliability.md, "Read-only stores")
-                env = self._lmdb_open(lock=False)
+                env = self._lmdb_open(self.path, lock=False)
         except lmdb.Error as exc:
-            if self._store_lock is not None:
-                self._store_lock.release()
             raise translate(exc, self.path) from exc
-        # A killed process leaves its reader slot behind; clear those now, not at the 1,023rd reader.
-        env.reader_check()
+        lock_id = file_id(os.path.join(self.path, "lock.mdb")) if env.flags()["lock"] else None
         try:
+            # A killed process leaves its reader slot behind; clear those now, not at the 1,023rd reader.
+            env.reader_check()
             dbs = self._open_databases(env)
+            data_fd = os.open(os.path.join(self.path, "data.mdb"), os.O_RDONLY | os.O_CLOEXEC)
         except lmdb.Error as exc:
             env.close()
-            if self._store_lock is not None:
-                self._store_lock.release()
             raise translate(exc, self.path) from exc
-        self._env = env
-        self._dbs = dbs
-        self._pid = os.getpid()
-        self._generation = next(_generations)
+        except BaseException:
+            env.close()
+            raise
+        s.env, s.dbs, s.lock_id, s.data_fd = env, dbs, lock_id, data_fd
+        s.pid = os.getpid()
+        s.generation = next(_generations)
 
-    def _lmdb_open(self, *, lock: bool) -> lmdb.Environment:
+    def _close_env(self, s: _State) -> None:
+        if s.env is not None:
+            s.env.close()
+            s.env = None
+        if s.data_fd is not None:
+            os.close(s.data_fd)
+            s.data_fd = None
+
+    def _lmdb_open(self, path: str, *, lock: bool) -> lmdb.Environment:
         return lmdb.open(
-            self.path,
+            path,
             map_size=_map_size_from_env(),
             subdir=True,
             readonly=self.readonly,
@@ -293,22 +356,38 @@ class Backend:
                 env.set_mapsize(0)
         raise AssertionError("unreachable")
 
-    @property
-    def env(self) -> lmdb.Environment:
-        if self._pid != os.getpid():
+    def _current(self) -> _State:
+        s = self._s
+        if s.pid != os.getpid():
             # Forked: the parent's handle must not be used here. Keep it referenced so that it is
             # never deallocated in the child, and share this process's own handle for the path.
-            _forked_leftovers.append(self._env)
-            lock_path = self._store_lock.path if self._store_lock is not None else None
             # The parent's flock is shared through the inherited descriptor: never release it here.
-            self._store_lock = None
+            _forked_leftovers.append(s.env)
             current = open_backend(
-                self.path, readonly=self.readonly, create=self._create, lock_path=lock_path
+                self.path, readonly=self.readonly, create=self._create, lock_path=self._lock_path
             )
-            self._env, self._dbs, self._pid = current.env, current._dbs, current._pid
-            self._generation = current._generation
-        assert self._env is not None
-        return self._env
+            s = self._s = current._s
+        return s
+
+    @property
+    def _env(self) -> lmdb.Environment | None:
+        return self._s.env
+
+    @property
+    def is_open(self) -> bool:
+        """Open in this process, perhaps reopening for a compaction (users wait at its gate)."""
+        return not self._s.closed
+
+    @property
+    def _dbs(self) -> dict[bytes, lmdb._Database | None]:
+        return self._s.dbs
+
+    @property
+    def env(self) -> lmdb.Environment:
+        env = self._current().env
+        if env is None:
+            raise StoreError(f"store {self.path} was closed in this process", hint="open it again")
+        return env
 
     def readonly_view(self) -> Backend:
         """This handle, refusing writes: serves a read-only Repository when a writable handle is open."""
@@ -319,16 +398,48 @@ class Backend:
         return view
 
     def close(self) -> None:
-        if self._env is not None and self._pid == os.getpid():
-            self._env.close()
-            if self._store_lock is not None:
-                self._store_lock.release()
-        self._env = None
+        s = self._s
+        s.closed = True
+        if s.env is not None and s.pid == os.getpid():
+            self._close_env(s)
+            if s.store_lock is not None:
+                s.store_lock.release()
+                s.store_lock = None
+        s.env = None
+
+    def check_files(self) -> None:
+        """LockFileReplacedError if lock.mdb, data.mdb or store.lock is no longer the file opened.
+
+        Deleting lock.mdb while the store is open lets the next process start a second lock
+        file, and two writers then run at once; a replaced data.mdb would take our writes
+        nowhere. Whoever finds the files changed under it stops using the store.
+        """
+        s = self._s
+        if s.env is None or s.pid != os.getpid():
+            return
+        if s.lock_id is not None and file_id(os.path.join(self.path, "lock.mdb")) != s.lock_id:
+            raise self._replaced("its LMDB lock file lock.mdb was deleted or replaced")
+        if s.data_fd is not None:
+            st = os.fstat(s.data_fd)
+            if file_id(os.path.join(self.path, "data.mdb")) != (st.st_dev, st.st_ino):
+                raise self._replaced("its data file data.mdb was deleted or replaced")
+        if s.store_lock is not None and s.store_lock.replaced():
+            raise self._replaced("its lock file store.lock was deleted or replaced")
+
+    def _replaced(self, what: str) -> LockFileReplacedError:
+        return LockFileReplacedError(
+            f"store {self.path}: {what} while this process had the store open; another process"
+            " could then write at the same time as this one, so this process stops writing",
+            hint="stop every process that uses this store (this one too), then run `kitaru-store"
+            " fsck`; never delete files in the store directory while it is in use",
+        )
 
     # -- transactions ---------------------------------------------------------------------
 
     def _begin(self, *, write: bool, buffers: bool = False) -> lmdb.Transaction:
-        env = self.env
+        env = self._s.env
+        if env is None:
+            raise StoreError(f"store {self.path} was closed in this process", hint="open it again")
         for attempt in range(_RESIZE_RETRIES):
             try:
                 return env.begin(write=write, buffers=buffers)  # type: ignore[call-overload]
@@ -342,16 +453,19 @@ class Backend:
 
     @contextmanager
     def read(self, *, buffers: bool = False) -> Iterator[ReadTxn]:
-        mark = object()
-        self._live.add(mark)  # before begin: a fork in between must see it
+        s = self._current()
+        gate = s.gate
+        gate.enter(write=False)  # before begin: a fork or a compaction in between must see it
         try:
             txn = self._begin(write=False, buffers=buffers)
             try:
-                yield ReadTxn(txn, self._dbs, self._generation)
+                yield ReadTxn(txn, s.dbs, s.generation)
+            except lmdb.Error as exc:  # from a get or cursor inside the block: typed, always
+                raise translate(exc, self.path) from exc
             finally:
                 txn.abort()
         finally:
-            self._live.discard(mark)
+            gate.leave(write=False)
 
     def update(self, fn: Callable[[WriteTxn], T]) -> T:
         """Run ``fn`` in one write transaction and commit. On a full map, grow it and run ``fn`` again.
@@ -363,12 +477,19 @@ class Backend:
                 f"store {self.path} is open read-only", hint="open it without readonly=True to write"
             )
         while True:
-            mark = object()
-            self._live.add(mark)
+            s = self._current()
+            s.gate.enter(write=True)
             try:
                 txn = self._begin(write=True)
+                # LMDB's writer lock lives in lock.mdb: writers that opened different lock files
+                # would not exclude each other. The flock on data.mdb does, whatever lock.mdb
+                # each has; then whoever opened a lock file that is gone stops (check_files).
+                if s.data_fd is not None:
+                    fcntl.flock(s.data_fd, fcntl.LOCK_EX)
                 try:
-                    result = fn(WriteTxn(txn, self._dbs, self._generation))
+                    self.check_files()
+                    result = fn(WriteTxn(txn, s.dbs, s.generation))
+                    self.check_files()
                     txn.commit()
                     return result
                 except lmdb.MapFullError:
@@ -379,12 +500,15 @@ class Backend:
                 except BaseException:
                     txn.abort()
                     raise
+                finally:
+                    if s.data_fd is not None:
+                        fcntl.flock(s.data_fd, fcntl.LOCK_UN)
             finally:
-                self._live.discard(mark)
+                s.gate.leave(write=True)
             self._grow()
 
     def _grow(self) -> None:
-        with self._grow_lock:
+        with self._grow_lock, self._current().gate.use(write=True):
             env = self.env
             current = env.info()["map_size"]
             raw_limit = os.environ.get("KITARU_MAP_LIMIT", "")
@@ -421,9 +545,10 @@ class Backend:
             start = items[-1][0] + b"\x00"
 
     def stat(self) -> dict[str, int]:
-        env = self.env
-        info = env.info()
-        st = env.stat()
+        with self._current().gate.use():
+            env = self.env
+            info = env.info()
+            st = env.stat()
         return {
             "map_size": int(info["map_size"]),
             "last_pgno": int(info["last_pgno"]),
@@ -436,12 +561,106 @@ class Backend:
             st = rt.txn.stat(self._dbs[db])
         return {k: int(v) for k, v in st.items()}  # type: ignore[call-overload]
 
+    def used_pages(self) -> int:
+        """Pages the live trees use: about what a compacted copy holds (2 meta pages aside)."""
+        with self.read() as rt:
+            stats = [rt.txn.stat(rt._dbs[db]) for db in DATABASES if rt._dbs[db] is not None]
+            stats.append(self.env.stat())  # the main tree, which names the others
+        return sum(int(st["branch_pages"] + st["leaf_pages"] + st["overflow_pages"]) for st in stats)
+
+    # -- compaction ---------------------------------------------------------------------------
+
     def copy_compacted(self, dest_dir: str) -> None:
         os.makedirs(dest_dir, mode=0o700, exist_ok=True)
-        self.env.copy(dest_dir, compact=True)
+        with self._current().gate.use():
+            try:
+                self.env.copy(dest_dir, compact=True)
+            except lmdb.Error as exc:
+                raise translate(exc, dest_dir) from exc
+
+    def compact(
+        self,
+        dest_dir: str,
+        *,
+        prepare: Callable[[], None],
+        install: Callable[[], None],
+        timeout: float = 30.0,
+    ) -> None:
+        """Copy this environment compacted into ``dest_dir`` and put the copy in place.
+
+        In this process, writers wait from the start and readers only while ``install`` runs
+        (with the environment closed); then everyone goes on with the reopened environment.
+        Other processes must not have the store open: the exclusive store lock is taken without
+        waiting (StoreLockedError otherwise). ``prepare`` runs after the copy, writers still
+        waiting; whatever fails, the environment is reopened on whichever file is in place.
+        """
+        s = self._current()
+        gate = s.gate
+        gate.shut(writers_only=False, timeout=timeout, what="compaction")
+        try:
+            # Only a process alone with the store may swap its file: trade our shared lock for
+            # the exclusive one. Our environment is closed while we hold neither.
+            self._close_env(s)
+            if s.store_lock is not None:
+                s.store_lock.release()
+                s.store_lock = None
+            try:
+                if self._lock_path is not None:
+                    self._take_store_lock(s, exclusive=True, timeout=0.0)
+                self._open_env(s)
+                gate.reopen()
+                gate.shut(writers_only=True, timeout=timeout, what="compaction")
+                self.copy_compacted(dest_dir)
+                prepare()
+                gate.shut(writers_only=False, timeout=timeout, what="compaction")
+                if s.store_lock is not None and s.store_lock.replaced():
+                    raise self._replaced("its lock file store.lock was deleted or replaced")
+                self._close_env(s)
+                install()
+            finally:
+                self._close_env(s)
+                if s.store_lock is not None:
+                    s.store_lock.release()
+                    s.store_lock = None
+                if self._lock_path is not None:
+                    self._take_store_lock(s, exclusive=False, timeout=60.0)
+                self._open_env(s)
+        finally:
+            gate.reopen()
+
+
+def _create_data_file(path: str) -> None:
+    """Create ``data.mdb`` whole or not at all, so that a short one is always damage.
+
+    LMDB creates the file and then writes its two meta pages: a crash in between would leave an
+    empty file, which LMDB would silently take for a new, empty store. The file is built in a
+    private directory beside it, synced, and linked into place (link never replaces a file, so
+    a racing process's file wins and ours is dropped).
+    """
+    target = os.path.join(path, "data.mdb")
+    if os.path.exists(target):
+        return
+    import tempfile  # here, not at the top: only a new store needs it
+
+    tmp = tempfile.mkdtemp(prefix=".new-", dir=path)
+    try:
+        env = lmdb.open(tmp, map_size=1 << 20, subdir=True, mode=0o600, lock=False)
+        env.close()
+        fd = os.open(os.path.join(tmp, "data.mdb"), os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        with contextlib.suppress(FileExistsError):  # another process made it first: theirs wins
+            os.link(os.path.join(tmp, "data.mdb"), target)
+    finally:
+        for name in os.listdir(tmp):
+            os.unlink(os.path.join(tmp, name))
+        os.rmdir(tmp)
 
 
 _forked_leftovers: list[object] = []
+_stuck_after_fork: set[str] = set()  # paths this forked child cannot open (see below)
 _registry: dict[tuple[int, str], Backend] = {}
 _registry_lock = threading.Lock()
 
@@ -452,14 +671,17 @@ def _after_fork_in_child() -> None:
     Closing an inherited handle only unmaps this process's copy, as long as no transaction was
     open in it: closing would end such a transaction's reader slot, which the parent still uses
     (another thread of the parent was inside a transaction at the fork). Such a handle is kept,
-    unused, and this process cannot open that store.
+    unused, and this process cannot open that store (Backend says why).
     """
     global _registry_lock
     _registry_lock = threading.Lock()  # another thread may have held it at the fork
     for backend in _registry.values():
-        if backend._env is not None and not backend._live:
-            backend._env.close()
-        _forked_leftovers.append(backend._env)
+        s = backend._s
+        if s.env is not None and not s.gate.inside:
+            s.env.close()
+        elif s.env is not None:
+            _stuck_after_fork.add(backend.path)
+        _forked_leftovers.append(s.env)
     _registry.clear()
 
 
@@ -479,7 +701,8 @@ def open_backend(
     key = (os.getpid(), real)
     with _registry_lock:
         backend = _registry.get(key)
-        if backend is not None and backend._env is not None and (readonly or not backend.readonly):
+        if backend is not None and backend.is_open and (readonly or not backend.readonly):
+            backend.check_files()  # opening again must not hide that its files were replaced
             return backend
         if backend is not None:
             backend.close()
@@ -488,7 +711,7 @@ def open_backend(
 
 
 def close_backend(path: str) -> None:
-    """Close every handle on ``path`` in this process (before a compaction swaps the file)."""
+    """Close every handle on ``path`` in this process."""
     real = os.path.realpath(path)
     with _registry_lock:
         for key in [k for k in _registry if k == (os.getpid(), real)]:

@@ -95,6 +95,24 @@ class ReadOnlyStoreError(StoreError):
     """A write was attempted on a store opened read-only or on a read-only filesystem."""
 
 
+class CorruptStoreError(StoreError):
+    """The store's LMDB data file is damaged (truncated, or its header is not LMDB's): it is not
+    opened, since mapping it could crash the process. Nothing was changed."""
+
+    def __init__(self, path: str, detail: str) -> None:
+        super().__init__(
+            f"the store's data file {path} is damaged: {detail}",
+            hint="restore the store directory from a backup, or make a new store from a remote with"
+            " `kitaru-store clone URL PATH`; the file was left as it is (if the store never held"
+            " data, delete the file)",
+        )
+        self.path = path
+
+
+class LockFileReplacedError(StoreError):
+    """A lock file of an open store was deleted or replaced: two writers could run at once."""
+
+
 # --- objects ---------------------------------------------------------------------------------
 
 

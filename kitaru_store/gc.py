@@ -18,14 +18,14 @@ from __future__ import annotations
 import datetime as dt
 import itertools
 import os
-import shutil
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING
 
 from . import codec, config, objects, reachability
-from .backend import WriteTxn, close_backend
+from .backend import WriteTxn
+from .compaction import compact_store, discard_leftover_copy
 from .errors import CorruptObjectError, ReadOnlyStoreError, StoreFormatError, StoreLockedError
 from .locks import FileLock
 from .reachability import INFLIGHT_MAX_AGE as INFLIGHT_MAX_AGE  # re-exported: gc's rule
@@ -187,6 +187,8 @@ def collect(
     lock = FileLock(str(repo.root / config.LOCK_DIR / "gc.lock"))
     lock.acquire(exclusive=True, what="gc")
     try:
+        if not dry_run:
+            discard_leftover_copy(repo)  # a killed compaction's copy: space a full disk needs
         report.file_size_before = _file_size(repo)
         cutoff_ns = objects.now_ns() - int(grace_s * 1e9)
         _wait_for_writers(repo)
@@ -267,45 +269,3 @@ def _sweep(
         report.bytes_removed += removed
         if progress:
             progress("sweep", min(start + DELETE_BATCH, len(doomed)), len(doomed))
-
-
-def compact_store(repo: Repository) -> None:
-    """Rewrite the LMDB file without free pages and swap it in atomically.
-
-    Needs the store to itself: the exclusive store lock fails while any other process has the
-    store open, and the swap happens only after a complete, synced copy exists.
-    """
-    db_dir = repo.root / config.DB_DIR
-    tmp_dir = repo.root / "db.compact"
-    close_backend(str(db_dir))
-    store_lock = FileLock(str(repo.root / config.LOCK_DIR / "store.lock"))
-    try:
-        store_lock.acquire(exclusive=True, timeout=0.0, what="compaction (close other kitaru processes)")
-    except BaseException:
-        repo._backend()
-        raise
-    try:
-        shutil.rmtree(tmp_dir, ignore_errors=True)
-        from .backend import Backend
-
-        source = Backend(str(db_dir))
-        try:
-            source.copy_compacted(str(tmp_dir))
-        finally:
-            source.close()
-        fd = os.open(tmp_dir / "data.mdb", os.O_RDONLY)
-        try:
-            os.fchmod(fd, 0o600)  # LMDB creates the copy with 0o666 & ~umask; the store is owner-only
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp_dir / "data.mdb", db_dir / "data.mdb")
-        dfd = os.open(db_dir, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
-        shutil.rmtree(tmp_dir, ignore_errors=True)
-    finally:
-        store_lock.release()
-        repo._backend()

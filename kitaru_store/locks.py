@@ -27,6 +27,12 @@ class FileLock:
         while True:
             try:
                 fcntl.flock(fd, mode)
+                if not _same_file(fd, self.path):
+                    # Deleted or replaced between our open and our flock: a lock on that file
+                    # excludes nobody. Lock the file that is there now.
+                    os.close(fd)
+                    fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+                    continue
                 break
             except BlockingIOError:
                 if time.monotonic() >= deadline:
@@ -41,8 +47,29 @@ class FileLock:
             os.write(fd, f"{os.getpid()}\n".encode())
         self._fd = fd
 
+    def replaced(self) -> bool:
+        """Whether the held lock's file is no longer the one at its path (deleted or replaced).
+
+        Then another process can take "the" lock at the same time: whoever finds this must stop.
+        """
+        return self._fd is not None and not _same_file(self._fd, self.path)
+
     def release(self) -> None:
         if self._fd is not None:
             fd, self._fd = self._fd, None
             fcntl.flock(fd, fcntl.LOCK_UN)
             os.close(fd)
+
+
+def file_id(path: str) -> tuple[int, int] | None:
+    """(device, inode) of the file at ``path``, or None if there is none."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return st.st_dev, st.st_ino
+
+
+def _same_file(fd: int, path: str) -> bool:
+    st = os.fstat(fd)
+    return file_id(path) == (st.st_dev, st.st_ino)

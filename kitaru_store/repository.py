@@ -585,7 +585,7 @@ class Repository:
 
     def _backend(self) -> Backend:
         cached = self._cached
-        if cached is not None and cached[0] == os.getpid() and cached[2]._env is not None:
+        if cached is not None and cached[0] == os.getpid() and cached[2].is_open:
             return cached[1]  # hot path: no realpath, no registry lock
         shared = open_backend(
             self._db_path,

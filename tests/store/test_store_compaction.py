@@ -1,0 +1,153 @@
+"""Compaction: in-process threads go on through it, a full disk is refused first, failures clean up."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from store_helpers import commit_execution
+
+from kitaru_store import Repository, StoreFullError, compaction
+from kitaru_store.backend import Backend
+
+
+def test_compaction_while_other_threads_read_and_commit(repo: Repository) -> None:
+    kept = {repo.put_value(f"kept {i}" * 50).object_id: f"kept {i}" * 50 for i in range(50)}
+    for i, oid in enumerate(kept):
+        repo.pin(f"kept-{i}", oid)
+    for _ in range(20):
+        garbage = repo.put_value(os.urandom(20000))
+        assert garbage.size
+    failures: list[BaseException] = []
+    committed: list[tuple[str, str]] = []
+    stop = threading.Event()
+
+    def reader() -> None:
+        while not stop.is_set():
+            try:
+                for oid, value in kept.items():
+                    assert repo.get_value(oid) == value
+                repo.list_executions(limit=5)
+            except BaseException as exc:
+                failures.append(exc)
+                return
+
+    def writer(n: int) -> None:
+        i = 0
+        while not stop.is_set():
+            try:
+                value = f"writer {n} value {i}"
+                committed.append((commit_execution(repo, f"w{n}", {"v": value}), value))
+                i += 1
+            except BaseException as exc:
+                failures.append(exc)
+                return
+
+    threads = [threading.Thread(target=reader) for _ in range(3)]
+    threads += [threading.Thread(target=writer, args=(n,)) for n in range(2)]
+    for t in threads:
+        t.start()
+    reports = []
+    try:
+        for _ in range(4):
+            time.sleep(0.2)
+            reports.append(repo.gc(grace=0, compact=True))
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(60)
+    assert not failures, failures[:3]
+    assert all(r.compacted for r in reports), [r.compact_error for r in reports]
+    assert len(committed) > 10
+    for exec_id, value in committed:
+        assert repo.get_value(repo.resolve_name(exec_id, "v").object_id) == value
+    assert repo.fsck().ok
+
+
+def test_compaction_refused_when_the_disk_cannot_hold_the_copy(
+    repo: Repository, store_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    oid = repo.put_value(os.urandom(200_000)).object_id
+    repo.pin("big", oid)
+    data = store_path / "db" / "data.mdb"
+    inode = data.stat().st_ino
+    monkeypatch.setattr(compaction, "free_bytes", lambda path: 1 << 20)
+    with pytest.raises(StoreFullError, match="needs about") as excinfo:
+        repo.gc(grace=0, compact=True)
+    assert "free disk space" in (excinfo.value.hint or "")
+    assert data.stat().st_ino == inode and not (store_path / "db.compact").exists()
+    assert len(repo.get_value(oid)) == 200_000
+    monkeypatch.undo()
+    assert repo.gc(grace=0, compact=True).compacted
+
+
+@pytest.mark.parametrize("failure", [KeyboardInterrupt, OSError])
+def test_failed_copy_is_removed_and_the_store_goes_on(
+    repo: Repository, store_path: Path, monkeypatch: pytest.MonkeyPatch, failure: type[BaseException]
+) -> None:
+    oid = repo.put_value("still here").object_id
+    repo.pin("here", oid)
+    real = Backend.copy_compacted
+
+    def half_copy(self: Backend, dest_dir: str) -> None:
+        real(self, dest_dir)
+        with open(os.path.join(dest_dir, "data.mdb"), "r+b") as f:
+            f.truncate(f.seek(0, 2) // 2)
+        raise failure("the copy failed half way")
+
+    monkeypatch.setattr(Backend, "copy_compacted", half_copy)
+    with pytest.raises(failure):
+        repo.gc(grace=0, compact=True)
+    assert not (store_path / "db.compact").exists()
+    assert repo.get_value(oid) == "still here"
+    assert repo.get_value(repo.put_value("a write after it").object_id) == "a write after it"
+    assert repo.fsck().ok
+
+
+FULL_DISK_CHILD = """
+import os, resource, signal, sys
+from kitaru_store import Repository
+from kitaru_store.errors import KitaruError
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # the kernel refuses the write instead of killing us
+data = os.path.join(sys.argv[1], "db", "data.mdb")
+limit = os.path.getsize(data)  # the file cannot grow by a byte: a full disk, for this file
+resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+repo = Repository.open(sys.argv[1])
+for what, step in (
+    ("delete", lambda: [repo.delete_execution(s.exec_id) for s in repo.list_executions(limit=1000)]),
+    ("gc", lambda: repo.gc(grace=0)),
+    ("put", lambda: repo.put_bytes(os.urandom(1 << 20))),
+):
+    try:
+        step()
+        print(what, "ok")
+    except KitaruError as exc:
+        print(what, type(exc).__name__)
+"""
+
+
+def test_on_a_full_disk_deleting_and_gc_free_space(repo: Repository, store_path: Path) -> None:
+    """RLIMIT_FSIZE in a child: every write past the file's current end fails (EFBIG), as on a
+    full disk. Deleting executions and gc still work, from the free pages of an earlier gc; a
+    write that needs more room fails typed. (Without free pages, a delete fails typed too.)"""
+    for i in range(30):
+        commit_execution(repo, "f", {"v": os.urandom(30_000), "w": f"small {i}"})
+    repo.put_value(os.urandom(300_000))
+    repo.gc(grace=0)  # the garbage value's pages are free pages of the file now
+    env = dict(os.environ, KITARU_STORE=str(store_path))
+    child = subprocess.run(
+        [sys.executable, "-c", FULL_DISK_CHILD, str(store_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
+    assert child.returncode == 0, child.stderr
+    assert child.stdout.split("\n")[:3] == ["delete ok", "gc ok", "put StoreFullError"], child.stdout
+    assert repo.count_executions() == 0
+    assert repo.fsck().ok
