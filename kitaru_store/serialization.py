@@ -304,12 +304,12 @@ def _column_from(tree: Any, length: int | None) -> Any:
 
         codes = _column_from(tree[1], length)
         return pd.Categorical.from_codes(codes, categories=_index_from(tree[2]), ordered=tree[3])
-    elif kind == "dttz" and len(tree) == 3 and type(tree[2]) is str and _TZ_NAME.fullmatch(tree[2]):
+    elif kind == "dttz" and len(tree) == 3 and _names_no_file(tree[2], _TZ_NAME):
         import pandas as pd
 
         utc = _column_from(tree[1], length)
         return pd.DatetimeIndex(utc).tz_localize("UTC").tz_convert(tree[2])
-    elif kind == "obj" and len(tree) == 3 and type(tree[1]) is list and type(tree[2]) is str:
+    elif kind == "obj" and len(tree) == 3 and type(tree[1]) is list and _names_no_file(tree[2], _DTYPE_TEXT):
         values = tree[1]
     else:
         raise _corrupt(f"unknown pandas column form {str(kind)[:40]!r}")
@@ -323,6 +323,17 @@ def _column_from(tree: Any, length: int | None) -> Any:
 
 # A time zone name as pandas writes it (IANA names, fixed offsets): never a path of its own.
 _TZ_NAME = re.compile(r"(?!.*\.\.)(?!.*//)[A-Za-z0-9_+\-:][A-Za-z0-9_+\-:./]{0,63}")
+# A pandas dtype as str(dtype) writes it: "Int64", "period[D]", "interval[datetime64[ns, UTC], right]".
+_DTYPE_TEXT = re.compile(r"(?!.*\.\.)(?!.*//)[A-Za-z0-9_\[\], +\-:/]{1,128}")
+
+
+def _names_no_file(text: Any, form: re.Pattern[str]) -> bool:
+    """Whether a stored time zone or dtype string is of ``form`` and names no file to read.
+
+    pandas resolves a time zone "dateutil/<path>" (also inside a dtype string) by opening that
+    path as a time zone file, wherever it is: stored data never names one.
+    """
+    return type(text) is str and form.fullmatch(text) is not None and "dateutil" not in text.lower()
 
 
 def _index_tree(index: Any) -> Any:
