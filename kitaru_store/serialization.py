@@ -303,7 +303,14 @@ def _column_from(tree: Any, length: int | None) -> Any:
         import pandas as pd
 
         codes = _column_from(tree[1], length)
-        return pd.Categorical.from_codes(codes, categories=_index_from(tree[2]), ordered=tree[3])
+        categories = _index_from(tree[2])
+        # A range holds no data: its declared length is checked here, a list's by its items.
+        _expect(
+            not isinstance(categories, pd.RangeIndex)
+            or len(categories) <= max(len(codes), _RANGE_CATEGORIES),
+            f"a categorical column of {len(codes)} rows declares {len(categories)} categories",
+        )
+        return pd.Categorical.from_codes(codes, categories=categories, ordered=tree[3])
     elif kind == "dttz" and len(tree) == 3 and _names_no_file(tree[2], _TZ_NAME):
         import pandas as pd
 
@@ -320,6 +327,8 @@ def _column_from(tree: Any, length: int | None) -> Any:
 
     return pd.array(values, dtype=tree[2])
 
+
+_RANGE_CATEGORIES = 1 << 16  # categories given as a range, beyond one per row
 
 # A time zone name as pandas writes it (IANA names, fixed offsets): never a path of its own.
 _TZ_NAME = re.compile(r"(?!.*\.\.)(?!.*//)[A-Za-z0-9_+\-:][A-Za-z0-9_+\-:./]{0,63}")

@@ -691,3 +691,12 @@ def test_stored_time_zones_never_name_a_file_to_read(tmp_path, monkeypatch, colu
         ser.deserialize(_frame_with(column(secret)))
     assert not [f for f in opened if "secret" in f]
 
+
+def test_categories_given_as_a_range_are_bounded() -> None:
+    codes = ["np", msgspec.msgpack.Ext(ser.X_NDARRAY, bytes(ser._numpy_bytes(np.array([0], np.int8))))]
+    data = _frame_with(["cat", codes, _rows(10**12), False])
+    out, peak = _traced_peak(lambda: ser.to_jsonable(ser.deserialize(data)))
+    assert isinstance(out, CorruptValueError), out
+    assert peak < 4 << 20
+    few = ser.deserialize(_frame_with(["cat", codes, _rows(3), False]))
+    assert list(few.iloc[:, 0].cat.categories) == [0, 1, 2]
