@@ -213,8 +213,10 @@ class Writer:
         """Store ``manifest`` whole (an import), if the local one is still ``expect`` at commit.
 
         ``expect=None`` requires the execution to be absent. Every object the manifest names
-        must be stored by then (checked and touched at commit, chunks included).
+        must be stored by then (checked and touched at commit, chunks included). Its flow name
+        is part of a key (exec_flow): checked as one given to create_execution is.
         """
+        validate_name(manifest.flow_name, what="flow name", exec_id=manifest.exec_id)
         exec_id = manifest.exec_id
         seen: set[str] = set()
         for entry in manifest.entries:

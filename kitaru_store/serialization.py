@@ -303,13 +303,20 @@ def _column_from(tree: Any, length: int | None) -> Any:
         import pandas as pd
 
         codes = _column_from(tree[1], length)
-        return pd.Categorical.from_codes(codes, categories=_index_from(tree[2]), ordered=tree[3])
-    elif kind == "dttz" and len(tree) == 3 and type(tree[2]) is str and _TZ_NAME.fullmatch(tree[2]):
+        categories = _index_from(tree[2])
+        # A range holds no data: its declared length is checked here, a list's by its items.
+        _expect(
+            not isinstance(categories, pd.RangeIndex)
+            or len(categories) <= max(len(codes), _RANGE_CATEGORIES),
+            f"a categorical column of {len(codes)} rows declares {len(categories)} categories",
+        )
+        return pd.Categorical.from_codes(codes, categories=categories, ordered=tree[3])
+    elif kind == "dttz" and len(tree) == 3 and _names_no_file(tree[2], _TZ_NAME):
         import pandas as pd
 
         utc = _column_from(tree[1], length)
         return pd.DatetimeIndex(utc).tz_localize("UTC").tz_convert(tree[2])
-    elif kind == "obj" and len(tree) == 3 and type(tree[1]) is list and type(tree[2]) is str:
+    elif kind == "obj" and len(tree) == 3 and type(tree[1]) is list and _names_no_file(tree[2], _DTYPE_TEXT):
         values = tree[1]
     else:
         raise _corrupt(f"unknown pandas column form {str(kind)[:40]!r}")
@@ -321,8 +328,21 @@ def _column_from(tree: Any, length: int | None) -> Any:
     return pd.array(values, dtype=tree[2])
 
 
+_RANGE_CATEGORIES = 1 << 16  # categories given as a range, beyond one per row
+
 # A time zone name as pandas writes it (IANA names, fixed offsets): never a path of its own.
 _TZ_NAME = re.compile(r"(?!.*\.\.)(?!.*//)[A-Za-z0-9_+\-:][A-Za-z0-9_+\-:./]{0,63}")
+# A pandas dtype as str(dtype) writes it: "Int64", "period[D]", "interval[datetime64[ns, UTC], right]".
+_DTYPE_TEXT = re.compile(r"(?!.*\.\.)(?!.*//)[A-Za-z0-9_\[\], +\-:/]{1,128}")
+
+
+def _names_no_file(text: Any, form: re.Pattern[str]) -> bool:
+    """Whether a stored time zone or dtype string is of ``form`` and names no file to read.
+
+    pandas resolves a time zone "dateutil/<path>" (also inside a dtype string) by opening that
+    path as a time zone file, wherever it is: stored data never names one.
+    """
+    return type(text) is str and form.fullmatch(text) is not None and "dateutil" not in text.lower()
 
 
 def _index_tree(index: Any) -> Any:

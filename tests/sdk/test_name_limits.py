@@ -151,3 +151,24 @@ def test_lone_surrogates_are_refused_not_an_encoding_crash(store_path: Path) -> 
     for call in (lambda: repo.pin(bad, oid), lambda: repo.create_execution(bad)):
         with pytest.raises(InvalidNameError, match="lone surrogates"):
             call()
+
+
+@pytest.mark.parametrize("flow_name", [of_bytes(MAX_NAME_BYTES["flow name"] + 1), "a\x00b", "x/../y"])
+def test_an_imported_manifest_has_its_flow_name_checked(store_path: Path, flow_name: str) -> None:
+    """A pulled manifest names its flow: that name is part of a key too, so it is checked like
+    one given to the API, before anything is written."""
+    from kitaru_store import ids
+    from kitaru_store import manifests as mf
+
+    repo = Repository.open(store_path)
+    before = snapshot(store_path)
+    manifest = mf.Manifest(
+        exec_id=ids.new_uuid(), flow_name=flow_name, status="completed", started_at=mf.utcnow()
+    )
+    writer = repo.writer()
+    with pytest.raises(InvalidNameError) as info:
+        writer.put_manifest(manifest, expect=None)
+        writer.commit()
+    writer.abort()
+    assert info.value.exec_id == manifest.exec_id
+    assert snapshot(store_path) == before

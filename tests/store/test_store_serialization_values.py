@@ -652,3 +652,51 @@ def test_big_integers_are_bounded_even_when_python_is_not() -> None:
     finally:
         sys.set_int_max_str_digits(limit)
     assert ser.deserialize(ser.serialize(-(10**4000))[0]) == -(10**4000)
+
+
+def _frame_with(column: list[Any]) -> bytes:
+    return ser.TAG_PANDAS + msgspec.msgpack.encode({"columns": _rows(1), "index": _rows(1), "data": [column]})
+
+
+def _utc_column() -> list[Any]:
+    arr = np.array([0], dtype="datetime64[ns]")
+    return ["np", msgspec.msgpack.Ext(ser.X_NDARRAY, bytes(ser._numpy_bytes(arr)))]
+
+
+@pytest.mark.parametrize(
+    "column",
+    [
+        lambda path: ["obj", [1], f"datetime64[ns, dateutil/:{path}]"],
+        lambda path: ["obj", [1], "datetime64[ns, dateutil/" + "../" * 12 + f"{str(path).lstrip('/')}]"],
+        lambda path: ["obj", [None], f"interval[datetime64[ns, dateutil/:{path}], right]"],
+        lambda path: ["dttz", _utc_column(), f"dateutil/:{path}"],
+    ],
+    ids=["dtype-absolute", "dtype-relative", "interval-dtype", "dttz-time-zone"],
+)
+def test_stored_time_zones_never_name_a_file_to_read(tmp_path, monkeypatch, column: Any) -> None:
+    """pandas opens the file a "dateutil/<path>" time zone names: a value must not make it."""
+    import builtins
+
+    secret = tmp_path / "secret"
+    secret.write_bytes(b"TZif")
+    opened: list[str] = []
+    real_open = builtins.open
+
+    def spy(file: Any, *args: Any, **kwargs: Any) -> Any:
+        opened.append(str(file))
+        return real_open(file, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", spy)
+    with pytest.raises(CorruptValueError):
+        ser.deserialize(_frame_with(column(secret)))
+    assert not [f for f in opened if "secret" in f]
+
+
+def test_categories_given_as_a_range_are_bounded() -> None:
+    codes = ["np", msgspec.msgpack.Ext(ser.X_NDARRAY, bytes(ser._numpy_bytes(np.array([0], np.int8))))]
+    data = _frame_with(["cat", codes, _rows(10**12), False])
+    out, peak = _traced_peak(lambda: ser.to_jsonable(ser.deserialize(data)))
+    assert isinstance(out, CorruptValueError), out
+    assert peak < 4 << 20
+    few = ser.deserialize(_frame_with(["cat", codes, _rows(3), False]))
+    assert list(few.iloc[:, 0].cat.categories) == [0, 1, 2]
