@@ -26,7 +26,13 @@ from typing import TYPE_CHECKING
 from . import codec, config, objects, reachability
 from .backend import WriteTxn
 from .compaction import compact_store, discard_leftover_copy
-from .errors import CorruptObjectError, ReadOnlyStoreError, StoreFormatError, StoreLockedError
+from .errors import (
+    CorruptObjectError,
+    ReadOnlyStoreError,
+    StoreFormatError,
+    StoreFullError,
+    StoreLockedError,
+)
 from .locks import FileLock
 from .reachability import INFLIGHT_MAX_AGE as INFLIGHT_MAX_AGE  # re-exported: gc's rule
 from .reachability import INFLIGHT_PREFIX, stale_inflight
@@ -245,8 +251,9 @@ def _sweep(
     between batches (the tests' hook point).
     """
     backend = repo._backend()
-    for start in range(0, len(doomed), DELETE_BATCH):
-        batch = doomed[start : start + DELETE_BATCH]
+    start, size = 0, DELETE_BATCH
+    while start < len(doomed):
+        batch = doomed[start : start + size]
 
         def txn(wt: WriteTxn, batch: list[tuple[bytes, int]] = batch) -> tuple[int, int]:
             n = removed = 0
@@ -264,8 +271,17 @@ def _sweep(
                 n += 1
             return n, removed
 
-        n, removed = backend.update(txn)
+        try:
+            n, removed = backend.update(txn)
+        except StoreFullError:
+            if size == 1:
+                raise
+            # A full disk: deleting copies pages too (LMDB never writes in place). A smaller
+            # batch needs fewer new pages, and each batch committed frees pages for the next.
+            size = max(size // 8, 1)
+            continue
         report.objects_removed += n
         report.bytes_removed += removed
+        start += len(batch)
         if progress:
-            progress("sweep", min(start + DELETE_BATCH, len(doomed)), len(doomed))
+            progress("sweep", start, len(doomed))

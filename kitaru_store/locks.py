@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import time
@@ -43,8 +44,11 @@ class FileLock:
                     ) from None
                 time.sleep(0.02)
         if exclusive:
-            os.ftruncate(fd, 0)
-            os.write(fd, f"{os.getpid()}\n".encode())
+            # Who holds it, for a person looking: the flock is the lock, so a full disk (the
+            # reason to run gc) must not stop it.
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, 0)
+                os.write(fd, f"{os.getpid()}\n".encode())
         self._fd = fd
 
     def replaced(self) -> bool:

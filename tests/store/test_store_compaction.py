@@ -151,3 +151,58 @@ def test_on_a_full_disk_deleting_and_gc_free_space(repo: Repository, store_path:
     assert child.stdout.split("\n")[:3] == ["delete ok", "gc ok", "put StoreFullError"], child.stdout
     assert repo.count_executions() == 0
     assert repo.fsck().ok
+
+
+# A real full file system: a small tmpfs in a private mount namespace (unshare maps the user to
+# root inside it, so this needs no privilege outside). The store fills it until not even a tiny
+# write fits; deleting every execution and gc must still work (LMDB's copy-on-write keeps the
+# pages the last commit replaced free for the next one), and so must gc's lock file.
+TMPFS_CHILD = """
+import os, sys
+from store_helpers import commit_execution
+from kitaru_store import Repository
+from kitaru_store.errors import StoreFullError
+repo = Repository.open(os.path.join(sys.argv[1], "store"))
+n = 0
+for size in (200_000, 20_000, 1_000, 10):  # down to the last free page
+    misses = 0
+    while misses < 3:
+        try:
+            commit_execution(repo, "fill", {f"v{n}": os.urandom(size)})
+            n += 1
+        except StoreFullError:
+            misses += 1
+st = os.statvfs(sys.argv[1])
+print("full", n > 20, st.f_bavail * st.f_frsize < 64 * 1024)
+for s in repo.list_executions(limit=10_000):
+    repo.delete_execution(s.exec_id)
+print("deleted", repo.count_executions() == 0)
+report = repo.gc(grace=0)
+print("gc", report.objects_removed >= n)
+repo.put_bytes(os.urandom(4_000))
+print("room again", repo.fsck().ok)
+"""
+
+
+def test_a_full_file_system_still_lets_deletes_and_gc_free_space(tmp_path: Path) -> None:
+    mount = tmp_path / "small"
+    mount.mkdir()
+    script = f'mount -t tmpfs -o size=16m tmpfs {mount} && exec "{sys.executable}" -c "$KITARU_CHILD" {mount}'
+    here = str(Path(__file__).resolve().parent)
+    path = os.pathsep.join(p for p in (here, os.environ.get("PYTHONPATH", "")) if p)
+    env = dict(os.environ, KITARU_CHILD=TMPFS_CHILD, PYTHONPATH=path)
+    env.pop("KITARU_STORE", None)
+    child = subprocess.run(
+        ["unshare", "--map-root-user", "--mount", "sh", "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
+    assert child.returncode == 0, child.stdout + child.stderr
+    assert child.stdout.splitlines() == [
+        "full True True",
+        "deleted True",
+        "gc True",
+        "room again True",
+    ], child.stdout + child.stderr
