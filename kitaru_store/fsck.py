@@ -264,7 +264,7 @@ def _object_problems(rt: ReadTxn, _kind: str, key: bytes) -> list[Problem]:
     """What is wrong with one object in this snapshot (nothing if it is not stored: swept)."""
     found: list[Problem] = []
     try:
-        objects.read(rt, key)
+        objects.read(rt, key, exact=True)  # a record holds its frame and nothing more
     except ObjectNotFoundError as exc:
         if exc.object_id == key.hex():
             return found  # swept since listed

@@ -13,7 +13,7 @@ from typing import Any, Literal
 import msgspec
 
 from . import checksum, listing, nesting
-from .errors import CorruptManifestError, StoreFormatError
+from .errors import CorruptManifestError, KitaruError, StoreFormatError
 from .listing import DAMAGED as DAMAGED  # the status of a DamagedSummary
 from .listing import time_key as time_key  # re-exported (listing.py owns the time index keys)
 from .names import ARTIFACT_TYPES as ARTIFACT_TYPES  # re-exported (kitaru_store.ARTIFACT_TYPES)
@@ -23,6 +23,8 @@ MANIFEST_FORMAT = 1  # major version; bump only for changes an older reader woul
 # The most a stored manifest may hold (encoded): refused on write, and the cap on one fetched from
 # a remote. Some 50,000 entries; values live in objects, a manifest only names them.
 MAX_MANIFEST_SIZE = 16 << 20
+# The checksum pair (7.2 of docs/design.md) came within format 1; every later format has it.
+LAST_FORMAT_WITHOUT_CHECKSUM = 1
 
 # The Literal aliases document the values; persisted fields are plain ``str`` so that a newer
 # writer's new status or kind reads as data in an older reader instead of failing validation.
@@ -128,6 +130,39 @@ class Manifest(msgspec.Struct, frozen=True, kw_only=True):
     waits: tuple[WaitRecord, ...] = ()
 
 
+# A manifest without a valid checksum pair was written before manifests had one (a minor addition
+# to format 1, design.md 14) by a writer that wrote only fields this reader knows: no field was
+# ever removed from these Structs, and a writer that knows newer fields also writes the checksum.
+# So it is read only if it has no unknown field, at any depth: a damaged checksum key (an unknown
+# field) would otherwise pass a checksummed manifest as one written before checksums, unverified.
+class _LegacyFailure(Failure, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    pass
+
+
+class _LegacyEntry(Entry, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    pass
+
+
+class _LegacyAttempt(Attempt, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    failure: _LegacyFailure | None = None
+
+
+class _LegacyCheckpoint(CheckpointRecord, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    attempts: tuple[_LegacyAttempt, ...] = ()
+    failure: _LegacyFailure | None = None
+
+
+class _LegacyWait(WaitRecord, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    pass
+
+
+class _LegacyManifest(Manifest, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    failure: _LegacyFailure | None = None
+    entries: tuple[_LegacyEntry, ...] = ()
+    checkpoints: tuple[_LegacyCheckpoint, ...] = ()
+    waits: tuple[_LegacyWait, ...] = ()
+
+
 class CacheRecord(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     """Where a cached checkpoint output came from (the cache sub-database's values)."""
 
@@ -167,6 +202,7 @@ class DamagedSummary(ExecutionSummary, frozen=True, kw_only=True, omit_defaults=
 
 _encoder = msgspec.msgpack.Encoder()
 _manifest_decoder = msgspec.msgpack.Decoder(Manifest)
+_legacy_manifest_decoder = msgspec.msgpack.Decoder(_LegacyManifest)
 _summary_decoder = msgspec.msgpack.Decoder(ExecutionSummary)
 _legacy_summary_decoder = msgspec.msgpack.Decoder(_LegacySummary)
 _cache_decoder = msgspec.msgpack.Decoder(CacheRecord)
@@ -198,12 +234,28 @@ def encode_manifest(m: Manifest) -> bytes:
 
 
 def _check_checksum(data: bytes | memoryview, exec_id: str | None) -> None:
-    if checksum.present(data) and checked_tag(data) is None:
-        raise CorruptManifestError(
-            f"the manifest of execution {exec_id} is damaged: its checksum does not match",
-            exec_id=exec_id,
-            hint="run `kitaru-store fsck`; the execution's objects are still in the store",
+    """Refuse a manifest whose checksum does not match; one without a checksum pair must decode
+    with no unknown field (see _LegacyManifest)."""
+    if checksum.present(data):
+        if checked_tag(data) is None:
+            raise _corrupt(exec_id, "is damaged: its checksum does not match")
+        return
+    try:
+        legacy = nesting.on_fresh_stack(lambda: _legacy_manifest_decoder.decode(data))
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as exc:  # bad UTF-8: no DecodeError
+        raise _undecodable(data, exec_id, exc, "has no checksum and cannot be decoded") from exc
+    if LAST_FORMAT_WITHOUT_CHECKSUM < legacy.format_version <= MANIFEST_FORMAT:
+        raise _corrupt(
+            exec_id, f"has no checksum, which every manifest of format {legacy.format_version} has"
         )
+
+
+def _corrupt(exec_id: str | None, what: str) -> CorruptManifestError:
+    return CorruptManifestError(
+        f"the manifest of execution {exec_id} {what}",
+        exec_id=exec_id,
+        hint="run `kitaru-store fsck`; the execution's objects are still in the store",
+    )
 
 
 def stored_tag(encoded: bytes) -> bytes:
@@ -220,17 +272,18 @@ def decode_manifest(
     try:
         manifest = nesting.on_fresh_stack(lambda: _manifest_decoder.decode(data))
     except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as exc:  # bad UTF-8: no DecodeError
-        version = _probe_version(data)
-        if version is not None and version > MANIFEST_FORMAT:
-            raise _newer(version, exec_id) from exc
-        raise CorruptManifestError(
-            f"the manifest of execution {exec_id} cannot be decoded: {exc}",
-            exec_id=exec_id,
-            hint="run `kitaru-store fsck`; the execution's objects are still in the store",
-        ) from exc
+        raise _undecodable(data, exec_id, exc, "cannot be decoded") from exc
     if manifest.format_version > MANIFEST_FORMAT:
         raise _newer(manifest.format_version, exec_id)
     return manifest
+
+
+def _undecodable(data: bytes | memoryview, exec_id: str | None, exc: Exception, what: str) -> KitaruError:
+    """StoreFormatError if ``data`` still says it is of a newer format, else CorruptManifestError."""
+    version = _probe_version(data)
+    if version is not None and version > MANIFEST_FORMAT:
+        return _newer(version, exec_id)
+    return _corrupt(exec_id, f"{what}: {exc}")
 
 
 def _probe_version(data: bytes | memoryview) -> int | None:

@@ -45,7 +45,7 @@ from .errors import (
     KitaruError,
     StoreFormatError,
 )
-from .names import MEMORY_KEY_BYTES, utf8, validate_name
+from .names import MEMORY_KEY_BYTES, refused_character, utf8, validate_name
 
 if TYPE_CHECKING:
     from .backend import Backend, ReadTxn, WriteTxn
@@ -206,8 +206,8 @@ def validate_key(key: object, scope: Scope | None = None) -> str:
         problem = "is empty"
     elif len(key) > MAX_KEY:
         problem = f"is longer than {MAX_KEY} characters"
-    elif any(ord(c) < 32 or 127 <= ord(c) < 160 for c in key):
-        problem = "contains control characters"
+    elif refused := refused_character(key):
+        problem = f"contains control characters ({refused})"
     elif key != key.strip():
         problem = "has leading or trailing white space"
     elif "\\" in key:
@@ -812,9 +812,9 @@ class MemoryStore:
         if prefix is not None:
             if not isinstance(prefix, str):
                 raise InvalidNameError(f"a key prefix must be a string, not {type(prefix).__name__}")
-            if any(ord(c) < 32 or 127 <= ord(c) < 160 for c in prefix):
+            if refused := refused_character(prefix):
                 raise InvalidNameError(
-                    f"key prefix {prefix[:80]!r} contains control characters", hint=_KEY_HINT
+                    f"key prefix {prefix[:80]!r} contains control characters ({refused})", hint=_KEY_HINT
                 )
             raw = utf8(prefix, "key prefix")
             if len(raw) + len(scope.name.encode()) > MAX_KEY_BYTES:

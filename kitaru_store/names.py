@@ -8,6 +8,8 @@ never reaches LMDB with a key it refuses.
 
 from __future__ import annotations
 
+import re
+
 from .errors import InvalidNameError
 
 MAX_NAME = 255  # characters, every kind of name
@@ -25,6 +27,31 @@ MAX_NAME_BYTES = {
     "pin name": LMDB_MAX_KEY - len(b"pin/"),  # refs: "pin/" + name
     "memory namespace": MEMORY_KEY_BYTES - 1,  # with a memory key of at least 1 byte
 }
+
+
+# What no name may hold: the C0 and C1 control characters (Unicode category Cc, U+0000-U+001F and
+# U+007F-U+009F; U+009B is a terminal's CSI, the start of an escape sequence); the bidirectional
+# controls (Unicode's Bidi_Control: the mark U+061C, the marks U+200E and U+200F, the embeddings
+# and overrides U+202A-U+202E, the isolates U+2066-U+2069), which make a name display as another
+# ("Trojan source"); U+FEFF, an invisible byte-order mark; and the line and paragraph separators
+# U+2028 and U+2029, which break a line. Other format characters (U+200C and U+200D, which scripts
+# and emoji sequences need) are allowed. A regular expression character class; the CLI escapes
+# the same characters in free text it prints to a terminal (cli/output.py terminal_text).
+CONTROL_CHARACTERS = "\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069\ufeff"
+_CONTROL = re.compile(f"[{CONTROL_CHARACTERS}]")
+
+
+def escape(c: str) -> str:
+    """A character as the escape that names it in a message: ``\\u009b``."""
+    return f"\\u{ord(c):04x}"
+
+
+def refused_character(text: str) -> str | None:
+    """The first control character (CONTROL_CHARACTERS) in ``text``, escaped, or None."""
+    if text.isascii() and text.isprintable():
+        return None  # the common case
+    found = _CONTROL.search(text)
+    return escape(found[0]) if found else None
 
 
 def utf8(name: str, what: str) -> bytes:
@@ -47,8 +74,9 @@ def fits(name: str, what: str) -> bool:
 
 
 def validate_name(name: object, *, what: str = "name", exec_id: str | None = None) -> str:
-    """Names are non-empty text of at most 255 characters with no control characters or slashes,
-    and, for the kinds in MAX_NAME_BYTES, at most that many bytes of UTF-8."""
+    """Names are non-empty text of at most 255 characters with no control characters (see
+    refused_character) or slashes, and, for the kinds in MAX_NAME_BYTES, at most that many bytes
+    of UTF-8."""
     if not isinstance(name, str):
         raise InvalidNameError(
             f"{what} must be a string, not {type(name).__name__}",
@@ -62,8 +90,8 @@ def validate_name(name: object, *, what: str = "name", exec_id: str | None = Non
         problem = "is empty"
     elif len(name) > MAX_NAME:
         problem = f"is longer than {MAX_NAME} characters"
-    elif not (name.isascii() and name.isprintable()) and any(ord(c) < 32 or ord(c) == 127 for c in name):
-        problem = "contains control characters"
+    elif refused := refused_character(name):
+        problem = f"contains control characters ({refused})"
     elif "/" in name or "\\" in name:
         problem = "contains a path separator"
     elif name != name.strip():

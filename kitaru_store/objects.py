@@ -163,7 +163,7 @@ def prepare(data: Buffer) -> PreparedValue:
 def _stored_equals(record: memoryview, piece: Piece) -> bool:
     """Whether a stored record holds exactly ``piece`` (a dedup hit is verified, never trusted)."""
     try:
-        kind, payload = codec.decode(record)
+        kind, payload = codec.decode(record, exact=True)  # bytes after its frame: rewritten too
     except ValueError:
         return False  # damaged: the put rewrites it. A newer record format raises, never overwritten.
     if kind != piece.kind:
@@ -255,9 +255,9 @@ def chunk_keys(record: bytes | memoryview, key: bytes) -> list[bytes]:
     return [k for k, _ in _parse_index(payload, key).chunks]
 
 
-def _decode_checked(record: bytes | memoryview, key: bytes) -> tuple[int, Buffer]:
+def _decode_checked(record: bytes | memoryview, key: bytes, *, exact: bool = False) -> tuple[int, Buffer]:
     try:
-        return codec.decode(record)
+        return codec.decode(record, exact=exact)
     except ValueError as exc:
         raise CorruptObjectError(key.hex(), f"undecodable record: {exc}") from None
     except StoreFormatError as exc:
@@ -309,19 +309,25 @@ def _parse_index(payload: Buffer, key: bytes) -> ChunkIndex:
 
 
 @overload
-def read(rt: ReadTxn, key: bytes, *, mapped: Literal[False] = False) -> bytes | bytearray: ...
+def read(
+    rt: ReadTxn, key: bytes, *, mapped: Literal[False] = False, exact: bool = False
+) -> bytes | bytearray: ...
 @overload
-def read(rt: ReadTxn, key: bytes, *, mapped: bool) -> bytes | bytearray | memoryview: ...
-def read(rt: ReadTxn, key: bytes, *, mapped: bool = False) -> bytes | bytearray | memoryview:
+def read(rt: ReadTxn, key: bytes, *, mapped: bool, exact: bool = False) -> bytes | bytearray | memoryview: ...
+def read(
+    rt: ReadTxn, key: bytes, *, mapped: bool = False, exact: bool = False
+) -> bytes | bytearray | memoryview:
     """The verified bytes of an object. Raises ObjectNotFoundError or CorruptObjectError.
 
     ``mapped=True`` lets a large chunked value come back in a mapped buffer (a memoryview,
     buffers.py), filled several times faster than a bytearray; else it is a bytearray.
+    ``exact=True`` (fsck) also refuses bytes after the zstd frame of the object's own record
+    (codec.decode); each chunk is an object too, checked so on its own.
     """
     record = rt.get_view(b"objects", key)
     if record is None:
         raise ObjectNotFoundError(key.hex())
-    kind, payload = _decode_checked(record, key)
+    kind, payload = _decode_checked(record, key, exact=exact)
     if kind == codec.KIND_DATA:
         data = bytes(payload)
         if hashing.digest(data) != key:

@@ -86,9 +86,9 @@ def log(
 
 def _failure_lines(f: Failure, indent: str, *, where: bool = True) -> list[str]:
     place = f" (in checkpoint {f.checkpoint})" if f.checkpoint and where else ""
-    lines = [f"{out.style(f.type, fg='red')}: {f.message}{place}"]
+    lines = [f"{out.style(out.terminal_text(f.type), fg='red')}: {out.terminal_text(f.message)}{place}"]
     if f.traceback:
-        lines.extend(indent + line for line in f.traceback.rstrip("\n").splitlines())
+        lines.extend(indent + line for line in out.terminal_text(f.traceback).rstrip("\n").splitlines())
     return lines
 
 
@@ -183,7 +183,11 @@ def show(state: State, exec_id: str, as_json: bool) -> None:
             details: list[tuple[str, str]] = []
             if w.question:
                 details.append(
-                    ("question", w.question.splitlines()[0] + (" ..." if "\n" in w.question else ""))
+                    (
+                        "question",
+                        out.terminal_text(w.question.splitlines()[0])
+                        + (" ..." if "\n" in w.question else ""),
+                    )
                 )
             if w.value_object_id:
                 details.append(("answer", out.short(w.value_object_id)))

@@ -13,6 +13,8 @@ from typing import IO, Any
 
 import click
 
+from kitaru_store.names import CONTROL_CHARACTERS, escape
+
 # The formatting `log` needs lives in text.py (no click there, for the fast path of `log`).
 from .text import SHORT as SHORT
 from .text import STATUS_COLOURS as STATUS_COLOURS
@@ -55,6 +57,21 @@ def styler(**kwargs: Any) -> Callable[[str], str]:
         return str
     before, after = click.style("\x00", **kwargs).split("\x00")
     return lambda text: before + text + after
+
+
+# The characters names may not hold (names.CONTROL_CHARACTERS), but newline and tab.
+_UNPRINTABLE = re.compile(f"(?![\n\t])[{CONTROL_CHARACTERS}]")
+
+
+def terminal_text(text: str) -> str:
+    """Free text a store holds (failure messages, tracebacks, wait questions, metadata: perhaps
+    pulled from a remote), safe for stdout: on a terminal, each control character but newline
+    and tab becomes an escape such as ``\\u009b`` (which JSON reads as the same character), so
+    that stored text cannot move the cursor, clear the screen or reorder what is shown. Into a
+    pipe, the text as it is."""
+    if not isatty(sys.stdout):
+        return text
+    return _UNPRINTABLE.sub(lambda found: escape(found[0]), text)
 
 
 def status_text(text: str, width: int = 0) -> str:
@@ -218,14 +235,14 @@ def dumps(value: Any) -> str:
     """Indented JSON; NaN and infinities become null, so the output is always valid JSON."""
     import json  # here, not at the top: most commands print no JSON
 
-    return json.dumps(_finite(value), indent=2, ensure_ascii=False)
+    return terminal_text(json.dumps(_finite(value), indent=2, ensure_ascii=False))
 
 
 def inline(value: Any) -> str:
     """One-line JSON, for metadata shown inside human output."""
     import json
 
-    return json.dumps(_finite(jsonable(value)), ensure_ascii=False)
+    return terminal_text(json.dumps(_finite(jsonable(value)), ensure_ascii=False))
 
 
 def _finite(value: Any) -> Any:

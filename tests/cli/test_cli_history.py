@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 
 import pytest
 from cli_demo import Demo, Run
 
 from kitaru_store import Repository
+from kitaru_store.cli import output
+from kitaru_store.manifests import CheckpointRecord, Failure, WaitRecord
 
 
 def test_log_lists_newest_first_with_columns(run: Run, demo: Demo) -> None:
@@ -192,3 +195,48 @@ def test_diff_json_and_exit_code(run: Run, demo: Demo) -> None:
     same = run("diff", demo.research, demo.research, "--exit-code")
     assert same.exit_code == 0
     assert same.stdout.splitlines()[-1] == "0 added, 0 removed, 0 changed, 6 unchanged"
+
+
+HOSTILE_TEXT = "clear\x1b[2Jthen\x9b31mred\u202eevil\x07"
+
+
+def _hostile_execution(repo: Repository) -> str:
+    """An execution whose free text (a pulled one's, say) holds terminal escapes."""
+    boom = Failure(type="Error", message=HOSTILE_TEXT, traceback=f"Traceback:\n\t{HOSTILE_TEXT}\n")
+    at = dt.datetime(2025, 1, 1, tzinfo=dt.UTC)
+    with repo.writer() as w:
+        ex = w.create_execution("hostile", started_at=at, metadata={"note": HOSTILE_TEXT})
+        w.set_checkpoint(
+            ex,
+            CheckpointRecord(
+                invocation_id="step",
+                name="step",
+                status="failed",
+                started_at=at,
+                failure=boom,
+                metadata={"logged": HOSTILE_TEXT},
+            ),
+        )
+        w.set_wait(ex, WaitRecord(name="approve", status="pending", created_at=at, question=HOSTILE_TEXT))
+        w.update_execution(ex, status="failed", ended_at=at, failure=boom)
+    return ex
+
+
+@pytest.mark.parametrize("as_json", [False, True])
+def test_show_escapes_control_characters_on_a_terminal(
+    run: Run, repo: Repository, monkeypatch: pytest.MonkeyPatch, as_json: bool
+) -> None:
+    ex = _hostile_execution(repo)
+    args = ("show", ex, "--json") if as_json else ("show", ex)
+    piped = run(*args).stdout
+    monkeypatch.setattr(output, "isatty", lambda stream: True)
+    shown = run(*args).stdout
+    for c in ("\x1b", "\x9b", "\u202e", "\x07"):
+        assert c not in shown
+    assert "clear\\u001b[2Jthen\\u009b31mred\\u202eevil\\u0007" in shown
+    assert "\tclear" in shown or as_json  # tabs (and newlines) are printed as they are
+    if as_json:  # still JSON, of the same text
+        assert json.loads(shown) == json.loads(piped)
+        assert json.loads(shown)["failure"]["message"] == HOSTILE_TEXT
+    else:  # into a pipe, the text is as stored
+        assert "\x9b" in piped

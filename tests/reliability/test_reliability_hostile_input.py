@@ -38,12 +38,14 @@ from kitaru_store import (
     SerializationError,
     StoreFormatError,
     StoreFullError,
+    memory,
     serialization,
 )
 from kitaru_store import manifests as mf
 from kitaru_store.backend import close_backend
 from kitaru_store.cli import cli
 from kitaru_store.errors import InvalidArtifactTypeError
+from kitaru_store.names import validate_name
 
 # --- a store with something in it, and a way to prove it did not change -------------------------
 
@@ -128,6 +130,14 @@ BAD_NAMES = {
     "newline": "a\nb",
     "escape": "\x1b[31mred",
     "del": "a\x7f",
+    "c1-csi": "a\x9b2Jb",  # U+009B: a terminal's CSI, the start of an escape sequence
+    "c1-nel": "a\x85b",
+    "bidi-override": "report\u202efdp.exe",  # displays as "reportexe.pdf"
+    "bidi-isolate": "a\u2067b\u2069",
+    "bidi-mark": "a\u200fb",
+    "bom": "\ufeffname",
+    "line-separator": "a\u2028b",
+    "paragraph-separator": "a\u2029b",
     "slash": "a/b",
     "dotdot": "../../etc/passwd",
     "backslash": "a\\b",
@@ -160,6 +170,24 @@ def test_invalid_names_are_refused_everywhere(populated: Repository, store_path:
         failed_with(handle, InvalidNameError)
         assert entry_names(repo, handle.exec_id) == set()
     assert repo.fsck().ok
+
+
+@pytest.mark.parametrize(
+    ("name", "shown"),
+    [("a\x9bb", "\\u009b"), ("x\u202ey", "\\u202e"), ("\ufeffz", "\\ufeff"), ("\x1b[2J", "\\u001b")],
+)
+def test_a_refused_name_says_which_character(name: str, shown: str) -> None:
+    for check in (lambda: validate_name(name, what="flow name"), lambda: memory.validate_key(name)):
+        with pytest.raises(InvalidNameError) as excinfo:
+            check()
+        assert shown in excinfo.value.message
+        assert all(c.isprintable() for c in excinfo.value.message)  # the message prints safely
+
+
+def test_names_in_any_script_and_emoji_sequences_stay_valid() -> None:
+    for name in ("日本語のフロー", "نموذج", "famille 👨‍👩‍👧", "señal", "naïve café", "x\u200cy"):
+        assert validate_name(name, what="flow name") == name
+        assert memory.validate_key(name) == name
 
 
 # --- 2. unknown types --------------------------------------------------------------------------------

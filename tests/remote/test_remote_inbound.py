@@ -239,6 +239,11 @@ def _entry(m: mf.Manifest, **changes: Any) -> mf.Manifest:
 HOSTILE: dict[str, tuple[type[Exception], Callable[[mf.Manifest], mf.Manifest]]] = {
     "flow name with NUL": (InvalidNameError, lambda m: msgspec.structs.replace(m, flow_name="demo\x00x")),
     "flow name with ANSI": (InvalidNameError, lambda m: msgspec.structs.replace(m, flow_name="\x1b[2Jdemo")),
+    "flow name with a C1 CSI": (
+        InvalidNameError,
+        lambda m: msgspec.structs.replace(m, flow_name="demo\x9b2J"),
+    ),
+    "artifact name with a bidi override": (InvalidNameError, lambda m: _entry(m, name="report\u202efdp.exe")),
     "flow name with a slash": (InvalidNameError, lambda m: msgspec.structs.replace(m, flow_name="../demo")),
     "artifact name with a slash": (InvalidNameError, lambda m: _entry(m, name="../../etc/passwd")),
     "artifact name with a newline": (InvalidNameError, lambda m: _entry(m, name="note\nfake line")),

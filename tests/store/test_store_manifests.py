@@ -21,6 +21,7 @@ from kitaru_store import (
     ObjectNotFoundError,
     Repository,
     StoreFormatError,
+    checksum,
 )
 from kitaru_store import manifests as mf
 from kitaru_store.manifests import Attempt
@@ -291,16 +292,19 @@ def test_unknown_fields_are_ignored(repo: Repository) -> None:
     entry = make_entry(sv, "thing")
     raw_entry = msgspec.to_builtins(entry)
     raw_entry["added_in_a_minor_version"] = {"x": 1}
-    raw = msgspec.msgpack.encode(
-        {
-            "format_version": mf.MANIFEST_FORMAT,
-            "exec_id": "2" * 32,
-            "flow_name": "f",
-            "status": "completed",
-            "started_at": T0,
-            "entries": [raw_entry],
-            "future_field": [1, 2, 3],
-        }
+    # A writer that knows newer fields knows checksums too (a manifest without one: see below).
+    raw = checksum.seal(
+        msgspec.msgpack.encode(
+            {
+                "format_version": mf.MANIFEST_FORMAT,
+                "exec_id": "2" * 32,
+                "flow_name": "f",
+                "status": "completed",
+                "started_at": T0,
+                "entries": [raw_entry],
+                "future_field": [1, 2, 3],
+            }
+        )
     )
     m = mf.decode_manifest(raw)
     assert m.flow_name == "f" and m.status == "completed" and m.started_at == T0
@@ -432,3 +436,28 @@ def test_a_writer_builds_on_a_manifest_another_process_changed(repo: Repository)
         w.update_execution(exec_id, status="completed")
     got = repo.get_execution(exec_id)
     assert (got.status, got.metadata) == ("completed", {"by": "them"})
+
+
+def test_a_manifest_without_checksum_is_read_only_if_it_has_no_unknown_field(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Manifests written before checksums wrote only known fields: an unknown one, at any depth
+    (a damaged checksum key, a damaged field name), is damage, not a newer minor format."""
+    attempt = Attempt(started_at=T0, failure=Failure(type="E", message="m", traceback="tb"))
+    cp = CheckpointRecord(invocation_id="s", name="s", status="failed", started_at=T0, attempts=(attempt,))
+    m = Manifest(
+        exec_id="4" * 32, flow_name="f", status="failed", started_at=T0, checkpoints=(cp,), metadata={"k": 1}
+    )
+    legacy = mf.encode(m)  # no checksum pair
+    assert mf.decode_manifest(legacy) == m
+    for field in (b"metadata", b"attempts", b"traceback"):  # the top level, a checkpoint, a failure
+        damaged = legacy.replace(field, field[:-1] + b"X", 1)
+        assert msgspec.msgpack.decode(damaged, type=Manifest) != m  # decodes, that field lost
+        with pytest.raises(CorruptManifestError, match="no checksum"):
+            mf.decode_manifest(damaged)
+    # Every format after the one checksums came in has them: without one, such a manifest is damaged.
+    monkeypatch.setattr(mf, "MANIFEST_FORMAT", mf.LAST_FORMAT_WITHOUT_CHECKSUM + 1)
+    newer = msgspec.structs.replace(m, format_version=mf.LAST_FORMAT_WITHOUT_CHECKSUM + 1)
+    assert mf.decode_manifest(mf.encode_manifest(newer)) == newer
+    with pytest.raises(CorruptManifestError, match="has no checksum"):
+        mf.decode_manifest(mf.encode(newer))

@@ -33,6 +33,7 @@ from kitaru_store import (
     StoreError,
     StoreFormatError,
     StoreFullError,
+    checksum,
     codec,
     config,
     locks,
@@ -709,11 +710,18 @@ def test_undecodable_manifest_is_a_corrupt_manifest_error(repo: Repository, garb
 def test_manifest_with_unknown_fields_still_decodes(repo: Repository) -> None:
     exec_id = commit_execution(repo, "flow", {"a": 1})
     fields = msgspec.msgpack.decode(raw_manifest(repo, exec_id))
+    del fields["checksum"]
     fields["added_by_a_newer_minor_version"] = {"x": [1, 2]}
-    repo._backend().update(
-        lambda wt: wt.put(b"manifests", bytes.fromhex(exec_id), msgspec.msgpack.encode(fields))
-    )
+    # As a newer writer stores it: sealed (a manifest without a checksum has no unknown field).
+    newer = checksum.seal(msgspec.msgpack.encode(fields))
+    repo._backend().update(lambda wt: wt.put(b"manifests", bytes.fromhex(exec_id), newer))
     assert repo.get_execution(exec_id).entries[0].name == "a"
+    # A checksum pair that no longer ends the manifest (a field added after it, unsealed): damage,
+    # not a manifest written before checksums.
+    stale = msgspec.msgpack.encode({**fields, "checksum": newer[-32:], "added_after_it": 1})
+    repo._backend().update(lambda wt: wt.put(b"manifests", bytes.fromhex(exec_id), stale))
+    with pytest.raises(CorruptManifestError):
+        repo.get_execution(exec_id)
 
 
 # --- 15. errors carry ids -------------------------------------------------------------------------
