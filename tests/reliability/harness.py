@@ -65,6 +65,13 @@ class Figures:
     fsck_reported: int = 0  # ... that fsck listed
     repairs: int = 0  # corrupt objects repaired by a later save of the same content
     executions_promised: int = 0  # distinct executions the journals promised
+    terms: int = 0  # kill-retry: SIGTERMs sent to running flows
+    retries: int = 0  # kill-retry: retry processes started
+    retry_chains: int = 0  # kill-retry: executions interrupted, retried, checked complete
+    committed_checked: int = 0  # kill-retry: committed checkpoints held to "never runs again"
+    signals_early: int = 0  # kill-retry: signals before the execution existed
+    signals_after_commit: int = 0  # kill-retry: signals after the execution's last commit
+    signals_late: int = 0  # kill-retry: the process had exited already (not counted as kills)
     known_issues: collections.Counter[str] = dataclasses.field(default_factory=collections.Counter)
     violations: list[str] = dataclasses.field(default_factory=list)
     seconds: float = 0.0
@@ -392,7 +399,17 @@ def crash_round(
 def _phase_bucket(label: str) -> str:
     """Fold the phase stack into a few buckets for the statistics."""
     label = label or "start"
-    for key in ("compact-copy", "compact", "gc-sweep", "gc-scan", "gc-mark", "commit", "stage", "hash"):
+    for key in (
+        "compact-copy",
+        "compact",
+        "gc-sweep",
+        "gc-scan",
+        "gc-mark",
+        "commit",
+        "stage",
+        "hash",
+        "body",
+    ):
         if key in label:
             return key
     return label.split(">")[0]
