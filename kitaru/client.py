@@ -308,6 +308,27 @@ class _Executions:
 
         return pending_waits(self._client.repository, exec_id)
 
+    def cancel(self, exec_id: str, *, reason: str | None = None) -> Execution:
+        """Stop an execution as ``cancelled``.
+
+        A running one gets a cancel request: its process stops at its next checkpoint boundary or
+        wait poll (``cancel_requested`` is True until then). A waiting or crashed one is cancelled
+        at once. A finished one is ExecutionStateError.
+        """
+        from .lifecycle import cancel
+
+        return _execution(cancel(self._client.repository, exec_id, reason=reason), self._client.repository)
+
+    def delete(self, exec_id: str, *, force: bool = False) -> None:
+        """Forget an execution; ``kitaru-store gc`` then reclaims what only it kept (pins stay).
+
+        A running one whose process is alive (or on another host) only with ``force=True``:
+        that process then stops at its next checkpoint boundary. Else ExecutionStateError.
+        """
+        from .lifecycle import delete
+
+        delete(self._client.repository, exec_id, force=force)
+
     def latest(self, *, flow: str | None = None) -> Execution | None:
         """The newest execution (of ``flow``, if given), or None in an empty store."""
         summary = self._client.repository.latest_execution(flow=flow)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from kitaru import KitaruClient
+from kitaru import ExecutionStateError, KitaruClient
 from kitaru_store import Repository, liveness
 
 pytestmark = pytest.mark.slow
@@ -45,6 +45,23 @@ FLOW_MODULE = textwrap.dedent(
         for i in range(4):
             total += step(i).load()
         return total
+
+    @kitaru.checkpoint
+    def tick(i: int) -> int:
+        mark(f"tick{i}")
+        if i == 0:
+            (MARKS / "hanging").write_text(str(os.getpid()))
+        time.sleep(0.2)
+        return i
+
+    @kitaru.flow
+    def ticks(n: int) -> int:
+        for i in range(n):
+            try:
+                tick(i)
+            except Exception:  # a cancellation is not an Exception: this does not swallow it
+                pass
+        return n
     """
 )
 
@@ -93,9 +110,12 @@ class Child:
         summaries = Repository.open(self.store).list_executions()
         return proc, summaries[0].exec_id
 
-    def count(self, i: int) -> int:
-        path = self.marks / f"step{i}"
+    def count(self, i: int, what: str = "step") -> int:
+        path = self.marks / f"{what}{i}"
         return len(path.read_text()) if path.exists() else 0
+
+    def count_tick(self, i: int) -> int:
+        return self.count(i, "tick")
 
     def retry(self, exec_id: str) -> subprocess.CompletedProcess[str]:
         return self.run(
@@ -249,3 +269,200 @@ def test_read_only_observer_shows_crashed_but_does_not_write(child: Child) -> No
     readonly = Repository.open(child.store, readonly=True)
     assert readonly.get_execution(exec_id).status == "failed"
     assert Repository.open(child.store).get_execution(exec_id, observe=False).status == "running"
+
+
+# --- signals ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
+def test_signal_cancels_at_a_safe_point_exits_128_plus_n_and_retry_finishes(
+    child: Child, signum: int
+) -> None:
+    # Through a shell, which reports the exit status as the conventional 128 + n.
+    shell = subprocess.Popen(
+        ["sh", "-c", f'{sys.executable} -c "import crashflow; crashflow.four.run()"; echo "status=$?"'],
+        env={**child.env, "HANG_AT": "2"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 30
+    while not (child.marks / "hanging").exists():
+        assert time.monotonic() < deadline and shell.poll() is None
+        time.sleep(0.02)
+    pid = int((child.marks / "hanging").read_text())
+    (child.marks / "hanging").unlink()
+    os.kill(pid, signum)
+    stdout, _ = shell.communicate(timeout=30)
+    assert f"status={128 + signum}" in stdout
+    exec_id = Repository.open(child.store).list_executions()[0].exec_id
+    execution = KitaruClient().executions.get(exec_id)
+    assert execution.status == "cancelled"
+    assert execution.failure is not None and execution.failure.type == "Cancelled"
+    assert signal.Signals(signum).name in execution.failure.message and str(pid) in execution.failure.message
+    assert Repository.open(child.store).fsck().ok  # nothing half-written
+    done = child.retry(exec_id)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == ["completed", 60]
+    assert [child.count(i) for i in range(4)] == [1, 1, 2, 1]
+
+
+def test_signal_handlers_are_restored_after_a_run(store_path: Path) -> None:
+    import kitaru
+
+    @kitaru.flow
+    def empty() -> int:
+        return 1
+
+    before = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGHUP)}
+    assert empty.run().wait() == 1
+    assert {s: signal.getsignal(s) for s in before} == before
+
+
+def test_a_signal_during_a_store_write_waits_for_the_commit(store_path: Path) -> None:
+    """The handler does not raise inside a write transaction: the commit completes, and the
+    flow stops at the next boundary."""
+    import kitaru
+    from kitaru import cancellation
+    from kitaru_store import backend
+
+    original = backend.Backend.update
+    sent: list[int] = []
+
+    def update(self: backend.Backend, fn: object) -> object:
+        def wrapped(wt: object) -> object:
+            if not sent:
+                sent.append(1)
+                os.kill(os.getpid(), signal.SIGTERM)  # delivered here, inside the transaction
+                time.sleep(0.01)
+            return fn(wt)  # type: ignore[operator]
+
+        return original(self, wrapped)  # type: ignore[arg-type]
+
+    @kitaru.checkpoint
+    def first() -> str:
+        backend.Backend.update = update  # type: ignore[method-assign]
+        return "kept"
+
+    @kitaru.checkpoint
+    def second() -> str:
+        return "never"
+
+    @kitaru.flow
+    def two() -> None:
+        first()
+        second()
+
+    previous = signal.signal(signal.SIGTERM, lambda *a: None)  # what the run restores, and resend hits
+    try:
+        with pytest.raises(cancellation.ExecutionCancelled):
+            two.run()
+    finally:
+        backend.Backend.update = original  # type: ignore[method-assign]
+        signal.signal(signal.SIGTERM, previous)
+    execution = KitaruClient().executions.latest()
+    assert execution is not None and execution.status == "cancelled"
+    assert [c.invocation_id for c in execution.checkpoints if c.status == "completed"] == ["first"]
+    assert execution.artifact("first").load() == "kept"
+
+
+# --- cancel ----------------------------------------------------------------------------------
+
+
+def test_cancel_from_another_process_stops_the_run_at_its_next_boundary(child: Child) -> None:
+    proc = child.start(
+        "import json, crashflow\n"
+        "h = crashflow.ticks.run(50)\n"
+        "print(json.dumps([h.status, h._failure.message if h._failure else None]))"
+    )
+    deadline = time.monotonic() + 30
+    while not (child.marks / "hanging").exists():
+        assert time.monotonic() < deadline and proc.poll() is None
+        time.sleep(0.02)
+    exec_id = Repository.open(child.store).list_executions()[0].exec_id
+    requested = KitaruClient().executions.cancel(exec_id, reason="enough")
+    assert requested.status == "running" and requested.cancel_requested
+    stdout, stderr = proc.communicate(timeout=30)
+    assert proc.returncode == 0, stderr
+    status, message = json.loads(stdout)
+    assert status == "cancelled" and "enough" in message and f"pid {os.getpid()}" in message
+    ran = sum(child.count_tick(i) for i in range(50))
+    assert 1 <= ran < 50  # stopped at a boundary, long before the end
+    execution = KitaruClient().executions.get(exec_id)
+    assert execution.status == "cancelled" and execution.failure is not None
+    assert execution.failure.type == "Cancelled" and not execution.cancel_requested
+
+
+def test_cancel_a_waiting_execution_at_once_and_a_finished_one_is_an_error(store_path: Path) -> None:
+    import kitaru
+
+    @kitaru.flow
+    def asks() -> str:
+        return str(kitaru.wait(name="ok", schema=bool))
+
+    handle = asks.run()
+    assert handle.status == "waiting"
+    client = KitaruClient()
+    cancelled = client.executions.cancel(handle.exec_id)
+    assert cancelled.status == "cancelled"
+    assert cancelled.failure is not None and cancelled.failure.type == "Cancelled"
+    before = Repository.open(store_path).get_execution(handle.exec_id)
+    with pytest.raises(ExecutionStateError, match="is cancelled"):
+        client.executions.cancel(handle.exec_id)
+    assert Repository.open(store_path).get_execution(handle.exec_id) == before
+
+
+def test_cancel_a_crashed_execution_makes_it_cancelled(child: Child) -> None:
+    proc, exec_id = child.start_hanging(at=1)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    cancelled = KitaruClient().executions.cancel(exec_id)
+    assert cancelled.status == "cancelled"
+
+
+# --- delete ----------------------------------------------------------------------------------
+
+
+def test_delete_then_gc_collects_what_only_it_kept_and_pins_stay(store_path: Path) -> None:
+    import kitaru
+
+    @kitaru.checkpoint
+    def make(i: int) -> str:
+        return f"value {i} " * 100
+
+    @kitaru.flow
+    def two() -> None:
+        make(1)
+        make(2)
+
+    handle = two.run()
+    repo = Repository.open(store_path)
+    m = repo.get_execution(handle.exec_id)
+    outputs = {c.invocation_id: c.output_object_id for c in m.checkpoints}
+    repo.pin("keep", outputs["make"])
+    KitaruClient().executions.delete(handle.exec_id)
+    with pytest.raises(kitaru.ExecutionNotFoundError):
+        KitaruClient().executions.get(handle.exec_id)
+    repo.gc(grace=0)
+    assert repo.has_object(outputs["make"])  # pinned
+    assert not repo.has_object(outputs["make_2"])  # only the execution kept it
+    assert repo.fsck().ok
+
+
+def test_delete_a_live_run_needs_force_and_the_run_then_stops(child: Child) -> None:
+    proc = child.start("import crashflow\nh = crashflow.ticks.run(50)\nprint(h.exec_id)")
+    deadline = time.monotonic() + 30
+    while not (child.marks / "hanging").exists():
+        assert time.monotonic() < deadline and proc.poll() is None
+        time.sleep(0.02)
+    exec_id = Repository.open(child.store).list_executions()[0].exec_id
+    client = KitaruClient()
+    with pytest.raises(ExecutionStateError, match="is running"):
+        client.executions.delete(exec_id)
+    assert client.executions.get(exec_id).status == "running"
+    client.executions.delete(exec_id, force=True)
+    _, stderr = proc.communicate(timeout=30)
+    assert proc.returncode == 0, stderr
+    assert sum(child.count_tick(i) for i in range(50)) < 50
+    assert Repository.open(child.store).list_executions() == []
+    assert Repository.open(child.store).fsck().ok
