@@ -159,6 +159,12 @@ def summary(
                 f" last commit, {kr.signals_late} after the process ended",
             )
         )
+        rows.append(
+            (
+                "  retries signalled before they took the execution over",
+                f"{kr.signals_before_claim} (counted as kills: another retry followed)",
+            )
+        )
         rows.append(("  store verifications (fsck, every value)", f"{kr.verifications}, {kr.seconds:.0f} s"))
     if total.known_issues:
         rows.append(("known issues hit", ", ".join(f"{k} {v}" for k, v in total.known_issues.items())))

@@ -72,6 +72,7 @@ class Figures:
     signals_early: int = 0  # kill-retry: signals before the execution existed
     signals_after_commit: int = 0  # kill-retry: signals after the execution's last commit
     signals_late: int = 0  # kill-retry: the process had exited already (not counted as kills)
+    signals_before_claim: int = 0  # kill-retry: a retry signalled before it took the execution over
     known_issues: collections.Counter[str] = dataclasses.field(default_factory=collections.Counter)
     violations: list[str] = dataclasses.field(default_factory=list)
     seconds: float = 0.0

@@ -9,7 +9,8 @@ size, a ``.map`` or ``.submit`` fan-out, a combining checkpoint):
    checkpoint body, hashing, staging, a commit);
 2. once the process is gone, the harness reads the execution: a SIGKILLed run must read
    ``failed`` with a failure of type ``Crashed``, a SIGTERMed one ``cancelled`` (the process exits
-   by the signal, 128+15 for a shell); the checkpoints it lists as completed are *committed*;
+   by the signal, 128+15 for a shell), or, for a retry signalled before it took the execution
+   over, exactly what it read before; the checkpoints it lists as completed are *committed*;
 3. a ``retry`` child (a new process: the client, or the flow's own ``retry``) continues it; it is
    itself interrupted again in 1 to 3 of 4 chains, and retried again, until a retry runs to its end;
 4. the last retry must end ``completed`` with the result, every save and every checkpoint output
@@ -56,6 +57,7 @@ class Chain:
     exec_id: str | None = None
     committed: set[str] = dataclasses.field(default_factory=set)  # at the last interruption
     status: str | None = None  # as read after the last interruption
+    failure: tuple[str, str] | None = None  # its failure type and message (names the process)
     side_log: Path = dataclasses.field(init=False)
 
     def __post_init__(self) -> None:
@@ -77,13 +79,13 @@ def _execution_ids(store: Path) -> set[str]:
         release(store)
 
 
-def _state(store: Path, exec_id: str) -> tuple[str, str | None, set[str]]:
-    """(status as the client shows it, failure type, invocation ids of the committed checkpoints)."""
+def _state(store: Path, exec_id: str) -> tuple[str, tuple[str, str] | None, set[str]]:
+    """(status as the client shows it, failure type and message, the committed invocation ids)."""
     from kitaru import KitaruClient
 
     try:
         execution = KitaruClient(store).executions.get(exec_id)
-        failure = execution.failure.type if execution.failure else None
+        failure = (execution.failure.type, execution.failure.message) if execution.failure else None
         done = {c.invocation_id for c in execution.checkpoints if c.status in REUSABLE and c.output_object_id}
         return execution.status, failure, done
     finally:
@@ -147,8 +149,9 @@ def _interrupt(
         return False
     if sig == signal.SIGTERM and child.proc.returncode not in (-signal.SIGTERM, 128 + signal.SIGTERM):
         figures.violations.append(
-            f"{chain.where}: after SIGTERM the {child.mode} exited {child.proc.returncode},"
-            f" expected {128 + signal.SIGTERM} (by the signal): {child.describe()}"
+            f"{chain.where}: after SIGTERM in {where!r} the {child.mode} exited {child.proc.returncode},"
+            f" expected {128 + signal.SIGTERM} (by the signal); it printed {child.last_json()}:"
+            f" {child.describe()}"
         )
     if chain.exec_id is None:
         new = _execution_ids(chain.store) - known
@@ -157,10 +160,13 @@ def _interrupt(
             return True
         chain.exec_id = new.pop()
     status, failure, committed = _state(chain.store, chain.exec_id)
-    seen = f"{chain.where}: after {sig.name} in {where!r} the execution reads {status} ({failure})"
+    kind = failure[0] if failure else None
+    seen = f"{chain.where}: after {sig.name} in {where!r} the execution reads {status} ({kind})"
     if status == "completed":
         figures.signals_after_commit += 1  # after its last commit: nothing to retry
-    elif sig == signal.SIGKILL and (status, failure) != ("failed", "Crashed"):
+    elif child.mode == "retry" and (status, failure) == (chain.status, chain.failure):
+        figures.signals_before_claim += 1  # the retry had not taken the execution over yet
+    elif sig == signal.SIGKILL and (status, kind) != ("failed", "Crashed"):
         figures.violations.append(f"{seen}, expected failed (Crashed)")
     elif sig == signal.SIGTERM and status != "cancelled":
         figures.violations.append(f"{seen}, expected cancelled")
@@ -176,7 +182,7 @@ def _interrupt(
         figures.violations.append(
             f"{seen}: the committed checkpoints {sorted(chain.committed - committed)} are gone"
         )
-    chain.status, chain.committed = status, committed
+    chain.status, chain.failure, chain.committed = status, failure, committed
     return True
 
 
