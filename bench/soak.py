@@ -165,7 +165,14 @@ def summary(
                 f"{kr.signals_before_claim} (counted as kills: another retry followed)",
             )
         )
-        rows.append(("  store verifications (fsck, every value)", f"{kr.verifications}, {kr.seconds:.0f} s"))
+        rows.append(
+            (
+                "  store verifications (fsck, every value)",
+                f"{kr.verifications}: {kr.executions_verified} executions, {kr.values_checked} values"
+                f" ({kr.bytes_checked / 2**30:.1f} GiB) reloaded and hashed",
+            )
+        )
+        rows.append(("  time", f"{kr.seconds:.0f} s"))
     if total.known_issues:
         rows.append(("known issues hit", ", ".join(f"{k} {v}" for k, v in total.known_issues.items())))
     rows.append(("violations", f"{len(total.violations)}"))

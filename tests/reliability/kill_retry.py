@@ -204,7 +204,10 @@ def _finish_chain(chain: Chain, child: Child, journal: Path, figures: Figures) -
     assert chain.exec_id is not None
     out = child.last_json() or {}
     if child.proc.returncode != 0 or out.get("status") != "completed":
-        figures.violations.append(f"{chain.where}: the retry did not complete ({out}): {child.describe()}")
+        why = _state(chain.store, chain.exec_id)[1]
+        figures.violations.append(
+            f"{chain.where}: the retry did not complete ({out}, {why}): {child.describe()}"
+        )
         return
     promise = retry_flows.expected(chain.seed)
     repo = Repository.open(chain.store, create=False)

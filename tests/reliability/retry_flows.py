@@ -84,22 +84,23 @@ def killable(plan: dict[str, Any]) -> dict[str, Any]:
     return {"tag": plan["tag"], "combined": out}  # a handle inside a plain value: stored at the end
 
 
-def _spec(rng: random.Random, tag: str, where: str, *, big: float) -> dict[str, Any]:
+def _spec(rng: random.Random, tag: str, where: str, *, big: float, pause: float) -> dict[str, Any]:
     saves = [(f"{tag}-{where}-s{j}", "small", rng.getrandbits(40)) for j in range(rng.randrange(1, 3))]
     roll = rng.random()
     if roll < big / 2:
         saves.append((f"{tag}-{where}-mib", "mib", rng.getrandbits(40)))
     elif roll < big:
         saves.append((f"{tag}-{where}-big", "chunked", rng.getrandbits(40)))
-    return {"saves": saves, "out": rng.getrandbits(40), "pause": rng.uniform(0.0, 0.04)}
+    return {"saves": saves, "out": rng.getrandbits(40), "pause": rng.uniform(0.0, pause)}
 
 
 def make_plan(seed: int) -> dict[str, Any]:
     """3-4 stages (half of them save a 1 MiB+ or chunked value), a fan-out of 3-5, a combine."""
     rng = random.Random(seed)
     tag = f"k{seed}"
-    stages = [_spec(rng, tag, f"stage{i}", big=0.5) for i in range(rng.randrange(3, 5))]
-    fan = [_spec(rng, tag, f"fan{j}", big=0.15) for j in range(rng.randrange(3, 6))]
+    stages = [_spec(rng, tag, f"stage{i}", big=0.5, pause=0.04) for i in range(rng.randrange(3, 5))]
+    # Items of unequal length: a kill often finds later items committed and an earlier one running.
+    fan = [_spec(rng, tag, f"fan{j}", big=0.15, pause=0.25) for j in range(rng.randrange(3, 6))]
     return {"tag": tag, "stages": stages, "fan": fan, "fan_out": rng.choice(("map", "submit"))}
 
 
