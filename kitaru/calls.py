@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import context
 from .artifacts import new_entry
+from .cancellation import check as check_cancel
 from .errors import KitaruContextError, KitaruError
 from .handles import CheckpointOutput
 from .replay import _UNSET, copy_entries
@@ -332,6 +333,7 @@ def _execute(
     from kitaru_store import CheckpointRecord
     from kitaru_store.manifests import Attempt, CacheRecord
 
+    check_cancel(run)  # a boundary: before the call starts (on whichever thread runs it)
     upstream: list[str] = []
     inputs: list[str] = []
     call_args = unwrap(args, upstream, inputs)
@@ -419,6 +421,7 @@ def _execute(
                     object_id=stored.object_id, exec_id=run.exec_id, invocation_id=inv, created_at=now()
                 ),
             )
+        check_cancel(run)  # a boundary: the call has committed
         return _output(run, cp.name, inv, stored.object_id, value)
     raise AssertionError("unreachable")  # pragma: no cover
 
@@ -427,6 +430,7 @@ def call_checkpoint(
     cp: Checkpoint, args: tuple[Any, ...], kwargs: dict[str, Any], *, invocation_id: str | None = None
 ) -> CheckpointOutput:
     run = _require_flow(cp)
+    check_cancel(run)
     inv = run.next_invocation_id(cp.name, invocation_id or cp.fixed_id)
     seq = run.next_seq()
     planned = _planned(run, cp, inv, seq)
@@ -440,6 +444,7 @@ def submit_checkpoint(
 ) -> CheckpointFuture:
     """Start a checkpoint call on the flow's thread pool. Ids and reuse are decided here, in call order."""
     run = _require_flow(cp)
+    check_cancel(run)
     inv = run.next_invocation_id(cp.name, invocation_id or cp.fixed_id)
     seq = run.next_seq()
     future: Future[CheckpointOutput] = Future()

@@ -99,6 +99,20 @@ class WaitInfo:
 
 
 @dataclass(frozen=True)
+class Owner:
+    """The process that runs (or last ran) an execution (docs/design.md, the owner record).
+
+    ``alive``: True while it runs the execution, False once it does not (it ended, or crashed),
+    None when this process cannot tell (the owner is on another host).
+    """
+
+    pid: int
+    host: str
+    claimed_at: dt.datetime
+    alive: bool | None
+
+
+@dataclass(frozen=True)
 class Execution:
     exec_id: str
     flow_name: str
@@ -112,6 +126,8 @@ class Execution:
     metadata: dict[str, Any]
     result_object_id: str | None = None
     waits: list[WaitInfo] = field(default_factory=list)
+    owner: Owner | None = None
+    cancel_requested: bool = False  # asked to stop; the owner stops at its next checkpoint boundary
     _repo: Repository | None = field(default=None, repr=False, compare=False)
 
     @property
@@ -189,8 +205,21 @@ def _execution(m: Manifest, repo: Repository) -> Execution:
         metadata=dict(m.metadata),
         result_object_id=m.result_object_id,
         waits=[_wait(w) for w in sorted(m.waits, key=lambda w: w.seq)],
+        owner=_owner(m, repo),
+        cancel_requested=m.cancel_request is not None,
         _repo=repo,
     )
+
+
+def _owner(m: Manifest, repo: Repository) -> Owner | None:
+    if m.owner is None:
+        return None
+    alive: bool | None = False
+    if m.status == "running":
+        from kitaru_store.liveness import alive as owner_alive
+
+        alive = owner_alive(repo, m.exec_id, m.owner)
+    return Owner(pid=m.owner.pid, host=m.owner.host, claimed_at=m.owner.claimed_at, alive=alive)
 
 
 def _wait(w: Any) -> WaitInfo:
@@ -278,6 +307,27 @@ class _Executions:
         from .waits import pending_waits
 
         return pending_waits(self._client.repository, exec_id)
+
+    def cancel(self, exec_id: str, *, reason: str | None = None) -> Execution:
+        """Stop an execution as ``cancelled``.
+
+        A running one gets a cancel request: its process stops at its next checkpoint boundary or
+        wait poll (``cancel_requested`` is True until then). A waiting or crashed one is cancelled
+        at once. A finished one is ExecutionStateError.
+        """
+        from .lifecycle import cancel
+
+        return _execution(cancel(self._client.repository, exec_id, reason=reason), self._client.repository)
+
+    def delete(self, exec_id: str, *, force: bool = False) -> None:
+        """Forget an execution; ``kitaru-store gc`` then reclaims what only it kept (pins stay).
+
+        A running one whose process is alive (or on another host) only with ``force=True``:
+        that process then stops at its next checkpoint boundary. Else ExecutionStateError.
+        """
+        from .lifecycle import delete
+
+        delete(self._client.repository, exec_id, force=force)
 
     def latest(self, *, flow: str | None = None) -> Execution | None:
         """The newest execution (of ``flow``, if given), or None in an empty store."""

@@ -39,6 +39,13 @@ class FlowRun:
     seq: int = 0
     executor: ThreadPoolExecutor | None = None
     futures: list[Any] = field(default_factory=list)  # CheckpointFutures of submitted calls
+    # Stopping (cancellation.py): why the run stops, the signal to deliver again once it has,
+    # whether the flow body is running, the handlers the run replaced, the last cancel poll.
+    stop: Any = None  # an ExecutionCancelled
+    signum: int | None = None
+    in_body: bool = False
+    previous_handlers: dict[int, Any] = field(default_factory=dict)
+    cancel_seen: list[Any] = field(default_factory=list)
 
     def next_seq(self) -> int:
         with self.lock:

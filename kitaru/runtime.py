@@ -8,12 +8,17 @@ reaches a ``kitaru.wait()`` without an answer is persisted as ``waiting`` and ``
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+import msgspec
+
 from kitaru_store.errors import SerializationError
+from kitaru_store.manifests import FINISHED
 
 from . import context
 from .calls import drain, failure_of, now, unwrap
+from .cancellation import ExecutionCancelled, resend, signals_handled
 from .errors import ExecutionStateError, KitaruContextError, KitaruError, KitaruUsageError
 from .handles import CheckpointOutput, FlowHandle
 from .replay import ReusePlan
@@ -52,17 +57,28 @@ def _not_nested(flow: Flow[Any, Any]) -> None:
 def _create(
     repo: Repository, flow: Flow[Any, Any], args: tuple[Any, ...], kwargs: dict[str, Any], **extra: Any
 ) -> str:
+    """A new execution, ``running`` and owned by this process (which holds its run lock)."""
+    from kitaru_store import ids, liveness
+
     metadata = {
         "kitaru.module": flow.fn.__module__,
         "kitaru.qualname": getattr(flow.fn, "__qualname__", flow.name),
     }
-    with repo.writer() as w:
-        exec_id = w.create_execution(flow.name, metadata=metadata, **extra)
-        try:
-            stored_inputs = w.put_value({"args": list(args), "kwargs": kwargs})
-            w.update_execution(exec_id, input_object_id=stored_inputs.object_id)
-        except SerializationError:
-            pass  # inputs that are not data are not recorded; only replay needs them
+    exec_id = ids.new_uuid()
+    liveness.claim(repo, exec_id)  # before the manifest says running (liveness.py)
+    try:
+        owner = liveness.this_owner()
+        with repo.writer() as w:
+            w.create_execution(flow.name, exec_id=exec_id, metadata=metadata, **extra)
+            w.mutate(exec_id, lambda m: msgspec.structs.replace(m, owner=owner))
+            try:
+                stored_inputs = w.put_value({"args": list(args), "kwargs": kwargs})
+                w.update_execution(exec_id, input_object_id=stored_inputs.object_id)
+            except SerializationError:
+                pass  # inputs that are not data are not recorded; only replay needs them
+    except BaseException:
+        liveness.release(repo, exec_id)
+        raise
     return exec_id
 
 
@@ -165,26 +181,60 @@ def replay_flow(
 def continue_flow(
     flow: Flow[Any, Any], exec_id: str, *, store: str | None = None, allowed: tuple[str, ...] = ("waiting",)
 ) -> FlowHandle:
-    """Run the same execution again, reusing every call it completed (resume, retry)."""
+    """Run the same execution again, reusing every call it completed (resume, retry).
+
+    This process becomes its owner: it takes the run lock, reads the execution again, and claims
+    it in a transaction that checks it is still in an ``allowed`` state. Of two processes that
+    retry it at once, one runs it and the other gets ExecutionStateError.
+    """
+    from kitaru_store import liveness
+    from kitaru_store.errors import StoreLockedError
+
     _not_nested(flow)
     repo = open_repository(store)
-    source = repo.get_execution(exec_id)
+    source = repo.get_execution(exec_id)  # a crash is observed (and recorded) here
     _same_flow(flow, source, "resume" if allowed == ("waiting",) else "retry")
-    if source.status not in allowed:
+    _require_state(source, allowed)
+    try:
+        liveness.claim(repo, source.exec_id)
+    except StoreLockedError:
         raise ExecutionStateError(
-            f"execution {source.exec_id} is {source.status}; this needs it to be {' or '.join(allowed)}",
+            f"execution {source.exec_id} is being run by another process",
             exec_id=source.exec_id,
             name=source.flow_name,
-            hint="resume continues a waiting execution; retry re-runs a failed or cancelled one",
-        )
-    args, kwargs = _inputs(repo, flow, source, {})
-    plan = ReusePlan.build(source, same_execution=True)
-    with repo.writer() as w:
-        if source.failure is not None:
-            history = [*source.metadata.get("kitaru.previous_failures", [])]
-            history.append({"type": source.failure.type, "message": source.failure.message})
-            w.merge_metadata(source.exec_id, {"kitaru.previous_failures": history})
-        w.update_execution(source.exec_id, status="running", ended_at=None, failure=None)
+            hint="wait for it to end (`kitaru-store show` tells), or cancel it first",
+        ) from None
+    try:
+        source = repo.get_execution(source.exec_id)  # as it is now that no one else can claim it
+        _require_state(source, allowed)
+        args, kwargs = _inputs(repo, flow, source, {})
+        plan = ReusePlan.build(source, same_execution=True)
+        owner = liveness.this_owner()
+
+        def claim(current: Manifest) -> Manifest:
+            if current.status == "running" and current.owner == source.owner and liveness.is_crashed(source):
+                current = liveness.crashed_view(current)  # not recorded yet: it is, with the claim
+            _require_state(current, allowed, meanwhile=True)
+            metadata = current.metadata
+            if current.failure is not None:
+                history = [*metadata.get("kitaru.previous_failures", [])]
+                history.append({"type": current.failure.type, "message": current.failure.message})
+                metadata = {**metadata, "kitaru.previous_failures": history}
+            return msgspec.structs.replace(
+                current,
+                status="running",
+                ended_at=None,
+                failure=None,
+                metadata=metadata,
+                owner=owner,
+                cancel_request=None,
+            )
+
+        with repo.writer() as w:
+            w.mutate(source.exec_id, claim)
+    except BaseException:
+        liveness.release(repo, source.exec_id)
+        raise
     run = context.FlowRun(
         repo=repo,
         exec_id=source.exec_id,
@@ -196,22 +246,59 @@ def continue_flow(
     return _drive(flow, run, args, kwargs)
 
 
+def _require_state(m: Manifest, allowed: tuple[str, ...], *, meanwhile: bool = False) -> None:
+    if m.status not in allowed:
+        raise ExecutionStateError(
+            f"execution {m.exec_id} {'became' if meanwhile else 'is'} {m.status}"
+            + (" meanwhile" if meanwhile else "")
+            + f"; this needs it to be {' or '.join(allowed)}",
+            exec_id=m.exec_id,
+            name=m.flow_name,
+            hint="resume continues a waiting execution; retry re-runs a failed or cancelled one",
+        )
+
+
 def _drive(
+    flow: Flow[Any, Any], run: context.FlowRun, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> FlowHandle:
+    """Run the body of an execution this process owns; its run lock goes after the final status."""
+    from kitaru_store import liveness
+
+    try:
+        with signals_handled(run):
+            return _run_body(flow, run, args, kwargs)
+    finally:
+        liveness.release(run.repo, run.exec_id)
+        resend(run)  # after SIGTERM or SIGHUP: the process ends as the signal says
+
+
+def _run_body(
     flow: Flow[Any, Any], run: context.FlowRun, args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> FlowHandle:
     repo, exec_id = run.repo, run.exec_id
     token = context._flow.set(run)
     try:
         try:
-            result = flow.fn(*args, **kwargs)
+            run.in_body = True
+            try:
+                result = flow.fn(*args, **kwargs)
+            finally:
+                run.in_body = False
         finally:
             unobserved = drain(run)
         if unobserved is not None:
             raise unobserved
     except WaitSuspended:
-        with repo.writer() as w:
-            w.update_execution(exec_id, status="waiting")
+        _finish(repo, exec_id, "waiting", ended=False)
         return FlowHandle(repo=repo, exec_id=exec_id, flow_name=flow.name, status="waiting")
+    except ExecutionCancelled as exc:
+        failure = exc.failure()
+        _finish(repo, exec_id, "cancelled", failure=failure)
+        if exc.signum is not None:
+            raise
+        return FlowHandle(
+            repo=repo, exec_id=exec_id, flow_name=flow.name, status="cancelled", error=exc, failure=failure
+        )
     except (KeyboardInterrupt, SystemExit) as exc:
         _finish(repo, exec_id, "cancelled", failure=failure_of(exc))
         raise
@@ -233,7 +320,7 @@ def _drive(
             else:
                 value = unwrap(result, [], [])  # handles inside a returned list, tuple or dict
                 result_id = w.put_value(value).object_id if value is not None else None
-            w.update_execution(exec_id, status="completed", ended_at=now(), result_object_id=result_id)
+            w.mutate(exec_id, _ended("completed", ended_at=now(), result_object_id=result_id))
     except KitaruError as exc:
         failure = failure_of(exc)
         _finish(repo, exec_id, "failed", failure=failure)
@@ -243,6 +330,25 @@ def _drive(
     return FlowHandle(repo=repo, exec_id=exec_id, flow_name=flow.name, status="completed", result=value)
 
 
-def _finish(repo: Repository, exec_id: str, status: str, **changes: Any) -> None:
-    with repo.writer() as w:
-        w.update_execution(exec_id, status=status, ended_at=now(), **changes)
+def _ended(status: str, **changes: Any) -> Callable[[Manifest], Manifest]:
+    """The owner's last write: its status, unless another process cancelled it meanwhile (a
+    waiting or crashed execution is cancelled at once): a final status stays."""
+
+    def apply(current: Manifest) -> Manifest:
+        if current.status in FINISHED:
+            return current
+        return msgspec.structs.replace(current, status=status, cancel_request=None, **changes)
+
+    return apply
+
+
+def _finish(repo: Repository, exec_id: str, status: str, *, ended: bool = True, **changes: Any) -> None:
+    from kitaru_store.errors import ExecutionNotFoundError
+
+    if ended:
+        changes["ended_at"] = now()
+    try:
+        with repo.writer() as w:
+            w.mutate(exec_id, _ended(status, **changes))
+    except ExecutionNotFoundError:
+        pass  # deleted while it ran (executions.delete(force=True)): nothing left to record

@@ -188,6 +188,7 @@ def wait(
 
     from . import context
     from .calls import now
+    from .cancellation import check as check_cancel
     from .runtime import WaitSuspended
 
     run = context.current_flow_body("kitaru.wait()")
@@ -241,6 +242,7 @@ def wait(
         if time.monotonic() >= deadline:
             raise WaitSuspended(wid)
         time.sleep(_POLL_SECONDS)
+        check_cancel(run)  # a wait poll is a boundary too
         found = _record(repo.get_execution(run.exec_id), wid)
         record = found if found is not None else record
 

@@ -105,9 +105,13 @@ def rows(
     *,
     flow: str | None,
     status: str | None,
+    observe: Callable[[S], S] | None = None,
 ) -> Iterator[S | DamagedSummary]:
     """The summaries of ``batch`` with ``status`` (any, if None), decoded by ``decode``; each one
-    that is damaged as a damaged row, whatever the status asked for (its own is unknown)."""
+    that is damaged as a damaged row, whatever the status asked for (its own is unknown).
+
+    ``observe`` turns a ``running`` row into what it is (liveness.py: a crashed run is failed)
+    before the status is compared."""
     for key, value in batch:
         try:
             summary = decode(value)
@@ -115,6 +119,8 @@ def rows(
         except KitaruError as exc:  # CorruptSummaryError, or StoreFormatError
             yield damaged_row(key, flow, exc.message)
             continue
+        if observe is not None and summary.status == "running":
+            summary = observe(summary)
         if status is None or summary.status == status:
             yield summary
 

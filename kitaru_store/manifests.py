@@ -111,6 +111,25 @@ class WaitRecord(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     seq: int = 0
 
 
+class Owner(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """The process that runs (or last ran) an execution: it holds the execution's run lock
+    (liveness.py) from before it writes ``running`` until after it writes the final status."""
+
+    pid: int
+    host: str  # os.uname().nodename
+    boot_id: str | None = None  # /proc/sys/kernel/random/boot_id: a reboot makes every pid new
+    proc_start: int | None = None  # /proc/<pid>/stat field 22 (clock ticks after boot): pid reuse
+    claimed_at: dt.datetime
+
+
+class CancelRequest(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """A request, from another process, that the running execution stop as ``cancelled``."""
+
+    requested_at: dt.datetime
+    by: str  # who asked: "user@host (pid N)"
+    reason: str | None = None
+
+
 class Manifest(msgspec.Struct, frozen=True, kw_only=True):
     # Not omit_defaults: format_version must be on disk even while it equals the default, or a
     # newer writer's manifests would read as format 1 to an older reader.
@@ -128,6 +147,8 @@ class Manifest(msgspec.Struct, frozen=True, kw_only=True):
     result_object_id: str | None = None
     input_object_id: str | None = None  # the flow's arguments, kept for replay
     waits: tuple[WaitRecord, ...] = ()
+    owner: Owner | None = None  # the process running it (liveness.py); kept when it ends
+    cancel_request: CancelRequest | None = None  # seen by the owner at its next checkpoint boundary
 
 
 # A manifest without a valid checksum pair was written before manifests had one (a minor addition
@@ -156,8 +177,18 @@ class _LegacyWait(WaitRecord, frozen=True, kw_only=True, forbid_unknown_fields=T
     pass
 
 
+class _LegacyOwner(Owner, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    pass
+
+
+class _LegacyCancelRequest(CancelRequest, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    pass
+
+
 class _LegacyManifest(Manifest, frozen=True, kw_only=True, forbid_unknown_fields=True):
     failure: _LegacyFailure | None = None
+    owner: _LegacyOwner | None = None
+    cancel_request: _LegacyCancelRequest | None = None
     entries: tuple[_LegacyEntry, ...] = ()
     checkpoints: tuple[_LegacyCheckpoint, ...] = ()
     waits: tuple[_LegacyWait, ...] = ()

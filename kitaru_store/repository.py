@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import errno
+import functools
 import importlib
 import os
 import threading
@@ -727,8 +728,15 @@ class Repository:
     def resolve_execution(self, prefix: str) -> str:
         return self._resolve_prefix(b"manifests", prefix, ids.UUID_HEX, "execution id")
 
-    def get_execution(self, exec_id: str) -> Manifest:
-        return self._cached_manifest(exec_id)[0]
+    def get_execution(self, exec_id: str, *, observe: bool = True) -> Manifest:
+        """The execution's manifest. ``running`` with an owner that is gone reads as failed
+        (Crashed), recorded if the store is writable (liveness.py); ``observe=False``: as stored."""
+        manifest = self._cached_manifest(exec_id)[0]
+        if observe and manifest.status == "running" and manifest.owner is not None:
+            from . import liveness
+
+            manifest = liveness.observe(self, manifest)
+        return manifest
 
     def _cached_manifest(self, exec_id: str) -> tuple[Manifest, dict[str, list[Entry]]]:
         """The manifest and its name index, decoded once per version.
@@ -771,8 +779,11 @@ class Repository:
         A damaged summary is a row of its own, a ``DamagedSummary`` (status "damaged", whatever
         ``status`` asks for), and the listing goes on.
         """
+        from .liveness import observe_summary
+
+        observe = functools.partial(observe_summary, self)
         for batch in listing.summary_batches(self._backend(), flow=flow):
-            yield from listing.rows(batch, mf.decode_summary, flow=flow, status=status)
+            yield from listing.rows(batch, mf.decode_summary, flow=flow, status=status, observe=observe)
 
     def list_executions(
         self, *, flow: str | None = None, status: str | None = None, limit: int = 50, offset: int = 0
@@ -801,8 +812,11 @@ class Repository:
         with self.writer() as w:
             w.update_execution(self.resolve_execution(exec_id), **changes)
 
-    def delete_execution(self, exec_id: str) -> None:
-        """Forget an execution; its objects become garbage for the next gc (after the grace period)."""
+    def delete_execution(self, exec_id: str, *, check: Callable[[Manifest], None] | None = None) -> None:
+        """Forget an execution; its objects become garbage for the next gc (after the grace period).
+
+        ``check`` sees the manifest inside the deleting transaction and may refuse by raising.
+        """
         full = self.resolve_execution(exec_id)
         key = ids.uuid_key(full)
 
@@ -811,6 +825,8 @@ class Repository:
             if raw is None:
                 raise ExecutionNotFoundError(full)
             m = mf.decode_manifest(raw, exec_id=full)
+            if check is not None:
+                check(m)
             tkey = mf.time_key(m.started_at) + key
             wt.delete(b"manifests", key)
             wt.delete(b"exec_time", tkey)

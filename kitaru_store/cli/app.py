@@ -16,15 +16,18 @@ from .quicklog import COMPLETE_VAR
 PROG = "kitaru-store"
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
-# Command name -> the module of this package that defines it (in its COMMANDS list). A module is
-# imported when one of its commands runs, or when --help or shell completion lists them all, so
-# that `log` does not load the value, memory and remote commands.
+# Command name -> the module of this package that defines it (in its COMMANDS list), or the full
+# path of a kitaru module for the commands that run the SDK. A module is imported when one of its
+# commands runs, or when --help or shell completion lists them all, so that `log` does not load
+# the value, memory and remote commands.
 COMMAND_MODULES = {
     **dict.fromkeys(("log", "show", "ls", "diff"), "history"),
     **dict.fromkeys(("cat", "pin", "unpin", "pins"), "values"),
     **dict.fromkeys(("init", "gc", "fsck", "stats", "path"), "maintenance"),
     "memory": "memory",
     **dict.fromkeys(("remote", "push", "pull", "clone"), "remote"),
+    "cancel": "kitaru.cli.lifecycle",
+    "rm": "kitaru.cli.lifecycle",
 }
 
 
@@ -36,7 +39,8 @@ class LazyGroup(KitaruGroup):
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         if cmd_name not in self.commands and cmd_name in COMMAND_MODULES:
-            module = importlib.import_module(f".{COMMAND_MODULES[cmd_name]}", __package__)
+            name = COMMAND_MODULES[cmd_name]  # a full dotted path, or a module of this package
+            module = importlib.import_module(name if "." in name else f".{name}", __package__)
             for command in module.COMMANDS:
                 self.add_command(command)
         return super().get_command(ctx, cmd_name)

@@ -47,6 +47,7 @@ if TYPE_CHECKING:
     from typing import TextIO
 
     from kitaru_store.backend import Backend
+    from kitaru_store.repository import Repository
 
     from .text import Summary
 
@@ -194,12 +195,42 @@ def _open(store: str | None) -> Backend:
 def newest_first(backend: Backend, *, flow: str | None, status: str | None) -> Iterator[Summary]:
     """Repository.iter_executions, without msgspec for the first batch (listing.py's walk)."""
     decode: Callable[[bytes], Summary] = decode_summary
+    observe = _Observer(backend)
     for batch in listing.summary_batches(backend, flow=flow):
-        yield from listing.rows(batch, decode, flow=flow, status=status)
+        yield from listing.rows(batch, decode, flow=flow, status=status, observe=observe)
         if len(batch) == listing.BATCH:
             # A long listing: msgspec decodes ten times faster than decode_summary, and that pays
             # for its import (~40 ms here) within a few thousand rows.
             from kitaru_store.manifests import decode_summary as decode
+
+
+class _Observer:
+    """A ``running`` row as its execution is (kitaru_store.liveness: a crashed run is failed).
+
+    Rare, so the repository (and msgspec) is opened only for the first such row.
+    """
+
+    def __init__(self, backend: Backend) -> None:
+        self.root = os.path.dirname(backend.path)
+        self.repo: Repository | None = None
+
+    def __call__(self, summary: Summary) -> Summary:
+        from kitaru_store import liveness
+
+        # No run lock file: no owner on this host (another host's, or an older kitaru's run).
+        # A held one: its owner runs it. Only a free one needs its manifest read.
+        if liveness.lock_state(liveness.lock_path(self.root, summary.exec_id)) is not False:
+            return summary
+        from kitaru_store.errors import ReadOnlyStoreError
+        from kitaru_store.repository import Repository
+
+        if self.repo is None:
+            try:
+                self.repo = Repository.open(self.root, create=False)
+            except ReadOnlyStoreError:
+                self.repo = Repository.open(self.root, create=False, readonly=True)
+        result: Summary = liveness.observe_summary(self.repo, summary)
+        return result
 
 
 # --- ExecutionSummary records ----------------------------------------------------------------
