@@ -287,6 +287,18 @@ def test_replay_of_a_failed_execution_reruns_from_the_failure() -> None:
     assert KitaruClient().executions.get(failed.exec_id).status == "failed"  # the source stays as it was
 
 
+def test_overrides_take_checkpoint_prefixed_keys_as_upstream_kitaru_does() -> None:
+    source = pipeline.run(1)
+    CALLS.clear()
+    replay = pipeline.replay(source.exec_id, from_="report", overrides={"checkpoint.double": 5})
+    assert replay.wait() == "n=5"
+    assert CALLS == ["report"]
+    with pytest.raises(KitaruUsageError, match="the override of 'double' is given twice"):
+        pipeline.replay(source.exec_id, overrides={"double": 1, "checkpoint.double": 2})
+    with pytest.raises(KitaruUsageError, match="overrides name no recorded call"):
+        pipeline.replay(source.exec_id, overrides={"checkpoint.nope": 1})
+
+
 # --- replay errors -------------------------------------------------------------------------
 
 
