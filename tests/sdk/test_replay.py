@@ -299,6 +299,25 @@ def test_overrides_take_checkpoint_prefixed_keys_as_upstream_kitaru_does() -> No
         pipeline.replay(source.exec_id, overrides={"checkpoint.nope": 1})
 
 
+def test_the_client_runs_a_flow_on_its_own_store(
+    repo: Repository, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """KitaruClient(store) replays, retries and resumes on that store, whatever KITARU_STORE says."""
+    BRANCH["fail"] = True
+    failed = pipeline.run(2)
+    BRANCH["fail"] = False
+    elsewhere = tmp_path / "elsewhere"
+    monkeypatch.setenv("KITARU_STORE", str(elsewhere))
+    client = KitaruClient(repo.path)
+    assert client.executions.retry(failed.exec_id).wait() == "n=4"
+    replay = client.executions.replay(failed.exec_id, from_="report")
+    assert replay.wait() == "n=4"
+    assert client.executions.get(replay.exec_id).replay_of == failed.exec_id
+    with pytest.raises(ExecutionStateError):
+        client.executions.resume(failed.exec_id)
+    assert not elsewhere.exists()
+
+
 # --- replay errors -------------------------------------------------------------------------
 
 
