@@ -178,7 +178,8 @@ def test_the_terminal_prompt_asks_again_on_a_bad_answer_and_the_flow_completes(
     assert wait.status == "answered" and wait.answered_by["pid"] == term.proc.pid
     [entry] = [a for a in execution.artifacts if a.kind == "wait_input"]  # as `input` records it
     assert (entry.name, entry.type) == ("rating", "input")
-    assert entry.load() == {"score": 4, "tags": ["a"]}  # this process has no Score: JSON data
+    with pytest.warns(RuntimeWarning, match="__main__:Score"):  # stored as a Score by the flow's
+        assert entry.load() == {"score": 4, "tags": ["a"]}  # process; this one loads its fields
 
 
 def test_plain_text_answers_a_str_wait_and_ctrl_d_leaves_a_bool_wait_waiting(
@@ -366,3 +367,11 @@ def test_the_printed_value_is_json_the_shell_passes_through_unchanged() -> None:
     for text in ['"it\'s"', "{}", '{"a":"b c"}']:
         assert shlex.split(f"--value {_quoted(text)}") == ["--value", text]
         json.loads(text)
+
+
+def test_the_test_store_fixture_turns_the_prompt_off(kitaru_temp_store: Path) -> None:
+    """Under `pytest -s` in a terminal a wait would otherwise stop the test run to ask."""
+    from kitaru.wait_prompt import prompting
+
+    assert os.environ[NO_PROMPT_VAR] == "1"
+    assert prompting() is False
