@@ -52,10 +52,9 @@ def _not_nested(flow: Flow[Any, Any]) -> None:
 def _create(
     repo: Repository, flow: Flow[Any, Any], args: tuple[Any, ...], kwargs: dict[str, Any], **extra: Any
 ) -> str:
-    metadata = {
-        "kitaru.module": flow.fn.__module__,
-        "kitaru.qualname": getattr(flow.fn, "__qualname__", flow.name),
-    }
+    from .registry import origin
+
+    metadata = origin(flow)  # how another process finds the flow again (registry.find)
     with repo.writer() as w:
         exec_id = w.create_execution(flow.name, metadata=metadata, **extra)
         try:
