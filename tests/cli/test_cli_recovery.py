@@ -210,7 +210,7 @@ def test_abort_wait_fails_the_execution(run: Run) -> None:
 
 def test_input_is_validated_by_the_sdk_itself(run: Run, monkeypatch: pytest.MonkeyPatch) -> None:
     """The same function validates both: an answer the SDK refuses, the CLI refuses with the
-    same error; and the CLI goes through kitaru.waits.validate (no copy of it)."""
+    same error; and the CLI goes through kitaru.waits.validate_answer (no copy of it)."""
     exec_id = _waiting_run()
     with pytest.raises(kitaru.InputValidationError) as sdk:
         KitaruClient().executions.input(exec_id, wait="approve", value="yes")
@@ -219,13 +219,13 @@ def test_input_is_validated_by_the_sdk_itself(run: Run, monkeypatch: pytest.Monk
     from kitaru import waits
 
     seen: list[Any] = []
-    real = waits.validate
+    real = waits.validate_answer
 
-    def spy(value: Any, desc: Any, **kw: Any) -> Any:
+    def spy(record: Any, value: Any, **kw: Any) -> Any:
         seen.append(value)
-        return real(value, desc, **kw)
+        return real(record, value, **kw)
 
-    monkeypatch.setattr(waits, "validate", spy)
+    monkeypatch.setattr(waits, "validate_answer", spy)
     assert run("input", exec_id, "--wait", "approve", "--value", "1").exit_code == 2
     assert run("input", exec_id, "--wait", "approve", "--value", "true").exit_code == 0
     assert seen == [1, True]
