@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .artifacts import normalize_type
+from .decorators import RESUMABLE, RETRYABLE
 from .errors import KitaruError
 
 if TYPE_CHECKING:
@@ -269,26 +270,38 @@ class _Executions:
         overrides: dict[str, Any] | None = None,
         **flow_inputs: Any,
     ) -> FlowHandle:
-        """Replay an execution as a new one (see ``Flow.replay``); the flow must be importable."""
+        """Replay an execution as a new one (see ``Flow.replay``) in this client's store; the flow
+        must be registered or importable (see kitaru.registry)."""
         from .registry import find
+        from .runtime import replay_flow
 
         manifest = self._client.repository.get_execution(exec_id)
-        flow = find(manifest)
-        return flow.replay(manifest.exec_id, from_=from_, overrides=overrides, **flow_inputs)
+        return replay_flow(
+            find(manifest),
+            manifest.exec_id,
+            from_=from_,
+            overrides=overrides,
+            store=self._client._store_path(),
+            flow_inputs=flow_inputs,
+        )
 
     def retry(self, exec_id: str) -> FlowHandle:
         """Run a failed or cancelled execution again in place, reusing its completed checkpoints."""
-        from .registry import find
-
-        manifest = self._client.repository.get_execution(exec_id)
-        return find(manifest).retry(manifest.exec_id)
+        return self._continue(exec_id, RETRYABLE)
 
     def resume(self, exec_id: str) -> FlowHandle:
         """Continue a waiting execution whose waits got input, reusing its completed checkpoints."""
+        return self._continue(exec_id, RESUMABLE)
+
+    def _continue(self, exec_id: str, allowed: tuple[str, ...]) -> FlowHandle:
+        # Through the runtime with this client's store: Flow.retry/.resume run on the configured one.
         from .registry import find
+        from .runtime import continue_flow
 
         manifest = self._client.repository.get_execution(exec_id)
-        return find(manifest).resume(manifest.exec_id)
+        return continue_flow(
+            find(manifest), manifest.exec_id, store=self._client._store_path(), allowed=allowed
+        )
 
     def input(self, exec_id: str, *, wait: str | None = None, value: Any) -> Any:
         """Answer a pending wait. The value is validated against the wait's schema; returns it."""
@@ -434,6 +447,10 @@ class KitaruClient:
         self.executions = _Executions(self)
         self.artifacts = _Artifacts(self)
         self.memories = _Memories(self)
+
+    def _store_path(self) -> str:
+        """The store this client reads, for the runtime to run a flow on the same one."""
+        return str(self.repository.path)
 
     @property
     def repository(self) -> Repository:

@@ -16,6 +16,8 @@ if TYPE_CHECKING:
     from .calls import CheckpointFuture
 
 P = ParamSpec("P")
+RESUMABLE = ("waiting",)  # the statuses resume and retry continue an execution from
+RETRYABLE = ("failed", "cancelled")
 R = TypeVar("R")
 
 
@@ -108,13 +110,13 @@ class Flow(Generic[P, R]):
         """Continue a waiting execution (after its wait got input), reusing its completed calls."""
         from .runtime import continue_flow
 
-        return continue_flow(self, exec_id, allowed=("waiting",))
+        return continue_flow(self, exec_id, allowed=RESUMABLE)
 
     def retry(self, exec_id: str) -> FlowHandle:
         """Run a failed or cancelled execution again, reusing the checkpoints it completed."""
         from .runtime import continue_flow
 
-        return continue_flow(self, exec_id, allowed=("failed", "cancelled"))
+        return continue_flow(self, exec_id, allowed=RETRYABLE)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         raise KitaruUsageError(

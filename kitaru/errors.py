@@ -106,6 +106,10 @@ class InputValidationError(KitaruError):
     """An input given to a wait does not match the wait's schema; the message says what is wrong."""
 
 
+class ExecutionWaitingError(ExecutionNotFinishedError):
+    """The execution waits for input: the hint names the commands that answer and resume it."""
+
+
 __all__ = [
     "AmbiguousIdError",
     "AmbiguousNameError",
@@ -116,6 +120,7 @@ __all__ = [
     "ExecutionNotFinishedError",
     "ExecutionNotFoundError",
     "ExecutionStateError",
+    "ExecutionWaitingError",
     "FlowExecutionError",
     "FlowNotFoundError",
     "InputValidationError",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from .errors import ExecutionNotFinishedError, FlowExecutionError, KitaruUsageError
+from .errors import ExecutionNotFinishedError, ExecutionWaitingError, FlowExecutionError, KitaruUsageError
 
 if TYPE_CHECKING:
     from kitaru_store import Repository
@@ -109,7 +109,8 @@ class FlowHandle:
         return self._status
 
     def wait(self) -> Any:
-        """The flow's result. Raises FlowExecutionError if the flow failed."""
+        """The flow's result. Raises FlowExecutionError if the flow failed, ExecutionWaitingError
+        (whose hint names the commands that answer and resume it) if it waits for input."""
         return self.get()
 
     def get(self) -> Any:
@@ -131,6 +132,19 @@ class FlowHandle:
                 failure=failure,
             )
             raise err from self._error
+        if manifest.status == "waiting":
+            from .wait_prompt import resume_command
+            from .waits import pending_waits
+
+            lines = [line for w in pending_waits(self._repo, self.exec_id) for line in w.commands]
+            raise ExecutionWaitingError(
+                f"execution {self.exec_id} of flow {self.flow_name!r} is waiting for input",
+                exec_id=self.exec_id,
+                name=self.flow_name,
+                hint="answer it, then continue the execution:\n  " + "\n  ".join(lines)
+                if lines
+                else f"its waits are answered; continue it: {resume_command(self._repo, self.exec_id)}",
+            )
         raise ExecutionNotFinishedError(
             f"execution {self.exec_id} of flow {self.flow_name!r} is {manifest.status}",
             exec_id=self.exec_id,

@@ -51,7 +51,7 @@ class ReusePlan:
             source=source,
             same_execution=same_execution,
             stop_at=stop_at,
-            overrides=dict(overrides or {}),
+            overrides=_override_keys(source, calls, overrides or {}),
             calls=calls,
         )
         unknown = [k for k in plan.overrides if not any(k in (c.invocation_id, c.name) for c in calls)]
@@ -127,6 +127,31 @@ class ReusePlan:
             self.active = self.same_execution
             return None
         return src
+
+
+OVERRIDE_PREFIX = "checkpoint."
+
+
+def _override_keys(
+    source: Manifest, calls: list[CheckpointRecord], overrides: dict[str, Any]
+) -> dict[str, Any]:
+    """``overrides`` keyed by invocation id or checkpoint name: a key ``checkpoint.NAME`` (the
+    form upstream Kitaru takes) means NAME, unless a recorded call has the whole key as its name."""
+    known = {k for c in calls for k in (c.invocation_id, c.name)}
+    out: dict[str, Any] = {}
+    for key, value in overrides.items():
+        plain = key
+        if isinstance(key, str) and key.startswith(OVERRIDE_PREFIX) and key not in known:
+            plain = key[len(OVERRIDE_PREFIX) :]
+        if plain in out:
+            raise KitaruUsageError(
+                f"the override of {plain!r} is given twice",
+                exec_id=source.exec_id,
+                name=str(plain),
+                hint=f"give it once, as {plain!r} or as {OVERRIDE_PREFIX + str(plain)!r}",
+            )
+        out[plain] = value
+    return out
 
 
 def copy_entries(

@@ -60,10 +60,9 @@ def _create(
     """A new execution, ``running`` and owned by this process (which holds its run lock)."""
     from kitaru_store import ids, liveness
 
-    metadata = {
-        "kitaru.module": flow.fn.__module__,
-        "kitaru.qualname": getattr(flow.fn, "__qualname__", flow.name),
-    }
+    from .registry import origin
+
+    metadata = origin(flow)  # how another process finds the flow again (registry.find)
     exec_id = ids.new_uuid()
     liveness.claim(repo, exec_id)  # before the manifest says running (liveness.py)
     try:

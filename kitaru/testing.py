@@ -17,11 +17,16 @@ import pytest
 
 @pytest.fixture
 def kitaru_temp_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    """Point ``KITARU_STORE`` at a new directory for this test; yields its path."""
+    """Point ``KITARU_STORE`` at a new directory for this test; yields its path.
+
+    ``KITARU_NO_PROMPT`` is set too: a ``kitaru.wait()`` never stops a test run (``pytest -s`` in
+    a terminal) to ask its question; it leaves the execution waiting.
+    """
     from kitaru_store.backend import close_backend
 
     path = tmp_path / "kitaru-store"
     monkeypatch.setenv("KITARU_STORE", str(path))
+    monkeypatch.setenv("KITARU_NO_PROMPT", "1")
     try:
         yield path
     finally:

@@ -1,15 +1,21 @@
 """``kitaru.wait()``: park a flow until someone answers a question; input, abort, resume.
 
 A wait is recorded in the execution's manifest (question, schema, metadata). With no answer yet,
-the flow body stops at the wait (optionally after polling up to ``timeout`` seconds), the
-execution is persisted as ``waiting``, and ``run()`` returns. An answer is validated against the
-wait's schema and stored as an artifact of type ``input``; ``resume`` then runs the flow body
-again, reusing every completed checkpoint, and the wait returns the answer.
+the flow asks on the terminal if it runs in one (wait_prompt.py); otherwise, after polling up to
+``timeout`` seconds for an answer given by another process, the execution is persisted as
+``waiting``, the commands that answer and resume it go to stderr, and ``run()`` returns. An
+answer is validated against the wait's schema and stored as an artifact of type ``input``;
+``resume`` then runs the flow body again, reusing every completed checkpoint, and the wait
+returns the answer.
 
-Schemas are rebuilt from the manifest in whichever process gives the input: builtin types,
-their generic forms (``list[int]``, ``dict[str, float]``, ``Optional``, ``Literal``), and
-msgspec Structs, dataclasses, pydantic models and enums (found by name among the classes the
-process has imported or registered, like stored values: never imported on the manifest's word).
+A wait stores its schema twice: as JSON Schema (answer_schema.py), which any process checks an
+answer against without the schema's class (say, one defined in a script's ``__main__``), and
+as a description that rebuilds the type where its class is importable (builtins and their
+generic forms, and msgspec Structs, dataclasses, pydantic models and enums found by name among
+the classes the process has imported or registered: never imported on the manifest's word).
+Where the type is there, the answer is stored converted to it; elsewhere as the checked JSON
+data, which the flow converts when the wait returns. Waits stored before the JSON Schema are
+validated by the rebuilt type alone, as before.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ from .artifacts import new_entry
 from .errors import (
     ExecutionStateError,
     InputValidationError,
+    KitaruError,
     KitaruUsageError,
     WaitAbortedError,
     WaitNotFoundError,
@@ -41,7 +48,8 @@ if TYPE_CHECKING:
 _BUILTINS: dict[str, Any] = {
     t.__name__: t for t in (bool, int, float, str, bytes, list, dict, tuple, set, frozenset, type(None))
 }
-_POLL_SECONDS = 0.2
+_POLL_FIRST = 0.05  # seconds between looks at the store for an answer: growing to _POLL_MOST
+_POLL_MOST = 0.5
 _MISSING: Any = object()
 # as calls.failure_of names it, so that an abort reads the same as the flow's own WaitAbortedError
 _ABORTED_TYPE = f"{WaitAbortedError.__module__}.{WaitAbortedError.__qualname__}"
@@ -69,17 +77,8 @@ def describe(schema: Any) -> dict[str, Any]:
         }
     if isinstance(schema, type):
         flavor = _flavor(schema)
-        if flavor:
-            from kitaru_store.serialization import resolve_class
-
-            path = f"{schema.__module__}:{schema.__qualname__}"
-            if resolve_class(path, flavor) is not schema:  # the input's process finds it by name
-                raise KitaruUsageError(
-                    f"kitaru.wait() cannot use {schema.__qualname__} as a schema: it cannot be imported"
-                    f" as {path}",
-                    hint="define the schema class at the top level of a module",
-                )
-            return {"kind": "class", "flavor": flavor, "path": path}
+        if flavor:  # another process checks the JSON Schema: the class need not be importable there
+            return {"kind": "class", "flavor": flavor, "path": f"{schema.__module__}:{schema.__qualname__}"}
     raise KitaruUsageError(
         f"kitaru.wait() cannot use {schema!r} as a schema",
         hint="use a builtin type (bool, str, int, float, list[str], dict[str, int], Literal[...], ...),"
@@ -129,7 +128,7 @@ def rebuild(desc: dict[str, Any]) -> Any:
     raise KitaruUsageError(f"unknown wait schema {desc!r}", hint="upgrade kitaru")
 
 
-def validate(value: Any, desc: dict[str, Any], *, exec_id: str, name: str) -> Any:
+def validate(value: Any, desc: dict[str, Any], *, exec_id: str | None, name: str) -> Any:
     """``value`` converted to the wait's schema, or InputValidationError saying what is wrong."""
     import msgspec
 
@@ -149,6 +148,77 @@ def validate(value: Any, desc: dict[str, Any], *, exec_id: str, name: str) -> An
             name=name,
             hint="give a value of the expected type",
         ) from None
+
+
+def validate_answer(record: WaitRecord, value: Any, *, exec_id: str | None = None) -> Any:
+    """``value`` checked against the wait's stored schema: what to store as its answer.
+
+    The one validation every way of answering goes through (the terminal prompt,
+    ``KitaruClient().executions.input``, ``kitaru-store input``). With a JSON Schema stored, the
+    answer is checked as JSON data against it, then converted to the schema's type where this
+    process has it (a conversion can only refuse what JSON Schema cannot say, such as a pydantic
+    validator); without one (a wait stored by an older kitaru), by the rebuilt type as before.
+    InputValidationError names the path of the bad field: ``answer.items[2].score: expected int``.
+    """
+    import msgspec
+
+    from kitaru_store import nesting
+
+    from .answer_schema import BadSchema, SchemaMismatch, check
+
+    name = record.name
+    if record.json_schema is None:
+        return validate(value, record.schema, exec_id=exec_id, name=name)
+
+    def refused(problem: str, hint: str = "give a value of the expected type") -> InputValidationError:
+        return InputValidationError(
+            f"input for wait {name!r} does not match its schema {schema_text(record.schema)}: {problem}",
+            exec_id=exec_id,
+            name=name,
+            hint=hint,
+        )
+
+    try:
+        plain = msgspec.to_builtins(value, str_keys=True, enc_hook=_plain_hook)
+    except (TypeError, ValueError, RecursionError, msgspec.EncodeError) as exc:
+        raise refused(f"the answer is not JSON data ({exc})") from None
+    nesting.require_within(plain, f"the answer to wait {name!r}", exec_id=exec_id, name=name)
+    try:
+        nesting.on_fresh_stack(lambda: check(plain, record.json_schema))
+    except SchemaMismatch as exc:
+        raise refused(str(exc)) from None
+    except (BadSchema, RecursionError) as exc:
+        raise refused(
+            f"its stored schema cannot be used ({exc})", hint="abort the wait; the schema is damaged"
+        ) from None
+    try:
+        schema = rebuild(record.schema)
+    except KitaruUsageError:  # the class lives in another process (a script's __main__): JSON data
+        return plain
+    return _converted(value, plain, schema, lambda problem: refused(problem))
+
+
+def _plain_hook(obj: Any) -> Any:
+    dump = getattr(obj, "model_dump", None)  # a pydantic model
+    if callable(dump):
+        return dump(mode="json")
+    raise TypeError(f"{type(obj).__name__} is not JSON data")
+
+
+def _converted(value: Any, plain: Any, schema: Any, refused: Any) -> Any:
+    """The checked answer as an instance of ``schema`` (``value`` itself if it is one already)."""
+    import msgspec
+
+    if schema is Any:
+        return plain
+    if isinstance(schema, type) and isinstance(value, schema) and not isinstance(value, bool):
+        return value
+    try:
+        if isinstance(schema, type) and _flavor(schema) == "pydantic":
+            return schema.model_validate(plain)  # type: ignore[attr-defined]
+        return msgspec.convert(plain, schema, strict=True)
+    except (msgspec.ValidationError, ValueError, TypeError) as exc:
+        raise refused(str(exc)) from None
 
 
 def schema_text(desc: dict[str, Any]) -> str:
@@ -180,16 +250,18 @@ def wait(
 ) -> Any:
     """Wait for input. Flow-body only. Returns the validated answer once there is one.
 
-    Without an answer the execution is persisted as ``waiting`` and ``run()`` returns; give the
-    answer with ``KitaruClient().executions.input(...)`` and continue with ``.resume(...)``.
-    ``timeout`` (seconds): poll this long for an answer given by another process first.
+    On a terminal the question is asked there (``KITARU_NO_PROMPT=1`` turns that off). Otherwise
+    the execution is persisted as ``waiting``, the commands that answer and resume it are printed
+    to stderr, and ``run()`` returns; give the answer with ``kitaru-store input`` or
+    ``KitaruClient().executions.input(...)`` and continue with ``resume``. ``timeout`` (seconds):
+    wait in this process at most this long for an answer (typed, or given by another process)
+    before leaving the execution ``waiting``.
     """
     from kitaru_store.manifests import WaitRecord
 
     from . import context
+    from .answer_schema import json_schema_of
     from .calls import now
-    from .cancellation import check as check_cancel
-    from .runtime import WaitSuspended
 
     run = context.current_flow_body("kitaru.wait()")
     if name is not None:
@@ -197,7 +269,7 @@ def wait(
 
         validate_name(name, what="wait name", exec_id=run.exec_id)
     if timeout is not None and (
-        isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout < 0
+        isinstance(timeout, bool) or not isinstance(timeout, int | float) or not timeout >= 0
     ):
         raise KitaruUsageError(
             f"timeout must be a number of seconds >= 0, not {timeout!r}", exec_id=run.exec_id
@@ -218,33 +290,143 @@ def wait(
     if record is None:
         reused = _reuse_answer(run, wid, seq)
         if reused is not _MISSING:
-            return reused
+            return _converted(reused, reused, rebuild_live(schema), _flow_refused(run.exec_id, wid))
         record = WaitRecord(
             name=wid,
             status="pending",
             created_at=now(),
             question=question,
             schema=desc,
+            json_schema=json_schema_of(schema),
             metadata=meta,
             timeout=timeout,
             seq=seq,
         )
         with repo.writer() as w:
             w.set_wait(run.exec_id, record)
-    deadline = time.monotonic() + (timeout or 0)
+    answer = _await_answer(run, record, timeout)
+    return _converted(answer, answer, rebuild_live(schema), _flow_refused(run.exec_id, wid))
+
+
+def rebuild_live(schema: Any) -> Any:
+    """The type the flow converts its answer to: the schema it passed (Any for none)."""
+    return Any if schema is None else schema
+
+
+def _flow_refused(exec_id: str, name: str) -> Any:
+    def refused(problem: str) -> InputValidationError:
+        return InputValidationError(
+            f"the answer to wait {name!r} does not convert to its schema in the flow: {problem}",
+            exec_id=exec_id,
+            name=name,
+            hint="the answer passed the stored JSON Schema but not a check only the flow's code has"
+            " (a validator); start a new run",
+        )
+
+    return refused
+
+
+def _await_answer(run: Any, record: WaitRecord, timeout: float | None) -> Any:
+    """The answer's stored value: asked on a terminal, or polled for until ``timeout``.
+
+    Raises WaitSuspended (after printing how to answer) when the process should let go: no
+    terminal and no time left, or the person left the prompt empty.
+    """
+    from . import wait_prompt
+    from .cancellation import check as check_cancel
+    from .runtime import WaitSuspended
+
+    repo, exec_id = run.repo, run.exec_id
+    prompt = wait_prompt.prompting()
+    deadline = None if timeout is None and prompt else time.monotonic() + (timeout or 0)
+    pause = _POLL_FIRST
+    asked = typed = False
     while True:
         if record.status == "answered" and record.value_object_id:
+            if asked:
+                wait_prompt.say(f"{'' if typed else chr(10)}kitaru: {record.name!r} answered; continuing")
             return repo.get_value(record.value_object_id)
         if record.status == "aborted":
             raise WaitAbortedError(
-                f"wait {wid!r} was aborted", exec_id=run.exec_id, name=wid, hint="start a new run"
+                f"wait {record.name!r} was aborted", exec_id=exec_id, name=record.name, hint="start a new run"
             )
-        if time.monotonic() >= deadline:
-            raise WaitSuspended(wid)
-        time.sleep(_POLL_SECONDS)
+        left = None if deadline is None else deadline - time.monotonic()
+        if left is not None and left <= 0:
+            _let_go(run, record)
+            raise WaitSuspended(record.name)
+        seconds = pause if left is None else min(pause, left)
+        if prompt:
+            if not asked:
+                wait_prompt.ask(record, schema_text(record.schema), optional=_takes_null(record))
+                asked = True
+            outcome = _typed(run, record, wait_prompt.read_line(seconds))
+            if outcome is None:
+                _let_go(run, record)
+                raise WaitSuspended(record.name)
+            typed = typed or outcome
+        else:
+            time.sleep(seconds)
+        pause = min(pause * 1.5, _POLL_MOST)
         check_cancel(run)  # a wait poll is a boundary too
-        found = _record(repo.get_execution(run.exec_id), wid)
+        found = _record(repo.get_execution(exec_id), record.name)
         record = found if found is not None else record
+
+
+def _let_go(run: Any, record: WaitRecord) -> None:
+    from . import wait_prompt
+
+    wait_prompt.announce(run.repo, run.exec_id, run.flow_name, record, schema_text(record.schema))
+
+
+def _takes_null(record: WaitRecord) -> bool:
+    try:
+        validate_answer(record, None)
+    except KitaruError:
+        return False
+    return True
+
+
+def _typed(run: Any, record: WaitRecord, line: Any) -> bool | None:
+    """Give what was typed as the answer: True if it was recorded, False if nothing was (yet),
+    None if the person left it empty (the wait stays)."""
+    from . import wait_prompt
+
+    if line is wait_prompt.NOTHING:
+        return False
+    if line is wait_prompt.EOF or not line.strip():
+        if not _takes_null(record):
+            wait_prompt.say("")
+            return None
+        line = "null"
+    try:
+        provide_input(run.repo, run.exec_id, record.name, _parsed(record, line.strip()))
+    except InputValidationError as exc:
+        wait_prompt.again(exc.message)
+        return False
+    except (WaitNotFoundError, ExecutionStateError):
+        return False  # answered or aborted from elsewhere meanwhile: the next look says which
+    return True
+
+
+def _parsed(record: WaitRecord, text: str) -> Any:
+    """JSON, or the text itself where the schema takes it as a string (``yes``, ``42`` for a str)."""
+    import msgspec
+
+    try:
+        value = msgspec.json.decode(text)
+    except (msgspec.DecodeError, RecursionError):
+        return text
+    if isinstance(value, str):
+        return value
+    try:
+        validate_answer(record, value)
+    except KitaruError:
+        try:
+            validate_answer(record, text)
+        except KitaruError:
+            return value  # the JSON value's own error is the one to show
+        return text
+    return value
 
 
 def _reuse_answer(run: Any, wid: str, seq: int) -> Any:
@@ -303,6 +485,8 @@ class PendingWait:
     metadata: dict[str, Any]
     created_at: Any
     timeout: float | None
+    json_schema: dict[str, Any] | None = None  # None for a wait stored before waits kept one
+    commands: tuple[str, ...] = ()  # the command lines that answer it and resume the execution
 
 
 def _who() -> dict[str, Any]:
@@ -314,6 +498,8 @@ def _who() -> dict[str, Any]:
 
 
 def pending_waits(repo: Repository, exec_id: str) -> list[PendingWait]:
+    from .wait_prompt import commands
+
     m = repo.get_execution(exec_id)
     return [
         PendingWait(
@@ -324,6 +510,8 @@ def pending_waits(repo: Repository, exec_id: str) -> list[PendingWait]:
             metadata=dict(w.metadata),
             created_at=w.created_at,
             timeout=w.timeout,
+            json_schema=w.json_schema,
+            commands=tuple(commands(repo, m.exec_id, w)),
         )
         for w in sorted(m.waits, key=lambda w: w.seq)
         if w.status == "pending"
@@ -393,7 +581,7 @@ def provide_input(repo: Repository, exec_id: str, wait: str | None, value: Any) 
     from .calls import now
 
     m, record = _pending(repo, exec_id, wait)
-    checked = validate(value, record.schema, exec_id=m.exec_id, name=record.name)
+    checked = validate_answer(record, value, exec_id=m.exec_id)
     with repo.writer() as w:
         w.mutate(m.exec_id, lambda current: _still_pending(current, record.name))
         stored = w.put_value(checked)

@@ -103,6 +103,7 @@ class WaitRecord(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     created_at: dt.datetime
     question: str | None = None
     schema: dict[str, Any] = {}  # how to rebuild the type that validates the answer (waits.py)
+    json_schema: dict[str, Any] | None = None  # the same as JSON Schema; None in older waits
     metadata: dict[str, Any] = {}
     timeout: float | None = None
     answered_at: dt.datetime | None = None
@@ -258,7 +259,7 @@ def encode_manifest(m: Manifest) -> bytes:
     reader can decode it.
     """
     trees = [m.metadata, *(e.metadata for e in m.entries), *(c.metadata for c in m.checkpoints)]
-    trees += [t for w in m.waits for t in (w.schema, w.metadata, w.answered_by)]
+    trees += [t for w in m.waits for t in (w.schema, w.json_schema or {}, w.metadata, w.answered_by)]
     for tree in trees:
         nesting.require_within(tree, f"metadata of execution {m.exec_id}", exec_id=m.exec_id)
     return checksum.seal(nesting.on_fresh_stack(lambda: _encoder.encode(m)))

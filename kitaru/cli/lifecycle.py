@@ -12,17 +12,13 @@ from typing import TYPE_CHECKING
 import click
 
 from kitaru_store.cli import output as out
-from kitaru_store.cli.common import CommandError, State, complete_exec, json_option, pass_state
+from kitaru_store.cli.common import CommandError, State, complete_exec, pass_state
+
+from .recovery import RefusedError, json_refusing
 
 if TYPE_CHECKING:
     from kitaru_store.errors import KitaruError
     from kitaru_store.manifests import Manifest
-
-
-class Refused(CommandError):
-    """A typed error before anything changed: exit code 2."""
-
-    exit_code = 2
 
 
 def _label(m: Manifest) -> str:
@@ -32,7 +28,7 @@ def _label(m: Manifest) -> str:
 @click.command(short_help="Cancel a running or waiting execution.")
 @click.argument("exec_id", metavar="EXEC", shell_complete=complete_exec)
 @click.option("--reason", metavar="TEXT", help="Why, recorded with the cancellation.")
-@json_option
+@json_refusing
 @pass_state
 def cancel(state: State, exec_id: str, reason: str | None, as_json: bool) -> None:
     """Cancel EXEC.
@@ -47,7 +43,7 @@ def cancel(state: State, exec_id: str, reason: str | None, as_json: bool) -> Non
     try:
         m = cancel_execution(state.repo(), exec_id, reason=reason)
     except KitaruError as exc:
-        raise Refused(exc, as_json=as_json) from exc
+        raise RefusedError(exc, as_json=as_json) from exc
     requested = m.status == "running"
     if as_json:
         out.echo_json(
@@ -68,7 +64,7 @@ def cancel(state: State, exec_id: str, reason: str | None, as_json: bool) -> Non
 @click.command(short_help="Delete executions.")
 @click.argument("exec_ids", metavar="EXEC...", nargs=-1, required=True, shell_complete=complete_exec)
 @click.option("--force", is_flag=True, help="Delete running executions too (their process stops).")
-@json_option
+@json_refusing
 @pass_state
 def rm(state: State, exec_ids: tuple[str, ...], force: bool, as_json: bool) -> None:
     """Delete each EXEC: its record goes, and `kitaru-store gc` reclaims what only it kept.
@@ -85,7 +81,7 @@ def rm(state: State, exec_ids: tuple[str, ...], force: bool, as_json: bool) -> N
         for m in found.values():
             check_deletable(m, force=force)
     except KitaruError as exc:
-        raise Refused(exc, as_json=as_json) from exc
+        raise RefusedError(exc, as_json=as_json) from exc
     deleted: list[Manifest] = []
     error: KitaruError | None = None
     for m in found.values():

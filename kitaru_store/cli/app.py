@@ -16,18 +16,32 @@ from .quicklog import COMPLETE_VAR
 PROG = "kitaru-store"
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
-# Command name -> the module of this package that defines it (in its COMMANDS list), or the full
-# path of a kitaru module for the commands that run the SDK. A module is imported when one of its
-# commands runs, or when --help or shell completion lists them all, so that `log` does not load
-# the value, memory and remote commands.
+# Command name -> the module that defines it (in its COMMANDS list): a plain name is a module of
+# this package, a dotted one a module of another package (the recovery commands run flows, so
+# they live in kitaru; kitaru_store itself never imports kitaru). A module is imported when one of
+# its commands runs, or when --help or shell completion lists this package's commands, so that
+# `log` does not load the value, memory and remote commands.
 COMMAND_MODULES = {
     **dict.fromkeys(("log", "show", "ls", "diff"), "history"),
     **dict.fromkeys(("cat", "pin", "unpin", "pins"), "values"),
     **dict.fromkeys(("init", "gc", "fsck", "stats", "path"), "maintenance"),
     "memory": "memory",
     **dict.fromkeys(("remote", "push", "pull", "clone"), "remote"),
-    "cancel": "kitaru.cli.lifecycle",
-    "rm": "kitaru.cli.lifecycle",
+    **dict.fromkeys(("retry", "resume", "input", "abort-wait", "replay"), "kitaru.cli.recovery"),
+    **dict.fromkeys(("cancel", "rm"), "kitaru.cli.lifecycle"),
+}
+
+# The one-line help of the commands of other packages, for --help and shell completion to list
+# them without importing their package (`import kitaru` would about double the time of --help).
+# A test keeps these equal to the commands' own short_help.
+SUMMARIES = {
+    "retry": "Run a failed or cancelled execution again, in place.",
+    "resume": "Continue a waiting execution after its wait got input.",
+    "input": "Answer a pending wait of an execution.",
+    "abort-wait": "Refuse a pending wait: the execution fails.",
+    "replay": "Run an execution again as a new one, from a checkpoint on.",
+    "cancel": "Cancel a running or waiting execution.",
+    "rm": "Delete executions.",
 }
 
 
@@ -39,11 +53,28 @@ class LazyGroup(KitaruGroup):
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         if cmd_name not in self.commands and cmd_name in COMMAND_MODULES:
-            name = COMMAND_MODULES[cmd_name]  # a full dotted path, or a module of this package
-            module = importlib.import_module(name if "." in name else f".{name}", __package__)
-            for command in module.COMMANDS:
-                self.add_command(command)
+            if "." in COMMAND_MODULES[cmd_name] and cmd_name in SUMMARIES:
+                # Listed, not run (resolve_command loads what runs): a stand-in that only tells.
+                return click.Command(cmd_name, short_help=SUMMARIES[cmd_name], callback=_listed_only)
+            self._load(cmd_name)
         return super().get_command(ctx, cmd_name)
+
+    def resolve_command(
+        self, ctx: click.Context, args: list[str]
+    ) -> tuple[str | None, click.Command | None, list[str]]:
+        if args and args[0] not in self.commands and args[0] in COMMAND_MODULES:
+            self._load(args[0])
+        return super().resolve_command(ctx, args)
+
+    def _load(self, cmd_name: str) -> None:
+        name = COMMAND_MODULES[cmd_name]
+        module = importlib.import_module(name if "." in name else f"{__package__}.{name}")
+        for command in module.COMMANDS:
+            self.add_command(command)
+
+
+def _listed_only() -> None:
+    raise AssertionError("a command listed by its summary was run without being loaded")
 
 
 @click.group(cls=LazyGroup, context_settings=CONTEXT)

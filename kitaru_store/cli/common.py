@@ -56,7 +56,7 @@ def _remember_json(ctx: click.Context, param: click.Parameter, value: bool) -> b
     return bool(value)
 
 
-def json_option(fn: F) -> F:
+def json_option(fn: F, *, error_exit: int = 1) -> F:
     """``--json``: machine-readable output, and errors as a JSON object on stdout."""
     return click.option(
         "--json",
@@ -64,7 +64,7 @@ def json_option(fn: F) -> F:
         is_flag=True,
         callback=_remember_json,
         is_eager=True,
-        help="Print JSON (errors too: an object on stdout, exit code 1).",
+        help=f"Print JSON (errors too: an object on stdout, exit code {error_exit}).",
     )(fn)
 
 

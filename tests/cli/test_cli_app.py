@@ -127,7 +127,7 @@ def test_lazy_command_table_matches_the_command_modules() -> None:
 
     defined = {}
     for module in set(app.COMMAND_MODULES.values()):
-        path = module if "." in module else f"kitaru_store.cli.{module}"  # kitaru's: a full path
+        path = module if "." in module else f"kitaru_store.cli.{module}"  # dotted: another package's
         for command in importlib.import_module(path).COMMANDS:
             defined[command.name] = module
     assert defined == app.COMMAND_MODULES

@@ -28,6 +28,7 @@ EXPECTED_ALL = [
     "ExecutionNotFinishedError",
     "ExecutionNotFoundError",
     "ExecutionStateError",
+    "ExecutionWaitingError",
     "Flow",
     "FlowExecutionError",
     "FlowHandle",
@@ -75,11 +76,12 @@ def test_public_api_is_pinned() -> None:
 
 def test_every_public_error_is_a_kitaru_error() -> None:
     errors = [getattr(kitaru, n) for n in EXPECTED_ALL if n.endswith("Error")]
-    assert len(errors) == 27
+    assert len(errors) == 28
     for cls in errors:
         assert issubclass(cls, kitaru.KitaruError), cls
     assert issubclass(kitaru.PickleNotAllowedError, kitaru.SerializationError)
     assert issubclass(kitaru.StoreNotFoundError, kitaru.StoreError)
+    assert issubclass(kitaru.ExecutionWaitingError, kitaru.ExecutionNotFinishedError)
 
 
 def test_errors_are_shared_with_the_store() -> None:

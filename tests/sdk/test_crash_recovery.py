@@ -55,6 +55,11 @@ FLOW_MODULE = textwrap.dedent(
         return i
 
     @kitaru.flow
+    def asks_for_long() -> str:
+        (MARKS / "hanging").write_text(str(os.getpid()))
+        return kitaru.wait(schema=str, question="go on?", timeout=60)
+
+    @kitaru.flow
     def ticks(n: int) -> int:
         for i in range(n):
             try:
@@ -391,6 +396,27 @@ def test_cancel_from_another_process_stops_the_run_at_its_next_boundary(child: C
     execution = KitaruClient().executions.get(exec_id)
     assert execution.status == "cancelled" and execution.failure is not None
     assert execution.failure.type == "Cancelled" and not execution.cancel_requested
+
+
+def test_cancel_reaches_a_run_that_polls_for_an_answer(child: Child) -> None:
+    """A wait with a timeout keeps the run ``running`` while it polls: each poll is a boundary
+    where a cancel request from another process is seen."""
+    proc = child.start("import crashflow; h = crashflow.asks_for_long.run(); print(h.status)")
+    deadline = time.monotonic() + 30
+    while not (child.marks / "hanging").exists():
+        assert time.monotonic() < deadline and proc.poll() is None
+        time.sleep(0.02)
+    exec_id = Repository.open(child.store).list_executions()[0].exec_id
+    while KitaruClient().executions.get(exec_id).pending_wait is None:  # the wait is recorded
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    began = time.monotonic()
+    assert KitaruClient().executions.cancel(exec_id).status == "running"  # a request: it polls
+    stdout, stderr = proc.communicate(timeout=30)
+    assert proc.returncode == 0, stderr
+    assert stdout.split() == ["cancelled"]
+    assert time.monotonic() - began < 10  # at a poll, long before the 60 s timeout
+    assert KitaruClient().executions.get(exec_id).status == "cancelled"
 
 
 def test_cancel_a_waiting_execution_at_once_and_a_finished_one_is_an_error(store_path: Path) -> None:

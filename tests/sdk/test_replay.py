@@ -288,6 +288,37 @@ def test_replay_of_a_failed_execution_reruns_from_the_failure() -> None:
     assert KitaruClient().executions.get(failed.exec_id).status == "failed"  # the source stays as it was
 
 
+def test_overrides_take_checkpoint_prefixed_keys_as_upstream_kitaru_does() -> None:
+    source = pipeline.run(1)
+    CALLS.clear()
+    replay = pipeline.replay(source.exec_id, from_="report", overrides={"checkpoint.double": 5})
+    assert replay.wait() == "n=5"
+    assert CALLS == ["report"]
+    with pytest.raises(KitaruUsageError, match="the override of 'double' is given twice"):
+        pipeline.replay(source.exec_id, overrides={"double": 1, "checkpoint.double": 2})
+    with pytest.raises(KitaruUsageError, match="overrides name no recorded call"):
+        pipeline.replay(source.exec_id, overrides={"checkpoint.nope": 1})
+
+
+def test_the_client_runs_a_flow_on_its_own_store(
+    repo: Repository, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """KitaruClient(store) replays, retries and resumes on that store, whatever KITARU_STORE says."""
+    BRANCH["fail"] = True
+    failed = pipeline.run(2)
+    BRANCH["fail"] = False
+    elsewhere = tmp_path / "elsewhere"
+    monkeypatch.setenv("KITARU_STORE", str(elsewhere))
+    client = KitaruClient(repo.path)
+    assert client.executions.retry(failed.exec_id).wait() == "n=4"
+    replay = client.executions.replay(failed.exec_id, from_="report")
+    assert replay.wait() == "n=4"
+    assert client.executions.get(replay.exec_id).replay_of == failed.exec_id
+    with pytest.raises(ExecutionStateError):
+        client.executions.resume(failed.exec_id)
+    assert not elsewhere.exists()
+
+
 # --- replay errors -------------------------------------------------------------------------
 
 
@@ -387,6 +418,79 @@ def test_a_flow_module_named_by_a_manifest_is_imported_only_to_run_it(
         sys.modules.pop("kitaru_exits_on_import", None)
     assert "venv.__main__" not in sys.modules
     assert sorted(p.name for p in where.iterdir()) == ["kitaru_exits_on_import.py"]  # no venv
+
+
+SCRIPT_FLOW = """
+import pathlib
+import sys
+
+from kitaru import checkpoint, flow
+
+HERE = pathlib.Path(__file__).resolve().parent
+
+
+@checkpoint
+def once(x: int) -> int:
+    with open(HERE / "once.log", "a") as log:
+        log.write("once\\n")
+    return x + 1
+
+
+@checkpoint
+def flaky(y: int) -> int:
+    if not (HERE / "fixed").exists():
+        raise RuntimeError("not fixed yet")
+    return y * 10
+
+
+@flow(name="rp_script_flow")
+def script_flow(x: int):
+    return flaky(once(x))
+
+
+if __name__ == "__main__":
+    (HERE / "main.log").write_text("main ran")
+    print(script_flow.run(int(sys.argv[1])).exec_id)
+"""
+
+
+def test_a_flow_of_a_script_is_loaded_by_its_path_only_to_run_it(
+    repo: Repository, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A flow defined in `python script.py` records the script's absolute path; retry loads the
+    script under a name of its own (its main block does not run) and reuses what completed."""
+    import subprocess
+
+    folder = tmp_path / "project"
+    folder.mkdir()
+    script = folder / "script.py"
+    script.write_text(SCRIPT_FLOW)
+    done = subprocess.run([sys.executable, "script.py", "3"], cwd=folder, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    exec_id = done.stdout.split()[-1]
+    (folder / "main.log").unlink()
+    client = KitaruClient()
+    execution = client.executions.get(exec_id)
+    assert execution.status == "failed"
+    assert execution.metadata == {
+        "kitaru.module": "__main__",
+        "kitaru.qualname": "script_flow",
+        "kitaru.script": str(script),
+    }
+    monkeypatch.setattr(sys, "path", list(sys.path))  # loading puts the script's folder first
+    (folder / "fixed").touch()
+    assert client.executions.retry(exec_id[:10]).wait() == 40
+    assert (folder / "once.log").read_text() == "once\n"  # completed before: reused
+    assert not (folder / "main.log").exists()
+    assert sys.path[0] == str(folder)
+    replay = client.executions.replay(exec_id, from_="flaky")
+    assert replay.wait() == 40
+    assert client.executions.get(replay.exec_id).metadata["kitaru.script"] == str(script)
+    monkeypatch.delitem(kitaru_registry._flows, "rp_script_flow")
+    script.unlink()
+    with pytest.raises(FlowNotFoundError) as info:
+        kitaru_registry.find(repo.get_execution(exec_id))
+    assert str(script) in str(info.value) and "is gone" in str(info.value)
 
 
 # --- divergence ----------------------------------------------------------------------------

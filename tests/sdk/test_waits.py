@@ -227,7 +227,7 @@ def test_two_waits_in_one_flow() -> None:
     with pytest.raises(WaitNotFoundError, match="is answered") as info:
         client.executions.input(handle.exec_id, wait="approve", value=False)  # already answered
     assert info.value.hint == "pending waits: style"
-    with pytest.raises(InputValidationError, match="Invalid enum value 'loud'"):
+    with pytest.raises(InputValidationError, match="expected one of 'casual', 'formal'; got 'loud'"):
         client.executions.input(handle.exec_id, wait="style", value="loud")
     client.executions.input(handle.exec_id, wait="style", value="casual")
 
@@ -331,16 +331,21 @@ def test_a_bad_schema_is_a_usage_error(schema: Any, shown: str) -> None:
     assert "msgspec Struct, a dataclass, a pydantic model or an Enum" in (cause.hint or "")
 
 
-def test_a_schema_class_that_cannot_be_imported_is_a_usage_error() -> None:
+def test_a_schema_class_nobody_can_import_is_answered_through_its_json_schema() -> None:
+    """A class local to a function: the answer is checked against the stored JSON Schema, stored
+    as JSON data, and converted to the class when the flow's wait() returns it."""
+
     class LocalVerdict(msgspec.Struct):
         ok: bool
 
-    SCHEMA["schema"] = LocalVerdict
-    handle = w_typed.run()
-    cause = _failure_of(handle)
-    assert isinstance(cause, KitaruUsageError)
-    assert "cannot be imported" in str(cause)
-    assert KitaruClient().executions.get(handle.exec_id).waits == []  # no wait nobody could answer
+    exec_id = run_typed(LocalVerdict)
+    client = KitaruClient()
+    with pytest.raises(InputValidationError, match=r": answer\.ok: expected bool, got int"):
+        client.executions.input(exec_id, value={"ok": 1})
+    assert client.executions.input(exec_id, value={"ok": True}) == {"ok": True}
+    assert client.executions.get(exec_id).artifact("answer").load() == {"ok": True}
+    assert client.executions.resume(exec_id).wait() == LocalVerdict(ok=True)
+    assert [LocalVerdict(ok=True)] == RECEIVED
 
 
 @pytest.mark.parametrize("timeout", [-1, True, "5", [1]])
@@ -389,24 +394,26 @@ def test_bad_names_and_metadata_are_refused() -> None:
 @pytest.mark.parametrize(
     ("schema", "value", "what"),
     [
-        (bool, "yes", "Expected `bool`, got `str`"),
-        (bool, 1, "Expected `bool`, got `int`"),
-        (int, "3", "Expected `int`, got `str`"),
-        (int, 2.5, "Expected `int`, got `float`"),
-        (int, True, "Expected `int`, got `bool`"),
-        (list[str], ["a", 2], "Expected `str`, got `int` - at `$[1]`"),
-        (list[str], "ab", "Expected `array`, got `str`"),
-        (Literal["yes", "no"], "maybe", "Invalid enum value 'maybe'"),
-        (Optional[int], "1", "Expected `int | null`, got `str`"),  # noqa: UP045 -- Optional on purpose
-        (int | None, 1.5, "Expected `int | null`, got `float`"),
-        (Verdict, {"approved": "yes"}, "Expected `bool`, got `str` - at `$.approved`"),
-        (Verdict, {}, "Object missing required field `approved`"),
-        (Review, {"score": 1}, "Object missing required field `tags`"),
-        (Review, {"score": 1, "tags": [3]}, "Expected `str`, got `int` - at `$.tags[0]`"),
-        (Rating, {"stars": "many", "comment": "ok"}, "stars\n  Input should be a valid integer"),
-        (Rating, {"stars": 3}, "comment\n  Field required"),
-        (Color, "green", "Invalid enum value 'green'"),
-        (Color, "RED", "Invalid enum value 'RED'"),
+        (bool, "yes", ": answer: expected bool, got str"),
+        (bool, 1, ": answer: expected bool, got int"),
+        (int, "3", ": answer: expected int, got str"),
+        (int, 2.5, ": answer: expected int, got float"),
+        (int, True, ": answer: expected int, got bool"),
+        (list[str], ["a", 2], ": answer[1]: expected str, got int"),
+        (list[str], "ab", ": answer: expected list, got str"),
+        (Literal["yes", "no"], "maybe", ": answer: expected one of 'no', 'yes'; got 'maybe'"),
+        (Optional[int], "1", ": answer: expected int or null, got str"),  # noqa: UP045 -- Optional on purpose
+        (int | None, 1.5, ": answer: expected int or null, got float"),
+        (Verdict, {"approved": "yes"}, ": answer.approved: expected bool, got str"),
+        (Verdict, {}, ": answer.approved: required field missing"),
+        (Verdict, {"approved": True, "note": ["x"]}, ": answer.note: expected str, got list"),
+        (Review, {"score": 1}, ": answer.tags: required field missing"),
+        (Review, {"score": 1, "tags": [3]}, ": answer.tags[0]: expected str, got int"),
+        (Rating, {"stars": "many", "comment": "ok"}, ": answer.stars: expected int, got str"),
+        (Rating, {"stars": "3", "comment": "ok"}, ": answer.stars: expected int, got str"),  # JSON: no "3"
+        (Rating, {"stars": 3}, ": answer.comment: required field missing"),
+        (Color, "green", ": answer: expected one of 'blue', 'red'; got 'green'"),
+        (Color, "RED", ": answer: expected one of 'blue', 'red'; got 'RED'"),
     ],
 )
 def test_input_that_does_not_match_the_schema_is_refused(schema: Any, value: Any, what: str) -> None:
@@ -541,36 +548,36 @@ def test_an_answer_given_meanwhile_is_not_overwritten(monkeypatch: pytest.Monkey
 
     client = KitaruClient()
     exec_id = run_typed(int)
-    real_validate = waits_module.validate
+    real_validate = waits_module.validate_answer
     raced: list[Any] = []
 
-    def validate_while_another_answers(value: Any, desc: Any, **kw: Any) -> Any:
+    def validate_while_another_answers(record: Any, value: Any, **kw: Any) -> Any:
         if not raced:  # the first caller has read the wait as pending; now someone else answers
             raced.append("busy")
             raced[0] = client.executions.input(exec_id, wait="answer", value=1)
-        return real_validate(value, desc, **kw)
+        return real_validate(record, value, **kw)
 
-    monkeypatch.setattr(waits_module, "validate", validate_while_another_answers)
+    monkeypatch.setattr(waits_module, "validate_answer", validate_while_another_answers)
     with pytest.raises(WaitNotFoundError, match="was answered meanwhile"):
         client.executions.input(exec_id, wait="answer", value=2)
     assert raced == [1]
-    monkeypatch.setattr(waits_module, "validate", real_validate)
+    monkeypatch.setattr(waits_module, "validate_answer", real_validate)
     assert client.executions.get(exec_id).artifact("answer").load() == 1
     assert client.executions.resume(exec_id).wait() == 1
 
     exec_id = run_typed(int)
     raced.clear()
 
-    def abort_meanwhile(value: Any, desc: Any, **kw: Any) -> Any:
+    def abort_meanwhile(record: Any, value: Any, **kw: Any) -> Any:
         if not raced:
             raced.append("busy")
             client.executions.abort_wait(exec_id, wait="answer")
-        return real_validate(value, desc, **kw)
+        return real_validate(record, value, **kw)
 
-    monkeypatch.setattr(waits_module, "validate", abort_meanwhile)
+    monkeypatch.setattr(waits_module, "validate_answer", abort_meanwhile)
     with pytest.raises(ExecutionStateError, match="became failed meanwhile"):
         client.executions.input(exec_id, wait="answer", value=2)
-    monkeypatch.setattr(waits_module, "validate", real_validate)
+    monkeypatch.setattr(waits_module, "validate_answer", real_validate)
     execution = client.executions.get(exec_id)
     assert execution.waits[0].status == "aborted"
     assert [a for a in execution.artifacts if a.kind == "wait_input"] == []
@@ -681,6 +688,50 @@ def test_an_abort_while_the_flow_polls_fails_the_run(repo: Repository) -> None:
     assert isinstance(cause, WaitAbortedError)
     failure = KitaruClient().executions.get(handle.exec_id).failure
     assert failure is not None and "WaitAbortedError" in failure.type
+
+
+@flow
+def w_quick(timeout: float) -> Any:
+    return kitaru.wait(name="quick", schema=int, timeout=timeout)
+
+
+def test_a_polling_wait_sees_an_answer_from_elsewhere_within_half_a_second() -> None:
+    """Polling backs off to 0.5 s between looks: an answer is taken within about that long."""
+    answered_at: list[float] = []
+
+    def answer() -> None:
+        client = KitaruClient()
+        time.sleep(2.0)  # the poll has backed off to its longest pause by now
+        latest = client.executions.latest(flow="w_quick")
+        assert latest is not None
+        client.executions.input(latest.exec_id, wait="quick", value=7)
+        answered_at.append(time.monotonic())
+
+    thread = threading.Thread(target=answer)
+    thread.start()
+    handle = w_quick.run(30)
+    returned = time.monotonic()
+    thread.join(10)
+    assert handle.status == "completed" and handle.wait() == 7
+    assert returned - answered_at[0] < 0.75
+
+
+def test_an_old_wait_without_a_json_schema_is_answered_as_before() -> None:
+    """A wait stored before waits kept a JSON Schema is validated by its rebuilt type."""
+    client = KitaruClient()
+    handle = w_quick.run(0)
+    repo = client.repository
+    [record] = repo.get_execution(handle.exec_id).waits
+    assert record.json_schema == {"type": "integer"}
+    with repo.writer() as w:
+        w.set_wait(handle.exec_id, msgspec.structs.replace(record, json_schema=None))
+    with pytest.raises(InputValidationError, match="Expected `int`, got `str`"):
+        client.executions.input(handle.exec_id, value="3")
+    [pending] = client.executions.pending_waits(handle.exec_id)
+    assert pending.json_schema is None
+    assert pending.commands[0].endswith("--wait quick --value '0'")
+    assert client.executions.input(handle.exec_id, value=3) == 3
+    assert client.executions.resume(handle.exec_id).wait() == 3
 
 
 # --- replay --------------------------------------------------------------------------------
