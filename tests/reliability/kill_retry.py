@@ -11,8 +11,9 @@ size, a ``.map`` or ``.submit`` fan-out, a combining checkpoint):
    ``failed`` with a failure of type ``Crashed``, a SIGTERMed one ``cancelled`` (the process exits
    by the signal, 128+15 for a shell), or, for a retry signalled before it took the execution
    over, exactly what it read before; the checkpoints it lists as completed are *committed*;
-3. a ``retry`` child (a new process: the client, or the flow's own ``retry``) continues it; it is
-   itself interrupted again in 1 to 3 of 4 chains, and retried again, until a retry runs to its end;
+3. a ``retry`` child (a new process: the client, the flow's own ``retry`` or ``kitaru-store
+   retry``) continues it; in half of the chains it is interrupted too (up to three signals per
+   chain) and retried again, until a retry runs to its end;
 4. the last retry must end ``completed`` with the result, every save and every checkpoint output
    of an uninterrupted run (object ids computed without the store, retry_flows.expected), and
    the side log the checkpoint bodies append to (fsynced, one line per body run) must show that no
@@ -281,7 +282,10 @@ def run_chain(
             held = set(chain.committed)  # what this process must not run again
             mode, extra = "flowrun", []
             if chain.exec_id is not None:
-                mode, extra = "retry", ["--exec", chain.exec_id, "--via", rng.choice(("client", "flow"))]
+                mode, extra = (
+                    "retry",
+                    ["--exec", chain.exec_id, "--via", rng.choice(("client", "flow", "cli"))],
+                )
                 figures.retries += 1
             child = Child(
                 mode,

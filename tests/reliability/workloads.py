@@ -14,8 +14,8 @@ Modes:
 * ``reader``: reads random executions and checks every value against what its name says it is.
 * ``flowrun``: one run of retry_flows.killable, its plan made from ``--seed`` (kill_retry.py).
 * ``retry``: ``KitaruClient().executions.retry(--exec)`` from a new process that imports no flow
-  (the flow is found by the module its execution recorded), or with ``--via flow`` the flow's
-  own ``retry``.
+  (the flow is found by the module its execution recorded), with ``--via flow`` the flow's own
+  ``retry``, with ``--via cli`` the command ``kitaru-store retry EXEC --json``.
 
 A run that *returns* (completed, or failed on purpose) appends one JSON line to the journal and
 fsyncs it before the next run starts: that line is the promise the verifier holds the store to.
@@ -442,6 +442,20 @@ def mode_retry(args: argparse.Namespace, repo: Repository, journal: Journal, pha
         _watch_bodies(phases)
         phases.set("flow")
         handle = retry_flows.killable.retry(args.exec)
+    elif args.via == "cli":  # kitaru-store retry EXEC --json, in this process
+        from kitaru_store.cli.app import main as cli_main
+
+        phases.set("flow")
+        try:
+            cli_main(["retry", args.exec, "--json"])
+            code: Any = 0
+        except SystemExit as exc:
+            code = exc.code
+        status = KitaruClient().executions.get(args.exec).status
+        print(json.dumps({"exec_id": args.exec, "status": status, "exit": code}), flush=True)
+        if code:
+            raise SystemExit(code)
+        return
     else:  # the client, in a process that imported no flow: found by the module it recorded
         phases.set("flow")
         handle = KitaruClient().executions.retry(args.exec)
@@ -482,7 +496,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--stop", help="a file whose existence ends the gc and reader loops")
     p.add_argument("--what", default="none", help="hold mode: gc, compact, reader, writer or none")
     p.add_argument("--exec", help="retry mode: the execution to retry")
-    p.add_argument("--via", choices=("client", "flow"), default="client", help="retry mode: how")
+    p.add_argument("--via", choices=("client", "flow", "cli"), default="client", help="retry mode: how")
     args = p.parse_args(argv)
     os.environ["KITARU_STORE"] = args.store
     phases = Phases(args.phase)
