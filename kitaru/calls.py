@@ -219,7 +219,7 @@ def _planned(run: context.FlowRun, cp: Checkpoint, inv: str, seq: int) -> Checkp
     injected = plan.override_for(inv, cp.name)
     if injected is not _UNSET:
         return _override(run, cp, inv, seq, injected)
-    record = plan.decide(inv, cp.name)
+    record = plan.decide(inv, cp.name, seq)
     if record is None:
         return None
     return reuse_record(

@@ -280,7 +280,7 @@ def _flow_body_call(
         injected = plan.override_for(inv, FLOW_BODY_NAME)
         if injected is not _UNSET:
             return _overridden(run, inv, seq, prompt, injected)
-        record = plan.decide(inv, FLOW_BODY_NAME)
+        record = plan.decide(inv, FLOW_BODY_NAME, seq)
         if record is not None:
             return reuse_record(
                 run,

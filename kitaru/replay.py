@@ -4,7 +4,10 @@ A ReusePlan walks the recorded calls of a source execution in call order. Each n
 match the recorded one at the same position (same invocation id, same checkpoint); then its
 recorded output is reused instead of running the function. Reuse stops at the replay point
 (``from_``), at the first recorded call without an output (the failure a retry re-runs), at an
-override, or when the recorded calls run out; from there on, everything runs for real. A call
+override, or when the recorded calls run out; from there on, everything runs for real. In a
+retry or resume of the same execution, a recorded call without an output, or a call with no
+record at all (in flight when its process was killed), runs again, and the calls recorded after
+it (concurrent ones of a map or submit, which finished) are still reused. A call
 that does not match while reuse is still on raises DivergenceError: the flow's code changed
 before the replay point, so reusing recorded values would be wrong.
 """
@@ -82,8 +85,8 @@ class ReusePlan:
                 return self.overrides[key]
         return _UNSET
 
-    def decide(self, inv: str, name: str) -> CheckpointRecord | None:
-        """The recorded call to reuse for this one, or None to run it for real."""
+    def decide(self, inv: str, name: str, seq: int = 0) -> CheckpointRecord | None:
+        """The recorded call to reuse for this one (number ``seq`` of the run), or None to run it."""
         if not self.active:
             return None
         if self.stop_at is not None and self.stop_at in (inv, name):
@@ -103,6 +106,8 @@ class ReusePlan:
                 )
             return None
         src = self.calls[self.position]
+        if self.same_execution and seq and src.seq > seq:
+            return None  # no record: it was in flight when the process died; later ones may have ended
         if src.invocation_id != inv or src.name != name:
             self.active = False
             raise DivergenceError(
@@ -116,7 +121,10 @@ class ReusePlan:
             )
         self.position += 1
         if src.status not in REUSABLE or not src.output_object_id:
-            self.active = False  # the recorded call failed or never finished: run it again
+            # The recorded call failed or never finished: run it again. In the same execution the
+            # calls recorded after it ran concurrently with it (a map, a submit), never on its
+            # output: they are still reused.
+            self.active = self.same_execution
             return None
         return src
 

@@ -141,9 +141,10 @@ EXEC = click.argument("exec_id", metavar="EXEC", shell_complete=complete_exec)
 def retry(state: State, exec_id: str, as_json: bool) -> None:
     """Run a failed (a crashed one too) or cancelled execution again, in place, in this process.
 
-    The checkpoints it completed are reused from their recorded outputs; the one that failed and
-    everything after it run again. Prints the outcome: status, execution id, and the result or
-    the failure. Exit code 1 if the flow failed again.
+    The checkpoints it completed are reused from their recorded outputs; the calls that had not
+    completed (the one that failed or was cut short, unfinished items of a fan-out) run again,
+    and so does everything the first run never reached. Prints the outcome: status, execution
+    id, and the result or the failure. Exit code 1 if the flow failed again.
 
     EXEC is an execution id or a unique prefix of one (4+ characters). The flow is the one the
     execution recorded: imported from its module, or loaded from the script it was run from

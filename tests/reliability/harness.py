@@ -11,8 +11,9 @@ A verification (:func:`verify_store`) checks, on a store nobody else has open:
 * every execution a journal promised (the child wrote the line after the run *returned*) has the
   promised status, every value it promised resolves by name to the promised object id and loads
   with bytes that hash to it, its checkpoint outputs and its result likewise;
-* every other execution (killed mid-run) shows as ``running`` through KitaruClient, unless it got
-  to its end before the kill, and every artifact and checkpoint output it lists loads.
+* every other execution (killed mid-run) shows as ``failed`` (its owner is gone) through
+  KitaruClient, unless it got to its end before the kill, and every artifact and checkpoint
+  output it lists loads.
 """
 
 from __future__ import annotations
@@ -65,6 +66,14 @@ class Figures:
     fsck_reported: int = 0  # ... that fsck listed
     repairs: int = 0  # corrupt objects repaired by a later save of the same content
     executions_promised: int = 0  # distinct executions the journals promised
+    terms: int = 0  # kill-retry: SIGTERMs sent to running flows
+    retries: int = 0  # kill-retry: retry processes started
+    retry_chains: int = 0  # kill-retry: executions interrupted, retried, checked complete
+    committed_checked: int = 0  # kill-retry: committed checkpoints held to "never runs again"
+    signals_early: int = 0  # kill-retry: signals before the execution existed
+    signals_after_commit: int = 0  # kill-retry: signals after the execution's last commit
+    signals_late: int = 0  # kill-retry: the process had exited already (not counted as kills)
+    signals_before_claim: int = 0  # kill-retry: a retry signalled before it took the execution over
     known_issues: collections.Counter[str] = dataclasses.field(default_factory=collections.Counter)
     violations: list[str] = dataclasses.field(default_factory=list)
     seconds: float = 0.0
@@ -290,7 +299,8 @@ def verify_store(store: Path, journals: Sequence[Path], figures: Figures, *, gc_
                 continue
             try:
                 execution = client.executions.get(summary.exec_id)
-                if execution.status not in ("running", "completed", "failed"):
+                # every process of the round is dead: a run cut short reads failed (Crashed)
+                if execution.status not in ("completed", "failed"):
                     raise AssertionError(f"unexpected status {execution.status}")
                 for ref in execution.artifacts:
                     _load_checked(repo, ref.object_id, figures)
@@ -392,7 +402,17 @@ def crash_round(
 def _phase_bucket(label: str) -> str:
     """Fold the phase stack into a few buckets for the statistics."""
     label = label or "start"
-    for key in ("compact-copy", "compact", "gc-sweep", "gc-scan", "gc-mark", "commit", "stage", "hash"):
+    for key in (
+        "compact-copy",
+        "compact",
+        "gc-sweep",
+        "gc-scan",
+        "gc-mark",
+        "commit",
+        "stage",
+        "hash",
+        "body",
+    ):
         if key in label:
             return key
     return label.split(">")[0]

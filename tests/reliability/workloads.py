@@ -12,6 +12,10 @@ Modes:
   compaction needs the store to itself).
 * ``writer``: the concurrency writer: ``--saves`` kitaru.save() calls in flows, then exit.
 * ``reader``: reads random executions and checks every value against what its name says it is.
+* ``flowrun``: one run of retry_flows.killable, its plan made from ``--seed`` (kill_retry.py).
+* ``retry``: ``KitaruClient().executions.retry(--exec)`` from a new process that imports no flow
+  (the flow is found by the module its execution recorded), with ``--via flow`` the flow's own
+  ``retry``, with ``--via cli`` the command ``kitaru-store retry EXEC --json``.
 
 A run that *returns* (completed, or failed on purpose) appends one JSON line to the journal and
 fsyncs it before the next run starts: that line is the promise the verifier holds the store to.
@@ -419,6 +423,53 @@ def mode_hold(args: argparse.Namespace, repo: Repository, journal: Journal, phas
         repo._backend().update(txn)
 
 
+def mode_flowrun(args: argparse.Namespace, repo: Repository, journal: Journal, phases: Phases) -> None:
+    import retry_flows
+
+    _watch_bodies(phases)
+    plan = retry_flows.make_plan(args.seed)
+    phases.set("flow")
+    handle = retry_flows.killable.run(plan)
+    print(json.dumps({"exec_id": handle.exec_id, "status": handle.status}), flush=True)
+
+
+def mode_retry(args: argparse.Namespace, repo: Repository, journal: Journal, phases: Phases) -> None:
+    from kitaru import KitaruClient
+
+    if args.via == "flow":  # the flow's own method, its checkpoint bodies in the phase file
+        import retry_flows
+
+        _watch_bodies(phases)
+        phases.set("flow")
+        handle = retry_flows.killable.retry(args.exec)
+    elif args.via == "cli":  # kitaru-store retry EXEC --json, in this process
+        from kitaru_store.cli.app import main as cli_main
+
+        phases.set("flow")
+        try:
+            cli_main(["retry", args.exec, "--json"])
+            code: Any = 0
+        except SystemExit as exc:
+            code = exc.code
+        status = KitaruClient().executions.get(args.exec).status
+        print(json.dumps({"exec_id": args.exec, "status": status, "exit": code}), flush=True)
+        if code:
+            raise SystemExit(code)
+        return
+    else:  # the client, in a process that imported no flow: found by the module it recorded
+        phases.set("flow")
+        handle = KitaruClient().executions.retry(args.exec)
+    print(json.dumps({"exec_id": handle.exec_id, "status": handle.status}), flush=True)
+
+
+def _watch_bodies(phases: Phases) -> None:
+    """Show "body" in the phase file while a checkpoint function of retry_flows runs."""
+    import retry_flows
+
+    for cp in (retry_flows.stage, retry_flows.part, retry_flows.combine):
+        phases.wrap(cp, "fn", "body")
+
+
 MODES = {
     "flows": mode_flows,
     "manifest": mode_flows,
@@ -427,6 +478,8 @@ MODES = {
     "writer": mode_writer,
     "reader": mode_reader,
     "hold": mode_hold,
+    "flowrun": mode_flowrun,
+    "retry": mode_retry,
 }
 
 
@@ -442,10 +495,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--saves", type=int, default=0)
     p.add_argument("--stop", help="a file whose existence ends the gc and reader loops")
     p.add_argument("--what", default="none", help="hold mode: gc, compact, reader, writer or none")
+    p.add_argument("--exec", help="retry mode: the execution to retry")
+    p.add_argument("--via", choices=("client", "flow", "cli"), default="client", help="retry mode: how")
     args = p.parse_args(argv)
     os.environ["KITARU_STORE"] = args.store
     phases = Phases(args.phase)
     phases.install()
+    if args.mode == "flowrun" or args.via == "flow":
+        import retry_flows  # noqa: F401  (imported before "ready": the kill clock starts there)
     repo = Repository.open(args.store)
     journal = Journal(args.journal)
     print("ready", flush=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,7 @@ from kitaru_store import Repository
 
 CALLS: list[str] = []  # which checkpoint functions really ran, in order
 # module-level switches that stand in for code changes
-BRANCH = {"alternative": False, "tail": False, "fail": False}
+BRANCH: dict[str, Any] = {"alternative": False, "tail": False, "fail": False, "ending": ""}
 
 
 @pytest.fixture(autouse=True)
@@ -613,6 +614,59 @@ def test_retry_of_a_cancelled_execution() -> None:
     CALLS.clear()
     assert cancellable.retry(summary.exec_id).wait() == "done"
     assert CALLS == ["interrupted"]
+
+
+@checkpoint
+def fanned(i: int) -> int:
+    """Item 0 waits until the other items committed, then ends as BRANCH["fail"] says."""
+    if i == 0 and BRANCH["fail"]:
+        exec_id = kitaru.current_execution_id()
+        assert exec_id is not None
+        for _ in range(1000):
+            done = [c for c in KitaruClient().executions.get(exec_id).checkpoints if c.status == "completed"]
+            if len(done) == 2:
+                break
+            time.sleep(0.01)
+        raise FAN_ENDINGS[BRANCH["ending"]]
+    CALLS.append(f"fanned:{i}")
+    return i * 10
+
+
+FAN_ENDINGS: dict[str, BaseException] = {
+    "failed": ValueError("item 0 failed"),  # a failed record, then two completed ones
+    "cut short": KeyboardInterrupt(),  # no record at all: what a kill leaves
+}
+
+
+@flow(name="rp_fan_out")
+def fan_out() -> list[int]:
+    return [o.load() for o in fanned.map(range(3))]
+
+
+@pytest.mark.parametrize("ending", sorted(FAN_ENDINGS))
+def test_retry_of_a_fan_out_reruns_only_the_call_that_did_not_complete(ending: str) -> None:
+    BRANCH.update(fail=True, ending=ending)
+    if ending == "failed":
+        exec_id = fan_out.run().exec_id
+    else:
+        with pytest.raises(KeyboardInterrupt):
+            fan_out.run()
+        [summary] = KitaruClient().executions.list()
+        exec_id = summary.exec_id
+    assert sorted(CALLS) == ["fanned:1", "fanned:2"]
+    calls = {c.invocation_id: c.status for c in KitaruClient().executions.get(exec_id).checkpoints}
+    assert calls == {
+        "fanned_2": "completed",
+        "fanned_3": "completed",
+        **({"fanned": "failed"} if ending == "failed" else {}),
+    }
+    BRANCH["fail"] = False
+    CALLS.clear()
+
+    # Reuse went by position: the call with no record made the retry a DivergenceError, and after
+    # a failed record the completed calls beside it ran again.
+    assert fan_out.retry(exec_id).wait() == [0, 10, 20]
+    assert CALLS == ["fanned:0"]
 
 
 def test_retry_of_a_completed_execution_is_a_state_error() -> None:
