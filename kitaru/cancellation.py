@@ -17,6 +17,7 @@ import datetime as dt
 import os
 import signal
 import threading
+import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -76,9 +77,18 @@ def check(run: FlowRun) -> None:
     raise ExecutionCancelled(stop.message, signum=stop.signum)  # a fresh one per thread
 
 
+# How often a run reads the store for a cancel request: a request is seen within this of the
+# next boundary, and a flow of many fast checkpoints does not pay a read at each of them.
+POLL_EVERY = 0.05  # seconds
+
+
 def _requested(run: FlowRun) -> ExecutionCancelled | None:
     from kitaru_store import liveness
 
+    now = time.monotonic()
+    if now - run.cancel_polled < POLL_EVERY:
+        return None
+    run.cancel_polled = now
     found = liveness.poll_cancel(run.repo, run.exec_id, run.cancel_seen)
     if found is None:
         return None

@@ -46,6 +46,7 @@ class FlowRun:
     in_body: bool = False
     previous_handlers: dict[int, Any] = field(default_factory=dict)
     cancel_seen: list[Any] = field(default_factory=list)
+    cancel_polled: float = float("-inf")  # time.monotonic() of the last read for a request
 
     def next_seq(self) -> int:
         with self.lock:

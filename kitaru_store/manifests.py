@@ -8,7 +8,8 @@ minor format stays readable, and refuse a newer major format.
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, Literal
+from collections.abc import Iterator
+from typing import Any, Literal, TypeVar
 
 import msgspec
 
@@ -252,17 +253,42 @@ CHECKSUM_TAIL = checksum.TAIL
 checked_tag = checksum.checked_tag
 
 
-def encode_manifest(m: Manifest) -> bytes:
+def encode_manifest(m: Manifest, *, unchanged_since: Manifest | None = None) -> bytes:
     """The stored form of a manifest: its MessagePack map plus the checksum pair.
 
     Its metadata trees nest at most nesting.MAX_DEPTH levels (NestingTooDeepError), so that any
-    reader can decode it.
+    reader can decode it. ``unchanged_since``: a manifest whose trees were checked (or stored)
+    already; the entries, checkpoints and waits ``m`` shares with it (the same objects: manifests
+    are immutable, and a commit replaces only what it changes) are not walked again, so that a
+    checkpoint's commit costs what it changes, not the whole flow's metadata.
     """
-    trees = [m.metadata, *(e.metadata for e in m.entries), *(c.metadata for c in m.checkpoints)]
-    trees += [t for w in m.waits for t in (w.schema, w.json_schema or {}, w.metadata, w.answered_by)]
-    for tree in trees:
+    for tree in _trees_to_check(m, unchanged_since):
         nesting.require_within(tree, f"metadata of execution {m.exec_id}", exec_id=m.exec_id)
     return checksum.seal(nesting.on_fresh_stack(lambda: _encoder.encode(m)))
+
+
+def _trees_to_check(m: Manifest, since: Manifest | None) -> Iterator[Any]:
+    if since is None or m.metadata is not since.metadata:
+        yield m.metadata
+    for e in _new_parts(m.entries, since.entries if since else ()):
+        if e.metadata:
+            yield e.metadata
+    for c in _new_parts(m.checkpoints, since.checkpoints if since else ()):
+        if c.metadata:
+            yield c.metadata
+    for w in _new_parts(m.waits, since.waits if since else ()):
+        yield from (w.schema, w.json_schema or {}, w.metadata, w.answered_by)
+
+
+_Part = TypeVar("_Part")
+
+
+def _new_parts(parts: tuple[_Part, ...], old: tuple[_Part, ...]) -> Iterator[_Part]:
+    """The parts that are not the very object at the same place in ``old`` (a commit appends
+    or replaces in place; anything else is only walked again)."""
+    for i, part in enumerate(parts):
+        if i >= len(old) or old[i] is not part:
+            yield part
 
 
 def _check_checksum(data: bytes | memoryview, exec_id: str | None) -> None:

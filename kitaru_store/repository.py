@@ -476,7 +476,7 @@ def _manifest_before(wt: WriteTxn, key: bytes, exec_id: str) -> Manifest | None:
             return mf.decode_manifest(view, exec_id=exec_id, checked=tag is not None)
     # The stored bytes are the remembered bytes: the remembered manifest serves if it still
     # encodes to them (nobody changed a dict inside it since).
-    if mf.encode_manifest(hit[2]) == hit[1]:
+    if mf.encode_manifest(hit[2], unchanged_since=hit[2]) == hit[1]:
         return hit[2]
     stored = view if view is not None else wt.get_view(b"manifests", key)
     return mf.decode_manifest(stored, exec_id=exec_id) if stored is not None else None
@@ -492,7 +492,7 @@ def _apply_mutations(
     for fn in fns:
         manifest = fn(manifest)
     assert manifest is not None
-    encoded = mf.encode_manifest(manifest)
+    encoded = mf.encode_manifest(manifest, unchanged_since=before)
     if len(encoded) > mf.MAX_MANIFEST_SIZE:
         raise ManifestTooLargeError(
             f"the manifest of execution {exec_id} would take {len(encoded)} bytes, more than a"

@@ -107,6 +107,38 @@ def test_manifest_metadata_is_bounded_when_written_and_read_at_any_depth() -> No
     assert at_stack_depth(30, lambda: mf.decode_manifest(data)).metadata["tree"] == nested(LIMIT - 1)
 
 
+def _record(name: str, metadata: dict[str, Any]) -> mf.CheckpointRecord:
+    return mf.CheckpointRecord(
+        invocation_id=name,
+        name=name,
+        status="completed",
+        started_at=dt.datetime(2026, 1, 1),
+        metadata=metadata,
+    )
+
+
+def test_a_commit_checks_the_parts_it_changes_and_only_those() -> None:
+    """A checkpoint's commit walks the metadata of what it adds or replaces, not the whole flow's
+    (a 3,000-checkpoint flow would otherwise walk every tree at every commit): a deep tree in a
+    new checkpoint is refused; one the stored manifest already held (written before the bound)
+    does not stop a later commit; a replaced part is checked again."""
+    deep = {"tree": nested(LIMIT)}
+    old = msgspec.structs.replace(_manifest({}), checkpoints=(_record("a", deep),))
+    with pytest.raises(NestingTooDeepError):
+        mf.encode_manifest(old)
+    ok = _record("b", {"x": 1})
+    appended = msgspec.structs.replace(old, checkpoints=(*old.checkpoints, ok))
+    assert mf.decode_manifest(mf.encode_manifest(appended, unchanged_since=old)).checkpoints[1] == ok
+    bad_new = msgspec.structs.replace(ok, metadata=deep)
+    for grown in (
+        msgspec.structs.replace(old, checkpoints=(*old.checkpoints, bad_new)),  # appended
+        msgspec.structs.replace(old, checkpoints=(bad_new,)),  # replaced in place
+        msgspec.structs.replace(old, metadata=deep),  # the execution's own
+    ):
+        with pytest.raises(NestingTooDeepError):
+            mf.encode_manifest(grown, unchanged_since=old)
+
+
 def test_a_manifest_nested_beyond_any_stack_is_a_corrupt_manifest() -> None:
     data = msgspec.msgpack.encode(_manifest({}))
     body = msgspec.msgpack.encode({"x": None})
