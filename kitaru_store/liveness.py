@@ -159,9 +159,17 @@ os.register_at_fork(after_in_child=_after_fork_in_child)
 
 def lock_state(path: str) -> bool | None:
     """Whether a process holds the run lock at ``path``: True, False, or None (cannot tell: no
-    such file, or no permission to open it)."""
+    permission to open it).
+
+    No file is a free lock: the owner creates it before it writes ``running`` and keeps it until
+    its last write. A file gone while the manifest still says ``running`` means that last write
+    failed and the owner let go: a process that lives on (a notebook, a server) no longer has the
+    run, whatever its pid says.
+    """
     try:
         fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return False
     except OSError:
         return None
     try:
