@@ -138,6 +138,38 @@ def release(repo: Repository, exec_id: str) -> None:
     lock.release()
 
 
+def remove_free(path: str) -> bool:
+    """Delete the run lock file at ``path`` if no process holds it; whether it is gone.
+
+    A killed run leaves its file (the kernel drops the flock, not the file), and so does a run
+    killed before its first commit. The file goes while this holds the lock, as release() does:
+    a claimer waiting on it then finds it replaced and takes a new one. No file reads as a free
+    lock (lock_state), so this changes no execution's liveness.
+    """
+    lock = FileLock(path)
+    try:
+        lock.acquire(exclusive=True, what="removing a run lock")
+    except (StoreLockedError, OSError):
+        return False
+    try:
+        os.unlink(path)
+    except OSError:
+        return False
+    finally:
+        lock.release()
+    return True
+
+
+def remove_free_locks(root: Path | str) -> int:
+    """Delete every run lock file of the store that no process holds (gc); how many went."""
+    folder = os.path.join(root, config.LOCK_DIR, RUNS_DIR)
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return 0
+    return sum(remove_free(os.path.join(folder, n)) for n in names if n.endswith(".lock"))
+
+
 def holds(repo: Repository, exec_id: str) -> bool:
     return lock_path(repo.root, exec_id) in _held
 
