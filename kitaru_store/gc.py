@@ -207,7 +207,7 @@ def collect(
         else:
             report.stale_refs_removed = _drop_stale_inflight(repo)
             _sweep(repo, doomed, cutoff_ns, report, progress)
-            liveness.remove_free_locks(repo.root)  # killed runs leave their run lock files
+            liveness.remove_free_locks(repo)  # killed runs leave their run lock files
             if compact:
                 try:
                     compact_store(repo)

@@ -127,15 +127,29 @@ def claim(repo: Repository, exec_id: str, *, timeout: float = CLAIM_TIMEOUT) -> 
 
 def release(repo: Repository, exec_id: str) -> None:
     """Let go of the run lock (after the final status is written). The file goes first, while
-    the lock is still held: whoever waits on it then finds it replaced and takes a new one."""
+    the lock is still held: whoever waits on it then finds it replaced and takes a new one.
+
+    If the final status could not be written (the manifest still says ``running``, owned by this
+    process), the file stays, free: every reader, the fast path of ``log`` too, then sees the
+    run as crashed while this process lives on.
+    """
     path = lock_path(repo.root, exec_id)
     with _held_lock:
         lock = _held.pop(path, None)
     if lock is None:
         return
-    with contextlib.suppress(OSError):
-        os.unlink(path)
+    if not _left_running(repo, exec_id):
+        with contextlib.suppress(OSError):
+            os.unlink(path)
     lock.release()
+
+
+def _left_running(repo: Repository, exec_id: str) -> bool:
+    try:
+        m = repo.get_execution(exec_id, observe=False)
+    except KitaruError:
+        return False
+    return m.status == "running" and m.owner is not None and m.owner.pid == os.getpid()
 
 
 def remove_free(path: str) -> bool:
@@ -160,14 +174,33 @@ def remove_free(path: str) -> bool:
     return True
 
 
-def remove_free_locks(root: Path | str) -> int:
-    """Delete every run lock file of the store that no process holds (gc); how many went."""
-    folder = os.path.join(root, config.LOCK_DIR, RUNS_DIR)
+def remove_free_locks(repo: Repository) -> int:
+    """Delete the run lock files no process holds (gc); how many went.
+
+    An execution still stored ``running`` is observed first, so that a crash is recorded before
+    its file goes (the fast path of ``log`` reads a manifest only where a free file is).
+    """
+    from .errors import ExecutionNotFoundError
+
+    folder = os.path.join(repo.root, config.LOCK_DIR, RUNS_DIR)
     try:
         names = os.listdir(folder)
     except OSError:
         return 0
-    return sum(remove_free(os.path.join(folder, n)) for n in names if n.endswith(".lock"))
+    removed = 0
+    for name in names:
+        exec_id, _, ext = name.partition(".")
+        if len(exec_id) != 32 or ext != "lock" or exec_id.strip("0123456789abcdef"):
+            continue
+        try:
+            if repo.get_execution(exec_id).status == "running":  # observes
+                continue
+        except ExecutionNotFoundError:
+            pass  # killed before its first commit, or deleted
+        except KitaruError:
+            continue
+        removed += remove_free(os.path.join(folder, name))
+    return removed
 
 
 def holds(repo: Repository, exec_id: str) -> bool:

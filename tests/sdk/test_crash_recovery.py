@@ -241,6 +241,15 @@ def test_a_live_process_whose_run_ended_unrecorded_has_not_got_the_run(child: Ch
             assert proc.poll() is None, proc.communicate()
             assert time.monotonic() < deadline
             time.sleep(0.02)
+        logged = subprocess.run(  # the fast path of `log`, first to look
+            [sys.executable, "-m", "kitaru_store.cli", "log", "--oneline"],
+            env=child.env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert logged.returncode == 0, logged.stderr
+        assert "failed" in logged.stdout and "running" not in logged.stdout
         (exec_id,) = [s.exec_id for s in Repository.open(child.store).list_executions()]
         seen = KitaruClient().executions.get(exec_id)
         assert seen.status == "failed" and seen.failure is not None and seen.failure.type == "Crashed"
