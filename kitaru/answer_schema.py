@@ -9,7 +9,8 @@ not know (title, default, discriminator, ...) do not constrain.
 
 A stored schema is data read from disk, so checking is bounded: ``$ref`` only points into the
 schema itself, a chain of ``$ref``/``anyOf`` that does not descend into the answer is cut short,
-and a check visits at most MAX_STEPS schema nodes. Errors name the path of the bad field:
+a check visits at most MAX_STEPS schema nodes, and a ``pattern`` (Python's backtracking re) gets
+PATTERN_SECONDS per string. Errors name the path of the bad field:
 ``answer.items[2].score: expected int, got str``.
 """
 
@@ -22,6 +23,7 @@ from typing import Any
 MAX_STEPS = 200_000  # schema nodes one check may visit
 MAX_HOPS = 32  # $ref / anyOf / oneOf / allOf / not in a row without descending into the answer
 MAX_PATTERN = 1_000  # characters of a regular expression taken from a stored schema
+PATTERN_SECONDS = 1.0  # the time one stored pattern may take on one string (it may backtrack)
 ROOT = "answer"
 
 _TYPE_NAMES = {
@@ -300,10 +302,10 @@ def _string(value: str, schema: dict[str, Any], path: str) -> None:
         if not isinstance(pattern, str) or len(pattern) > MAX_PATTERN:
             raise BadSchema(f"pattern {_shown(pattern)} is not a usable regular expression")
         try:
-            found = re.search(pattern, value)
+            compiled = re.compile(pattern)
         except re.error as exc:
             raise BadSchema(f"pattern {_shown(pattern)} is not a regular expression: {exc}") from None
-        if found is None:
+        if not _search(compiled, value):
             raise SchemaMismatch(path, f"expected text matching {pattern!r}, got {_shown(value)}")
     fmt = _FORMATS.get(str(schema.get("format")), _FORMATS.get(f"encoding:{schema.get('contentEncoding')}"))
     if fmt is not None:
@@ -313,6 +315,78 @@ def _string(value: str, schema: dict[str, Any], path: str) -> None:
             msgspec.convert(value, fmt[1], strict=True)
         except msgspec.ValidationError:
             raise SchemaMismatch(path, f"expected {fmt[0]}, got {_shown(value)}") from None
+
+
+class _Slow(Exception):
+    """The pattern's time is up (raised by the SIGALRM handler, inside re's matching loop)."""
+
+
+_SEARCH_ELSEWHERE = "import json, re, sys; p, v = json.load(sys.stdin); print(int(bool(re.search(p, v))))"
+
+
+def _search(compiled: re.Pattern[str], value: str) -> bool:
+    """Whether ``compiled`` is found in ``value``, within PATTERN_SECONDS.
+
+    Python's re backtracks, and a stored pattern such as ``(a+)+$`` takes exponential time; its
+    matching loop holds the GIL but looks at signals. In the main thread, with SIGALRM free, an
+    interval timer cuts it short; elsewhere it runs in a child process that is killed in time.
+    """
+    import signal
+    import threading
+
+    timed = (
+        threading.current_thread() is threading.main_thread()
+        and hasattr(signal, "setitimer")
+        and signal.getsignal(signal.SIGALRM) in (signal.SIG_DFL, signal.SIG_IGN)
+        and signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)
+    )
+    if not timed:
+        return _search_elsewhere(compiled, value)
+
+    def expired(signum: int, frame: Any) -> None:
+        raise _Slow
+
+    previous = signal.signal(signal.SIGALRM, expired)
+    try:
+        signal.setitimer(signal.ITIMER_REAL, PATTERN_SECONDS)
+        try:
+            return compiled.search(value) is not None
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+    except _Slow:
+        raise _too_slow(compiled) from None
+    finally:
+        signal.signal(signal.SIGALRM, previous)
+
+
+def _search_elsewhere(compiled: re.Pattern[str], value: str) -> bool:
+    import json
+    import subprocess
+    import sys
+
+    if not sys.executable:
+        raise BadSchema(f"pattern {_shown(compiled.pattern)} cannot be checked in this thread")
+    try:
+        done = subprocess.run(
+            [sys.executable, "-I", "-S", "-c", _SEARCH_ELSEWHERE],
+            input=json.dumps([compiled.pattern, value]),
+            capture_output=True,
+            text=True,
+            timeout=PATTERN_SECONDS + 5,  # a Python's start, on a busy machine
+        )
+    except subprocess.TimeoutExpired:
+        raise _too_slow(compiled) from None
+    except OSError as exc:
+        raise BadSchema(f"pattern {_shown(compiled.pattern)} cannot be checked: {exc}") from None
+    if done.returncode != 0 or done.stdout.strip() not in ("0", "1"):
+        raise BadSchema(f"pattern {_shown(compiled.pattern)} cannot be checked: {done.stderr[-200:]}")
+    return done.stdout.strip() == "1"
+
+
+def _too_slow(compiled: re.Pattern[str]) -> BadSchema:
+    return BadSchema(
+        f"pattern {_shown(compiled.pattern)} takes more than {PATTERN_SECONDS:g} s to check (it backtracks)"
+    )
 
 
 def _formats() -> dict[str, tuple[str, Any]]:

@@ -93,6 +93,15 @@ def find(manifest: Manifest) -> Flow[Any, Any]:
             f"was defined in the script {script}, which no longer defines it (as {qualname or '(unknown)'})",
             f"put the flow back into {script} as it was, or {_YOURSELF}",
         )
+    if module == "__main__":  # python -c, stdin, a notebook: nothing another process can load
+        call = f"{qualname}.retry({manifest.exec_id!r})" if qualname else "the flow's .retry(exec_id)"
+        raise _not_found(
+            manifest,
+            "was defined in __main__ without a script file (python -c, stdin, a notebook),"
+            " which no other process can load",
+            f"run {call} (or .resume()/.replay()) where the flow is defined,"
+            " or move the flow into a module or script",
+        )
     where = f"{module}.{qualname}" if _importable(module) and qualname else "its module"
     raise _not_found(
         manifest,

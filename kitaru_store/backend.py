@@ -695,7 +695,9 @@ def open_backend(
     """The process-wide Backend for ``path`` (opened on first use).
 
     A read-only request is served by a writable handle that is already open; a writable request
-    replaces a read-only handle, since LMDB allows one environment per file and process.
+    replaces a read-only handle, since LMDB allows one environment per file and process. The
+    replaced handle goes on as a read-only view of the new one: whoever holds it (a listing in
+    the middle of its batches) keeps reading.
     """
     real = os.path.realpath(path)
     key = (os.getpid(), real)
@@ -704,9 +706,12 @@ def open_backend(
         if backend is not None and backend.is_open and (readonly or not backend.readonly):
             backend.check_files()  # opening again must not hide that its files were replaced
             return backend
+        replaced = backend if backend is not None and backend.is_open and backend.readonly else None
         if backend is not None:
             backend.close()
         backend = _registry[key] = Backend(real, readonly=readonly, create=create, lock_path=lock_path)
+        if replaced is not None:
+            replaced._s = backend._s
         return backend
 
 

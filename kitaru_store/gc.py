@@ -23,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING
 
-from . import codec, config, objects, reachability
+from . import codec, config, liveness, objects, reachability
 from .backend import WriteTxn
 from .compaction import compact_store, discard_leftover_copy
 from .errors import (
@@ -207,6 +207,7 @@ def collect(
         else:
             report.stale_refs_removed = _drop_stale_inflight(repo)
             _sweep(repo, doomed, cutoff_ns, report, progress)
+            liveness.remove_free_locks(repo)  # killed runs leave their run lock files
             if compact:
                 try:
                     compact_store(repo)

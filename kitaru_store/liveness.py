@@ -127,15 +127,80 @@ def claim(repo: Repository, exec_id: str, *, timeout: float = CLAIM_TIMEOUT) -> 
 
 def release(repo: Repository, exec_id: str) -> None:
     """Let go of the run lock (after the final status is written). The file goes first, while
-    the lock is still held: whoever waits on it then finds it replaced and takes a new one."""
+    the lock is still held: whoever waits on it then finds it replaced and takes a new one.
+
+    If the final status could not be written (the manifest still says ``running``, owned by this
+    process), the file stays, free: every reader, the fast path of ``log`` too, then sees the
+    run as crashed while this process lives on.
+    """
     path = lock_path(repo.root, exec_id)
     with _held_lock:
         lock = _held.pop(path, None)
     if lock is None:
         return
-    with contextlib.suppress(OSError):
-        os.unlink(path)
+    if not _left_running(repo, exec_id):
+        with contextlib.suppress(OSError):
+            os.unlink(path)
     lock.release()
+
+
+def _left_running(repo: Repository, exec_id: str) -> bool:
+    try:
+        m = repo.get_execution(exec_id, observe=False)
+    except KitaruError:
+        return False
+    return m.status == "running" and m.owner is not None and m.owner.pid == os.getpid()
+
+
+def remove_free(path: str) -> bool:
+    """Delete the run lock file at ``path`` if no process holds it; whether it is gone.
+
+    A killed run leaves its file (the kernel drops the flock, not the file), and so does a run
+    killed before its first commit. The file goes while this holds the lock, as release() does:
+    a claimer waiting on it then finds it replaced and takes a new one. No file reads as a free
+    lock (lock_state), so this changes no execution's liveness.
+    """
+    lock = FileLock(path)
+    try:
+        lock.acquire(exclusive=True, what="removing a run lock")
+    except (StoreLockedError, OSError):
+        return False
+    try:
+        os.unlink(path)
+    except OSError:
+        return False
+    finally:
+        lock.release()
+    return True
+
+
+def remove_free_locks(repo: Repository) -> int:
+    """Delete the run lock files no process holds (gc); how many went.
+
+    An execution still stored ``running`` is observed first, so that a crash is recorded before
+    its file goes (the fast path of ``log`` reads a manifest only where a free file is).
+    """
+    from .errors import ExecutionNotFoundError
+
+    folder = os.path.join(repo.root, config.LOCK_DIR, RUNS_DIR)
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return 0
+    removed = 0
+    for name in names:
+        exec_id, _, ext = name.partition(".")
+        if len(exec_id) != 32 or ext != "lock" or exec_id.strip("0123456789abcdef"):
+            continue
+        try:
+            if repo.get_execution(exec_id).status == "running":  # observes
+                continue
+        except ExecutionNotFoundError:
+            pass  # killed before its first commit, or deleted
+        except KitaruError:
+            continue
+        removed += remove_free(os.path.join(folder, name))
+    return removed
 
 
 def holds(repo: Repository, exec_id: str) -> bool:
@@ -159,9 +224,17 @@ os.register_at_fork(after_in_child=_after_fork_in_child)
 
 def lock_state(path: str) -> bool | None:
     """Whether a process holds the run lock at ``path``: True, False, or None (cannot tell: no
-    such file, or no permission to open it)."""
+    permission to open it).
+
+    No file is a free lock: the owner creates it before it writes ``running`` and keeps it until
+    its last write. A file gone while the manifest still says ``running`` means that last write
+    failed and the owner let go: a process that lives on (a notebook, a server) no longer has the
+    run, whatever its pid says.
+    """
     try:
         fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return False
     except OSError:
         return None
     try:

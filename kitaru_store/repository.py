@@ -835,6 +835,9 @@ class Repository:
                 wt.delete(b"artifacts", ids.uuid_key(e.artifact_id))
 
         self._backend().update(txn)
+        from . import liveness
+
+        liveness.remove_free(liveness.lock_path(self.root, full))  # a killed run's, if it left one
 
     # -- names and artifacts ----------------------------------------------------------------
 

@@ -217,9 +217,11 @@ class _Observer:
     def __call__(self, summary: Summary) -> Summary:
         from kitaru_store import liveness
 
-        # No run lock file: no owner on this host (another host's, or an older kitaru's run).
-        # A held one: its owner runs it. Only a free one needs its manifest read.
-        if liveness.lock_state(liveness.lock_path(self.root, summary.exec_id)) is not False:
+        # No run lock file: no owner on this host (another host's, or an older kitaru's run; an
+        # owner whose last write failed keeps its file). A held one: its owner runs it. Only a
+        # free one needs its manifest read.
+        path = liveness.lock_path(self.root, summary.exec_id)
+        if not os.path.exists(path) or liveness.lock_state(path) is not False:
             return summary
         from kitaru_store.errors import ReadOnlyStoreError
         from kitaru_store.repository import Repository

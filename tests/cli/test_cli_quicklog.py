@@ -388,6 +388,29 @@ def test_in_a_process_through_a_pipe(many: Repository, args: list[str]) -> None:
     )
 
 
+def test_a_crashed_run_among_more_than_a_batch(repo: Repository) -> None:
+    # Recording the crash opens the store writable in the middle of the listing; the read-only
+    # handle the listing reads its next batch with must go on working.
+    import msgspec
+
+    from kitaru_store import liveness
+
+    with repo.writer() as w:
+        for i in range(300):
+            w.create_execution("f", started_at=T0 + dt.timedelta(seconds=i), status="completed")
+        crashed = w.create_execution("f", started_at=T0 + dt.timedelta(hours=1))
+        gone = msgspec.structs.replace(liveness.this_owner(), pid=2**22 + 1, proc_start=1)
+        w.mutate(crashed, lambda m: msgspec.structs.replace(m, owner=gone))
+    lock = Path(liveness.lock_path(repo.root, crashed))
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    lock.touch()  # a free run lock, as a killed owner leaves it
+    listed = _run([*FAST, "log", "-n", "1000", "--oneline"])
+    assert (listed.returncode, listed.stderr) == (0, b"")
+    lines = listed.stdout.decode().splitlines()
+    assert len(lines) == 301 and "failed" in lines[0] and crashed[:12] in lines[0]
+    assert repo.get_execution(crashed, observe=False).status == "failed"  # recorded by `log`
+
+
 def _on_a_terminal(argv: list[str]) -> tuple[int, bytes]:
     import pty
 

@@ -597,3 +597,28 @@ def test_a_manifest_naming_a_script_is_not_loaded_to_list_or_show_it(
             doc = json.loads(run("retry", exec_id, "--json").stdout)
             assert doc["error"] == "FlowNotFoundError"
             assert "not an absolute path to a .py file" in doc["message"]
+
+
+def test_retry_of_a_flow_defined_without_a_script_says_where_it_can_run(
+    tmp_path: Path, store_path: Path
+) -> None:
+    # python -c, python - < file, a notebook: module __main__ and no script file to load again.
+    code = (
+        "import os, kitaru\n"
+        "@kitaru.flow\n"
+        "def rc_inline() -> int:\n"
+        "    os.kill(os.getpid(), 9)\n"
+        "rc_inline.run()\n"
+    )
+    subprocess.run(
+        [sys.executable, "-c", code], env={**os.environ, "KITARU_STORE": str(store_path)}, timeout=60
+    )
+    (exec_id,) = [s.exec_id for s in Repository.open(store_path).list_executions()]
+    before = snapshot(store_path)
+    done = _cli("retry", exec_id, "--json", cwd=tmp_path)
+    assert done.returncode == 2
+    doc = json.loads(done.stdout)
+    assert doc["error"] == "FlowNotFoundError"
+    assert "without a script file" in doc["message"]
+    assert "rc_inline.retry(" in doc["hint"] and "its module" not in doc["hint"]
+    assert snapshot(store_path) == before

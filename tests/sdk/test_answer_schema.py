@@ -230,3 +230,37 @@ def test_a_hostile_stored_schema_is_refused_in_bounded_time() -> None:
             check(1, bad)
     with pytest.raises(BadSchema, match="not a regular expression"):
         check("a", {"type": "string", "pattern": "("})
+
+
+HOSTILE = {"type": "string", "pattern": "^(a+)+$"}  # (a+)+$ on 40 a's and a '!': ~2**40 steps
+
+
+@pytest.mark.parametrize("thread", ["main", "worker"])
+def test_a_stored_pattern_that_backtracks_for_ever_is_cut_short(thread: str) -> None:
+    # Python's re backtracks, holding the GIL; a stored schema is data, so its pattern gets a
+    # time limit, in the main thread (`kitaru-store input`, the terminal prompt) and in any other
+    # (executions.input from a worker). Each in a process of its own: the old code never returns.
+    import subprocess
+    import sys
+
+    code = (
+        "import threading\n"
+        "from kitaru.answer_schema import BadSchema, SchemaMismatch, check\n"
+        f"HOSTILE = {HOSTILE!r}\n"
+        "def attempt():\n"
+        "    try:\n"
+        "        check('a' * 40 + '!', HOSTILE)\n"
+        "    except BadSchema as exc:\n"
+        "        print(exc)\n"
+        "    check('aaa', HOSTILE)\n"
+        "    try:\n"
+        "        check('b', HOSTILE)\n"
+        "    except SchemaMismatch as exc:\n"
+        "        print(exc)\n"
+        + ("attempt()\n" if thread == "main" else "threading.Thread(target=attempt).start()\n")
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=20)
+    assert done.returncode == 0, done.stderr
+    first, second = done.stdout.splitlines()
+    assert "takes more than" in first
+    assert second == "answer: expected text matching '^(a+)+$', got 'b'"

@@ -37,6 +37,8 @@ FLOW_MODULE = textwrap.dedent(
         if os.environ.get("HANG_AT") == str(i):
             (MARKS / "hanging").write_text(str(os.getpid()))
             time.sleep(float(os.environ.get("HANG_FOR", "60")))
+        if os.environ.get("FAIL_AT") == str(i):
+            raise RuntimeError(f"step {i} fails")
         return i * 10
 
     @kitaru.flow
@@ -212,6 +214,49 @@ def test_a_live_run_is_not_retried_and_not_declared_crashed(child: Child) -> Non
         assert attempt.returncode != 0
         assert "ExecutionStateError" in attempt.stderr and "running" in attempt.stderr
         assert KitaruClient().executions.get(exec_id).status == "running"
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_a_live_process_whose_run_ended_unrecorded_has_not_got_the_run(child: Child) -> None:
+    # The owner's last write (the final status) fails, say on a full disk, and the process lives
+    # on (a notebook, a server): its run lock is gone, so the run is no longer its, whatever its
+    # pid says. It reads as crashed, and can be retried, instead of `running` until it exits.
+    code = (
+        "import os, time, crashflow, kitaru.runtime as rt\n"
+        "from kitaru_store.errors import StoreFullError\n"
+        "def full(*a, **k): raise StoreFullError('no space left')\n"
+        "rt._finish = full\n"
+        "try:\n"
+        "    crashflow.four.run()\n"
+        "except StoreFullError:\n"
+        "    (crashflow.MARKS / 'hanging').write_text(str(os.getpid()))\n"
+        "time.sleep(60)\n"
+    )
+    proc = child.start(code, FAIL_AT="3")
+    try:
+        deadline = time.monotonic() + 30
+        while not (child.marks / "hanging").exists():
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        logged = subprocess.run(  # the fast path of `log`, first to look
+            [sys.executable, "-m", "kitaru_store.cli", "log", "--oneline"],
+            env=child.env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert logged.returncode == 0, logged.stderr
+        assert "failed" in logged.stdout and "running" not in logged.stdout
+        (exec_id,) = [s.exec_id for s in Repository.open(child.store).list_executions()]
+        seen = KitaruClient().executions.get(exec_id)
+        assert seen.status == "failed" and seen.failure is not None and seen.failure.type == "Crashed"
+        assert seen.owner is not None and seen.owner.pid == proc.pid and seen.owner.alive is False
+        done = child.retry(exec_id)
+        assert done.returncode == 0, done.stderr
+        assert json.loads(done.stdout) == ["completed", 60]
     finally:
         proc.kill()
         proc.wait()

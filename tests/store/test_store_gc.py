@@ -351,3 +351,35 @@ def test_chunks_before_and_after_their_index_in_key_order(repo: Repository, monk
     assert [repo.get_bytes(oid) for oid in live] == values[:2]
     assert not repo.has_object(dead)
     assert repo.fsck().ok
+
+
+def test_gc_removes_run_locks_no_process_holds(repo: Repository) -> None:
+    # A killed run leaves its run lock file behind (the kernel drops the flock, not the file);
+    # so does one killed before its first commit, which has no manifest at all. Free ones go;
+    # a held one (a run in progress) stays, and its run still reads as alive.
+    from kitaru_store import liveness
+
+    runs = repo.root / cfg.LOCK_DIR / liveness.RUNS_DIR
+    runs.mkdir(parents=True, exist_ok=True)
+    left = [runs / f"{i:032x}.lock" for i in range(3)]
+    for path in left:
+        path.touch()
+    liveness.claim(repo, "f" * 32)
+    try:
+        repo.gc(grace=0)
+        assert sorted(p.name for p in runs.iterdir()) == ["f" * 32 + ".lock"]
+        assert liveness.lock_state(liveness.lock_path(repo.root, "f" * 32)) is True
+    finally:
+        liveness.release(repo, "f" * 32)
+    assert list(runs.iterdir()) == []
+
+
+def test_deleting_an_execution_removes_its_free_run_lock(repo: Repository) -> None:
+    from kitaru_store import liveness
+
+    exec_id = commit_execution(repo, "f", {"v": 1})
+    path = liveness.lock_path(repo.root, exec_id)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    open(path, "w").close()
+    repo.delete_execution(exec_id)
+    assert not os.path.exists(path)
