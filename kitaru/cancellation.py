@@ -121,7 +121,8 @@ def signals_handled(run: FlowRun) -> Iterator[None]:
     """SIGTERM and SIGHUP cancel the run while it is in the flow body (main thread only).
 
     A signal whose handler is SIG_IGN (``nohup``) stays ignored; the previous handlers come back
-    when the run ends. :func:`resend` then delivers the signal again.
+    when the run ends. :func:`resend` then delivers the signal again. A second signal while the
+    run stops ends the process at once.
     """
     if threading.current_thread() is not threading.main_thread():
         yield
@@ -131,7 +132,12 @@ def signals_handled(run: FlowRun) -> Iterator[None]:
         if run.signum is None:
             run.signum = signum
         if run.stop is not None and run.stop.signum is not None:
-            return  # already stopping for a signal
+            # A second signal while stopping (checkpoints still running on the pool, a commit):
+            # the sender wants the process gone now. It dies by the signal, as by SIGKILL; the
+            # run then reads failed (Crashed) and a retry goes on from its committed checkpoints.
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+            return
         name = signal.Signals(signum).name
         stop = ExecutionCancelled(f"cancelled by {name} (signal {signum}) sent to {_where()}", signum=signum)
         run.stop = stop

@@ -57,6 +57,10 @@ FLOW_MODULE = textwrap.dedent(
         return i
 
     @kitaru.flow
+    def fan() -> int:
+        return sum(out.load() for out in step.map(range(4)))
+
+    @kitaru.flow
     def asks_for_long() -> str:
         (MARKS / "hanging").write_text(str(os.getpid()))
         return kitaru.wait(schema=str, question="go on?", timeout=60)
@@ -441,6 +445,31 @@ def test_cancel_from_another_process_stops_the_run_at_its_next_boundary(child: C
     execution = KitaruClient().executions.get(exec_id)
     assert execution.status == "cancelled" and execution.failure is not None
     assert execution.failure.type == "Cancelled" and not execution.cancel_requested
+
+
+def test_a_second_sigterm_ends_a_run_that_waits_for_its_pool_at_once(child: Child) -> None:
+    """The first SIGTERM stops the run at a safe point, which waits for checkpoints running on
+    the pool; a second one (what a supervisor's impatience sends) ends the process now, and the
+    run is then retried like a crashed one."""
+    proc = child.start("import crashflow; crashflow.fan.run()", HANG_AT="2", HANG_FOR="60")
+    deadline = time.monotonic() + 30
+    while not (child.marks / "hanging").exists():
+        assert time.monotonic() < deadline and proc.poll() is None
+        time.sleep(0.02)
+    exec_id = Repository.open(child.store).list_executions()[0].exec_id
+    proc.send_signal(signal.SIGTERM)
+    time.sleep(0.5)
+    assert proc.poll() is None  # still waiting for the hanging checkpoint on the pool
+    began = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    proc.communicate(timeout=30)
+    assert proc.returncode == -signal.SIGTERM and time.monotonic() - began < 10
+    assert KitaruClient().executions.get(exec_id).status == "failed"  # its owner is gone
+    (child.marks / "hanging").unlink()
+    done = child.retry(exec_id)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == ["completed", 60]
+    assert child.count(0) == 1  # completed before the signals: not run again
 
 
 def test_cancel_reaches_a_run_that_polls_for_an_answer(child: Child) -> None:
