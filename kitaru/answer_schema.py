@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable
 from typing import Any
 
 MAX_STEPS = 200_000  # schema nodes one check may visit
@@ -275,13 +276,17 @@ def _bounds(count: int, schema: dict[str, Any], low: str, high: str, what: str, 
         raise SchemaMismatch(path, f"expected at most {most} {what}, got {count}")
 
 
+# Each numeric bound: its keyword, when a value breaks it, and how a message words it.
+_NUMBER_BOUNDS: tuple[tuple[str, Callable[[float, float], bool], str], ...] = (
+    ("minimum", lambda x, b: x < b, ">="),
+    ("maximum", lambda x, b: x > b, "<="),
+    ("exclusiveMinimum", lambda x, b: x <= b, ">"),
+    ("exclusiveMaximum", lambda x, b: x >= b, "<"),
+)
+
+
 def _number(value: float, schema: dict[str, Any], path: str) -> None:
-    for key, fails, word in (
-        ("minimum", lambda x, b: x < b, ">="),
-        ("maximum", lambda x, b: x > b, "<="),
-        ("exclusiveMinimum", lambda x, b: x <= b, ">"),
-        ("exclusiveMaximum", lambda x, b: x >= b, "<"),
-    ):
+    for key, fails, word in _NUMBER_BOUNDS:
         bound = _limit(schema, key)
         if bound is not None and fails(value, bound):
             raise SchemaMismatch(path, f"expected a number {word} {bound}, got {_shown(value)}")

@@ -100,7 +100,7 @@ def _resolve_futures(value: Any) -> Any:
     return value
 
 
-def _require_flow(cp: Checkpoint) -> context.FlowRun:
+def _require_flow(cp: Checkpoint[..., Any]) -> context.FlowRun:
     run = context.maybe_current_flow()
     if run is None:
         raise KitaruContextError(
@@ -177,7 +177,9 @@ def reuse_record(
     return _output(run, name, inv, record.output_object_id)
 
 
-def _override(run: context.FlowRun, cp: Checkpoint, inv: str, seq: int, value: Any) -> CheckpointOutput:
+def _override(
+    run: context.FlowRun, cp: Checkpoint[..., Any], inv: str, seq: int, value: Any
+) -> CheckpointOutput:
     from kitaru_store import CheckpointRecord
 
     stamp = now()
@@ -211,7 +213,7 @@ def _override(run: context.FlowRun, cp: Checkpoint, inv: str, seq: int, value: A
     return _output(run, cp.name, inv, stored.object_id, value)
 
 
-def _planned(run: context.FlowRun, cp: Checkpoint, inv: str, seq: int) -> CheckpointOutput | None:
+def _planned(run: context.FlowRun, cp: Checkpoint[..., Any], inv: str, seq: int) -> CheckpointOutput | None:
     """The output this call takes from an override or a recorded call, if any (caller's thread)."""
     plan = run.plan
     if plan is None:
@@ -236,13 +238,13 @@ def _planned(run: context.FlowRun, cp: Checkpoint, inv: str, seq: int) -> Checkp
 # --- caching ---------------------------------------------------------------------------------
 
 
-def _cache_enabled(run: context.FlowRun, cp: Checkpoint) -> bool:
+def _cache_enabled(run: context.FlowRun, cp: Checkpoint[..., Any]) -> bool:
     if run.cache_forced is not None:
         return run.cache_forced
     return cp.cache if cp.cache is not None else run.cache
 
 
-def _cache_key(cp: Checkpoint, args: Any, kwargs: Any) -> bytes | None:
+def _cache_key(cp: Checkpoint[..., Any], args: Any, kwargs: Any) -> bytes | None:
     from kitaru_store import hashing
     from kitaru_store.errors import SerializationError
     from kitaru_store.serialization import serialize
@@ -296,7 +298,7 @@ def code_fingerprint(fn: Any) -> bytes:
 
 def _cached(
     run: context.FlowRun,
-    cp: Checkpoint,
+    cp: Checkpoint[..., Any],
     inv: str,
     seq: int,
     key: bytes,
@@ -328,7 +330,12 @@ def _cached(
 
 
 def _execute(
-    run: context.FlowRun, cp: Checkpoint, inv: str, seq: int, args: tuple[Any, ...], kwargs: dict[str, Any]
+    run: context.FlowRun,
+    cp: Checkpoint[..., Any],
+    inv: str,
+    seq: int,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
 ) -> CheckpointOutput:
     from kitaru_store import CheckpointRecord
     from kitaru_store.manifests import Attempt, CacheRecord
@@ -427,7 +434,11 @@ def _execute(
 
 
 def call_checkpoint(
-    cp: Checkpoint, args: tuple[Any, ...], kwargs: dict[str, Any], *, invocation_id: str | None = None
+    cp: Checkpoint[..., Any],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    *,
+    invocation_id: str | None = None,
 ) -> CheckpointOutput:
     run = _require_flow(cp)
     check_cancel(run)
@@ -440,7 +451,11 @@ def call_checkpoint(
 
 
 def submit_checkpoint(
-    cp: Checkpoint, args: tuple[Any, ...], kwargs: dict[str, Any], *, invocation_id: str | None = None
+    cp: Checkpoint[..., Any],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    *,
+    invocation_id: str | None = None,
 ) -> CheckpointFuture:
     """Start a checkpoint call on the flow's thread pool. Ids and reuse are decided here, in call order."""
     run = _require_flow(cp)
@@ -467,7 +482,7 @@ def submit_checkpoint(
     return handle
 
 
-def map_checkpoint(cp: Checkpoint, iterables: tuple[Iterable[Any], ...]) -> list[CheckpointOutput]:
+def map_checkpoint(cp: Checkpoint[..., Any], iterables: tuple[Iterable[Any], ...]) -> list[CheckpointOutput]:
     """Call the checkpoint once per item (zip of the iterables), concurrently; outputs in order."""
     futures = [submit_checkpoint(cp, tuple(items), {}) for items in zip(*iterables, strict=False)]
     return [f.result() for f in futures]

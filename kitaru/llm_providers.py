@@ -279,8 +279,8 @@ def _server_error_message(response: httpx.Response) -> str:
         message = response.text.strip() or response.reason_phrase or "(empty body)"
     if not isinstance(message, str):
         message = json.dumps(message, ensure_ascii=False)
-    message = " ".join(message.split())
-    return message if len(message) <= _MAX_ERROR_TEXT else message[: _MAX_ERROR_TEXT - 1] + "…"
+    text = " ".join(message.split())
+    return text if len(text) <= _MAX_ERROR_TEXT else text[: _MAX_ERROR_TEXT - 1] + "…"
 
 
 def _optional_int(value: Any) -> int | None:
@@ -385,7 +385,7 @@ class OpenAICompatibleProvider:
     def _retry_delay(self, attempt: int, retry_after: float | None) -> float:
         if retry_after is not None:
             return min(retry_after, self.max_retry_after)
-        base = self.backoff * (2 ** (attempt - 1))
+        base = self.backoff * 2.0 ** (attempt - 1)
         return base * (1.0 + 0.25 * random.random())
 
     def complete(self, request: LLMRequest) -> LLMResult:

@@ -442,7 +442,8 @@ class Backend:
             raise StoreError(f"store {self.path} was closed in this process", hint="open it again")
         for attempt in range(_RESIZE_RETRIES):
             try:
-                return env.begin(write=write, buffers=buffers)  # type: ignore[call-overload]
+                txn: lmdb.Transaction = env.begin(write=write, buffers=buffers)  # type: ignore[call-overload]
+                return txn
             except lmdb.MapResizedError as exc:
                 if attempt == _RESIZE_RETRIES - 1:
                     raise translate(exc, self.path) from exc

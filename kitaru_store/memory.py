@@ -383,7 +383,8 @@ class _VersionOf:
 
 
 def _plain_author(author: Author) -> dict[str, Any]:
-    return msgspec.to_builtins(author, builtin_types=(dt.datetime,))
+    plain: dict[str, Any] = msgspec.to_builtins(author, builtin_types=(dt.datetime,))
+    return plain
 
 
 @dataclass(frozen=True)

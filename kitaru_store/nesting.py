@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextvars
 import threading
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from .errors import NestingTooDeepError
 
@@ -73,5 +73,5 @@ def on_fresh_stack(decode: Callable[[], T]) -> T:
     thread.join()
     ok, result = outcome[0]
     if ok:
-        return result
+        return cast(T, result)
     raise result

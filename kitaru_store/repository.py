@@ -33,7 +33,7 @@ from .names import fits, validate_name
 from .resolve import name_index, resolve
 
 if TYPE_CHECKING:
-    from . import objects, serialization
+    from . import codec, objects, serialization
     from .memory import MemoryStore
 else:
 
@@ -52,6 +52,7 @@ else:
             globals()[self._name] = module
             return getattr(module, attr)
 
+    codec = _Lazy("codec")
     objects = _Lazy("objects")
     serialization = _Lazy("serialization")
 
@@ -167,7 +168,7 @@ class Writer:
         """
         if key in self._pending.keys:
             return
-        kind, _ = objects.codec.header(record)
+        kind, _ = codec.header(record)
         piece = objects.Piece(key, b"", kind=kind, record=record)
         self._pending.values.append(objects.PreparedValue(key, len(record), [piece]))
         self._pending.keys.add(key)
@@ -687,7 +688,7 @@ class Repository:
             touched = objects.unpack_time(rt.get(b"touch", key))
             chunks = objects.chunk_keys(record, key)
             stored = len(record) + sum(len(rt.get_view(b"objects", c) or b"") for c in chunks)
-            codec_name = objects.codec.stored_codec_name(record)
+            codec_name = codec.stored_codec_name(record)
         size = len(self.get_bytes(key.hex())) if not chunks else _index_size(record, key)
         return ObjectInfo(
             key.hex(),

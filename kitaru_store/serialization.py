@@ -426,7 +426,8 @@ def register(cls: type, *, stored_as: str | None = None) -> type:
 
 def _mro(cls: type) -> tuple[type, ...]:
     # Read through type's own descriptors: no metaclass or class code runs while a class is checked.
-    return _TYPE_MRO.__get__(cls)
+    mro: tuple[type, ...] = _TYPE_MRO.__get__(cls)
+    return mro
 
 
 _TYPE_MRO: Any = vars(type)["__mro__"]
@@ -582,7 +583,8 @@ def _list(data: Any, length: int | None = None) -> list[Any]:
     """An ext's tree that must be an array (of ``length`` items)."""
     items = _dec.decode(data) if isinstance(data, memoryview) else data
     _expect(type(items) is list and (length is None or len(items) == length), "a bad extension record")
-    return items
+    checked: list[Any] = items
+    return checked
 
 
 _dec = msgspec.msgpack.Decoder(ext_hook=_ext_hook)

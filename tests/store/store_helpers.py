@@ -10,11 +10,16 @@ import os
 import random
 import time
 import uuid
+from pathlib import Path
 from typing import Any
 
 from kitaru_store import Entry, Repository
 from kitaru_store.manifests import ENTRY_KINDS
 from kitaru_store.repository import StoredValue
+
+# The repository root: the working directory of the fresh interpreters some tests start.
+ROOT = Path(__file__).resolve().parents[2]
+SUBPROCESS_TIMEOUT = 60
 
 # The kind of an entry saved by name (kitaru.save()); the SDK calls it "manual".
 SAVED_KIND = next(k for k in ENTRY_KINDS if k not in ("checkpoint_output", "llm_record", "wait_input"))
@@ -67,6 +72,14 @@ def commit_execution(
         for name, value in values.items():
             w.add_entry(exec_id, make_entry(w.put_value(value), name))
     return exec_id
+
+
+def snapshot(repo: Repository) -> dict[bytes, dict[bytes, bytes]]:
+    """Every key and value of every sub-database."""
+    from kitaru_store.backend import DATABASES
+
+    with repo.read() as rt:
+        return {db: dict(rt.items(db)) for db in DATABASES}
 
 
 def record(repo: Repository, object_id: str) -> bytes:

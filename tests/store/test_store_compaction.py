@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import select
 import subprocess
 import sys
 import threading
@@ -10,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from store_helpers import commit_execution
+from store_helpers import ROOT, SUBPROCESS_TIMEOUT, commit_execution
 
 from kitaru_store import Repository, StoreFullError, compaction
 from kitaru_store.backend import Backend
@@ -206,3 +207,61 @@ def test_a_full_file_system_still_lets_deletes_and_gc_free_space(tmp_path: Path)
         "gc True",
         "room again True",
     ], child.stdout + child.stderr
+
+
+# --- read-only processes hold the shared store lock -----------------------------------------------
+
+
+HOLD_SCRIPT = r"""
+import sys
+from kitaru_store import Repository
+
+repo = Repository.open(sys.argv[1], readonly=True)
+assert repo.get_value(sys.argv[2]) == "kept"
+print("ready", flush=True)
+sys.stdin.read()  # until the test closes our stdin
+print(repr(repo.get_value(sys.argv[2])), flush=True)
+"""
+
+
+def test_readonly_process_blocks_compaction(repo: Repository, store_path: Path) -> None:
+    exec_id = commit_execution(repo, "flow", {"a": "kept", "b": list(range(100))})
+    oid = repo.resolve_name(exec_id, "a").object_id
+    garbage = repo.put_bytes(os.urandom(4096))
+
+    proc = subprocess.Popen(
+        [sys.executable, "-c", HOLD_SCRIPT, str(store_path), oid],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
+    try:
+        assert proc.stdout is not None and proc.stdin is not None
+        readable, _, _ = select.select([proc.stdout], [], [], SUBPROCESS_TIMEOUT)
+        assert readable, "the read-only process never became ready"
+        line = proc.stdout.readline().strip()
+        assert line == "ready", (line, proc.stderr.read() if proc.poll() is not None else "")
+
+        report = repo.gc(grace=0, compact=True)
+        assert report.compacted is False
+        assert report.compact_error is not None and "lock" in report.compact_error
+        assert report.objects_removed == 1  # the sweep itself still ran
+        assert not repo.has_object(garbage)
+        assert repo.get_value(oid) == "kept"
+        assert repo.get_value(repo.resolve_name(exec_id, "b").object_id) == list(range(100))
+        assert repo.fsck().ok
+
+        out, err = proc.communicate(input="", timeout=SUBPROCESS_TIMEOUT)  # closes its stdin
+    finally:
+        if proc.poll() is None:  # pragma: no cover - only on a failure above
+            proc.kill()
+            proc.wait(10)
+    assert proc.returncode == 0, err
+    assert out.strip() == "'kept'"  # the reader's mapping survived the refused compaction
+
+    # With the reader gone, the same gc compacts.
+    after = repo.gc(grace=0, compact=True)
+    assert after.compacted is True and after.compact_error is None
+    assert repo.get_value(oid) == "kept"

@@ -222,3 +222,39 @@ def test_error_ids_name_the_right_things(repo: Repository, store_path: Path) -> 
     with pytest.raises(StoreNotFoundError) as missing:
         Repository.open(store_path / "sub", create=False)
     assert missing.value.path == str(store_path / "sub")
+
+
+# --- errors carry the ids they concern ------------------------------------------------------------
+
+
+def test_concerning_fills_only_missing_fields() -> None:
+    err = KitaruError("boom", exec_id="e1")
+    assert err.concerning(exec_id="e2", name="n1") is err
+    assert (err.exec_id, err.name) == ("e1", "n1")
+    err.concerning(exec_id="e3", name="n2")
+    assert (err.exec_id, err.name) == ("e1", "n1")
+
+    blank = KitaruError("blank")
+    blank.concerning()
+    assert (blank.exec_id, blank.name) == (None, None)
+    blank.concerning(name="only-name")
+    assert (blank.exec_id, blank.name) == (None, "only-name")
+    blank.concerning(exec_id="e4")
+    assert (blank.exec_id, blank.name) == ("e4", "only-name")
+    assert blank.to_dict()["exec_id"] == "e4" and blank.to_dict()["name"] == "only-name"
+
+    oid = "ab" * 32
+    missing = ObjectNotFoundError(oid).concerning(exec_id="e5", name="x")
+    assert (missing.exec_id, missing.name, missing.object_id) == ("e5", "x", oid)
+    assert missing.message == ObjectNotFoundError(oid).message  # the message is not rewritten
+
+
+def test_store_errors_carry_the_ids_they_concern(repo: Repository) -> None:
+    exec_id = commit_execution(repo, "flow", {"a": 1})
+    with pytest.raises(KitaruError) as excinfo:
+        repo.resolve_name(exec_id, "nope")
+    assert (excinfo.value.exec_id, excinfo.value.name) == (exec_id, "nope")
+    oid = "cd" * 32
+    with pytest.raises(ObjectNotFoundError) as excinfo2:
+        repo.get_bytes(oid)
+    assert excinfo2.value.object_id == oid

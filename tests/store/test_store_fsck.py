@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 
 import msgspec
 import pytest
 from store_helpers import T0, commit_execution, delete_record, tamper
 
-from kitaru_store import Repository
+from kitaru_store import CheckpointRecord, Repository
 from kitaru_store import manifests as mf
 
 
@@ -256,3 +257,73 @@ def test_flow_index_key_with_another_flow_name_is_not_reported(repo: Repository)
     key = b"renamed\x00" + mf.time_key(T0) + bytes.fromhex(a)
     repo._backend().update(lambda wt: wt.put(b"exec_flow", key, b""))
     assert repo.fsck().ok
+
+
+# --- sampling -------------------------------------------------------------------------------------
+
+
+def test_fsck_sample_fraction_and_count(repo: Repository) -> None:
+    for i in range(20):
+        repo.put_bytes(b"object %d" % i)
+    full = repo.fsck(sample=1.0)
+    assert full.objects_total == 20
+    assert full.objects_checked == full.objects_total
+    assert repo.fsck().objects_checked == 20
+    assert repo.fsck(sample=0.5, seed=1).objects_checked == 10
+    assert repo.fsck(sample=3, seed=1).objects_checked == 3
+    assert repo.fsck(sample=1, seed=1).objects_checked == 1  # an int is a count, even 1
+    assert repo.fsck(sample=500).objects_checked == 20
+
+
+# --- dangling indexes and references --------------------------------------------------------------
+
+
+def test_fsck_finds_artifact_index_key_without_entry(repo: Repository) -> None:
+    exec_id = commit_execution(repo, "flow", {"a": 1})
+    stray = os.urandom(16)
+    repo._backend().update(lambda wt: wt.put(b"artifacts", stray, bytes.fromhex(exec_id)))
+    report = repo.fsck()
+    assert kinds(report) == ["index-mismatch"]
+    assert stray.hex() in report.problems[0].detail
+
+
+def test_fsck_finds_pin_to_deleted_object(repo: Repository) -> None:
+    oid = repo.put_value("pinned").object_id
+    repo.pin("keep", oid)
+    delete_record(repo, oid)
+    report = repo.fsck()
+    assert kinds(report) == ["missing-object"]
+    assert report.problems[0].object_id == oid
+    assert "pin/keep" in report.problems[0].detail
+
+
+@pytest.mark.parametrize("what", ["checkpoint", "result", "input"])
+def test_fsck_finds_checkpoint_output_or_result_deleted(repo: Repository, what: str) -> None:
+    with repo.writer() as w:
+        exec_id = w.create_execution("flow")
+        oid = w.put_value(f"{what} value").object_id
+        if what == "checkpoint":
+            w.set_checkpoint(
+                exec_id,
+                CheckpointRecord(
+                    invocation_id="step", name="step", status="completed", started_at=T0, output_object_id=oid
+                ),
+            )
+        else:
+            w.update_execution(exec_id, **{f"{what}_object_id": oid})
+    assert repo.fsck().ok
+    delete_record(repo, oid)
+    report = repo.fsck()
+    assert kinds(report) == ["missing-object"]
+    (problem,) = report.problems
+    assert (problem.object_id, problem.exec_id) == (oid, exec_id)
+
+
+def test_fsck_finds_flow_index_naming_a_missing_execution(repo: Repository) -> None:
+    commit_execution(repo, "flow", {"a": 1}, started_at=T0)
+    ghost = os.urandom(16)
+    fkey = b"flow\x00" + mf.time_key(T0) + ghost
+    repo._backend().update(lambda wt: wt.put(b"exec_flow", fkey, b""))
+    report = repo.fsck()
+    assert kinds(report) == ["index-mismatch"]
+    assert report.problems[0].exec_id == ghost.hex()

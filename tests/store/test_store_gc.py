@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import time
+import uuid
 
 import numpy as np
 import pytest
@@ -13,7 +14,7 @@ from store_helpers import T0, commit_execution, make_entry, output_entry, record
 from kitaru_store import CheckpointRecord, Repository, StoreLockedError, objects
 from kitaru_store import config as cfg
 from kitaru_store import repository as repository_module
-from kitaru_store.gc import DEFAULT_GRACE
+from kitaru_store.gc import DEFAULT_GRACE, INFLIGHT_MAX_AGE, INFLIGHT_PREFIX, stale_inflight
 from kitaru_store.locks import FileLock
 
 MiB = 1 << 20
@@ -383,3 +384,53 @@ def test_deleting_an_execution_removes_its_free_run_lock(repo: Repository) -> No
     open(path, "w").close()
     repo.delete_execution(exec_id)
     assert not os.path.exists(path)
+
+
+# --- stale in-flight refs -------------------------------------------------------------------------
+
+
+def inflight_name(start_ns: int) -> bytes:
+    return INFLIGHT_PREFIX + b"%016x/" % start_ns + uuid.uuid4().hex.encode()
+
+
+def refs(repo: Repository) -> dict[bytes, bytes]:
+    with repo.read() as rt:
+        return dict(rt.items(b"refs"))
+
+
+def test_gc_drops_stale_inflight_refs_and_sweeps_their_objects(repo: Repository) -> None:
+    stale_oid = repo.put_bytes(b"flushed by a writer that died a week ago")
+    fresh_oid = repo.put_bytes(b"flushed by a writer that is still running")
+    now = objects.now_ns()
+    stale_ref = inflight_name(now - int(dt.timedelta(days=8).total_seconds() * 1e9))
+    fresh_ref = inflight_name(now)
+    assert stale_inflight(stale_ref, now - int(INFLIGHT_MAX_AGE.total_seconds() * 1e9))
+    assert not stale_inflight(fresh_ref, now - int(INFLIGHT_MAX_AGE.total_seconds() * 1e9))
+
+    def txn(wt) -> None:
+        wt.put(b"refs", stale_ref, bytes.fromhex(stale_oid))
+        wt.put(b"refs", fresh_ref, bytes.fromhex(fresh_oid))
+
+    repo._backend().update(txn)
+
+    dry = repo.gc(grace=0, dry_run=True)
+    assert dry.stale_refs_removed == 0
+    assert dry.objects_removed == 1  # would remove the stale ref's object...
+    assert set(refs(repo)) == {stale_ref, fresh_ref}  # ...but removes nothing
+    assert repo.has_object(stale_oid) and repo.has_object(fresh_oid)
+
+    report = repo.gc(grace=0)
+    assert report.stale_refs_removed == 1
+    assert report.objects_removed == 1
+    assert refs(repo) == {fresh_ref: bytes.fromhex(fresh_oid)}
+    assert not repo.has_object(stale_oid)
+    assert repo.get_bytes(fresh_oid) == b"flushed by a writer that is still running"
+    assert repo.fsck().ok
+
+    again = repo.gc(grace=0)
+    assert (again.stale_refs_removed, again.objects_removed) == (0, 0)
+
+
+def test_malformed_inflight_stamp_is_kept() -> None:
+    assert not stale_inflight(INFLIGHT_PREFIX + b"not-a-time-stamp/x", objects.now_ns())
+    assert not stale_inflight(b"pin/inflight/0000000000000000/x", objects.now_ns())

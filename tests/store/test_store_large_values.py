@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import mmap
 import os
+import random
 import tracemalloc
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,7 +16,16 @@ import pytest
 from blake3 import blake3
 from store_helpers import delete_record, record, tamper
 
-from kitaru_store import CorruptObjectError, Repository, StoreFullError, buffers, codec, objects
+from kitaru_store import (
+    CorruptObjectError,
+    Repository,
+    StoreError,
+    StoreFormatError,
+    StoreFullError,
+    buffers,
+    codec,
+    objects,
+)
 from kitaru_store.backend import close_backend
 from kitaru_store.serialization import serialize
 
@@ -358,3 +368,52 @@ def test_bytes_after_a_zstd_frame_are_damage(repo: Repository, which: str, junk:
     assert repo.put_bytes(data) == oid
     assert record(repo, key.hex()) == raw
     assert repo.fsck().ok
+
+
+# --- a newer chunk index version ------------------------------------------------------------------
+
+
+def test_newer_chunk_index_version_is_a_format_error(repo: Repository) -> None:
+    data = random.Random(8).randbytes(objects.CHUNK_THRESHOLD + (512 << 10))
+    oid = repo.put_bytes(data)
+    repo.pin("big", oid)
+    key = bytes.fromhex(oid)
+    kind, payload = codec.decode(record(repo, oid))
+    assert kind == codec.KIND_INDEX
+    index = msgspec.msgpack.decode(bytes(payload), type=objects.ChunkIndex)
+    assert index.version == objects.INDEX_VERSION and len(index.chunks) > 1
+    newer = objects.ChunkIndex(objects.INDEX_VERSION + 1, index.size, index.chunks)
+    rewritten = codec.encode(msgspec.msgpack.encode(newer), kind=codec.KIND_INDEX)
+    repo._backend().update(lambda wt: wt.put(b"objects", key, rewritten))
+
+    with pytest.raises(StoreFormatError) as excinfo:
+        repo.get_bytes(oid)
+    assert excinfo.value.object_id == oid
+    assert str(objects.INDEX_VERSION + 1) in excinfo.value.message
+    with pytest.raises(StoreFormatError):
+        repo.object_info(oid)
+    # A live value whose chunk list gc cannot read: gc refuses rather than sweep its chunks.
+    with pytest.raises(StoreFormatError):
+        repo.gc(grace=0)
+    assert all(repo.has_object(c.hex()) for c, _ in index.chunks)
+
+
+# --- a bad KITARU_MAP_LIMIT -----------------------------------------------------------------------
+
+
+def test_bad_map_limit_is_a_store_error(small_map_store: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KITARU_MAP_LIMIT", "a lot")
+    repo = Repository.open(small_map_store)
+    small = repo.put_value("fits").object_id
+    too_big = random.Random(13).randbytes(2 << 20)
+    with pytest.raises(StoreError) as excinfo:
+        repo.put_bytes(too_big)
+    assert not isinstance(excinfo.value, ValueError)
+    assert "KITARU_MAP_LIMIT" in excinfo.value.message
+    assert repo.get_value(small) == "fits"
+    assert repo.stats().objects == 1
+
+    monkeypatch.setenv("KITARU_MAP_LIMIT", "1048576")  # a number, but reached already
+    with pytest.raises(StoreFullError):
+        repo.put_bytes(too_big)
+    assert repo.get_value(small) == "fits"

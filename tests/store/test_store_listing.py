@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 import random
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from store_helpers import T0
+from store_helpers import T0, commit_execution
 
 from kitaru_store import Repository
 from kitaru_store import manifests as mf
@@ -17,6 +19,7 @@ from kitaru_store.backend import close_backend
 from kitaru_store.manifests import STATUSES
 
 N = 2000
+EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 FLOWS = ("ingest", "train", "ingest_v2")
 
 
@@ -250,3 +253,84 @@ def test_a_summary_under_another_key_is_damaged(repo: Repository) -> None:
     assert rows[a].status != mf.DAMAGED
     assert rows[b].status == mf.DAMAGED and a in rows[b].problem  # type: ignore[attr-defined]
     assert [(p.kind, p.exec_id) for p in repo.fsck().problems] == [("bad-summary", b)]
+
+
+# --- exact time keys ------------------------------------------------------------------------------
+
+
+def exact_ns(d: dt.datetime) -> int:
+    if d.tzinfo is None:
+        d = d.replace(tzinfo=dt.UTC)
+    return ((d - EPOCH) // dt.timedelta(microseconds=1)) * 1000
+
+
+def tk(d: dt.datetime) -> int:
+    key = mf.time_key(d)
+    assert len(key) == 8
+    return int.from_bytes(key, "big")
+
+
+def test_time_key_is_exact_integer_nanoseconds() -> None:
+    rng = random.Random(20240101)
+    float_was_off = 0
+    samples = [
+        dt.datetime(2024, 1, 1, 0, 0, 0, 1, tzinfo=dt.UTC),
+        dt.datetime(2038, 1, 19, 3, 14, 7, 999999, tzinfo=dt.UTC),
+        dt.datetime(2554, 7, 21, 23, 34, 33, 709551, tzinfo=dt.UTC),  # the last microsecond that fits
+        EPOCH,
+        EPOCH + dt.timedelta(microseconds=1),
+    ]
+    for _ in range(5000):
+        micros = rng.randrange(0, (2**64 - 1) // 1000)
+        tz = dt.timezone(dt.timedelta(minutes=rng.randrange(-14 * 60, 14 * 60 + 1)))
+        samples.append((EPOCH + dt.timedelta(microseconds=micros)).astimezone(tz))
+    for d in samples:
+        expected = exact_ns(d)
+        assert tk(d) == expected, d
+        if int(d.timestamp() * 1e9) != expected:
+            float_was_off += 1
+    assert float_was_off > 100  # the sample really covers times that float arithmetic gets wrong
+    assert tk(EPOCH + dt.timedelta(microseconds=1)) == 1000
+    # Key order is time order.
+    ordered = sorted(samples)
+    assert [mf.time_key(d) for d in ordered] == sorted(mf.time_key(d) for d in ordered)
+
+
+def test_time_key_naive_is_utc_and_pre_epoch_clamps_to_zero() -> None:
+    naive = dt.datetime(2024, 5, 6, 7, 8, 9, 123456)
+    assert mf.time_key(naive) == mf.time_key(naive.replace(tzinfo=dt.UTC))
+    assert tk(naive) == exact_ns(naive.replace(tzinfo=dt.UTC))
+    plus_two = dt.timezone(dt.timedelta(hours=2))
+    assert tk(naive.replace(tzinfo=plus_two)) == tk(naive) - 2 * 3600 * 10**9
+    for before in [
+        dt.datetime(1969, 12, 31, 23, 59, 59, 999999, tzinfo=dt.UTC),
+        dt.datetime(1900, 1, 1, tzinfo=dt.UTC),
+        dt.datetime(1969, 12, 31, 12, 0),  # naive
+        dt.datetime.min.replace(tzinfo=dt.UTC),
+    ]:
+        assert mf.time_key(before) == bytes(8)
+
+
+def test_time_key_naive_is_utc_whatever_the_local_zone() -> None:
+    naive = dt.datetime(2024, 5, 6, 7, 8, 9, 123456)
+    expected = exact_ns(naive.replace(tzinfo=dt.UTC))
+    saved = os.environ.get("TZ")
+    os.environ["TZ"] = "KIT-07"  # local time is UTC+7: a local reading of naive times is off by 7 h
+    time.tzset()
+    try:
+        assert naive.astimezone(dt.UTC).hour != naive.hour  # the zone really is in effect
+        assert tk(naive) == expected
+    finally:
+        if saved is None:
+            del os.environ["TZ"]
+        else:
+            os.environ["TZ"] = saved
+        time.tzset()
+
+
+def test_executions_list_in_exact_start_order(repo: Repository) -> None:
+    base = dt.datetime(2024, 1, 1, 0, 0, 0, 1, tzinfo=dt.UTC)
+    starts = [base + dt.timedelta(microseconds=i) for i in (3, 0, 2, 1)]
+    by_start = {commit_execution(repo, "flow", {}, started_at=s): s for s in starts}
+    listed = [s.exec_id for s in repo.list_executions()]
+    assert [by_start[e] for e in listed] == sorted(starts, reverse=True)

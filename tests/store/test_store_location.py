@@ -2,21 +2,28 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import stat
+import subprocess
+import sys
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from store_helpers import ROOT, SUBPROCESS_TIMEOUT, commit_execution, snapshot
 
 from kitaru_store import (
     InvalidNameError,
+    KitaruError,
     NotAStoreError,
     ReadOnlyStoreError,
     Repository,
     StoreFormatError,
     StoreNotFoundError,
+    locks,
 )
 from kitaru_store import config as cfg
 from kitaru_store.backend import close_backend
@@ -330,3 +337,124 @@ def test_store_rejects_invalid_flow_and_pin_names(repo: Repository) -> None:
         repo.pin("", oid)
     assert repo.count_executions() == 0
     assert repo.pins() == {}
+
+
+# --- read-only open in a fresh process ------------------------------------------------------------
+
+
+def run_python(script: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", script, *args],
+        capture_output=True,
+        text=True,
+        timeout=SUBPROCESS_TIMEOUT,
+        cwd=ROOT,
+    )
+
+
+READONLY_SCRIPT = r"""
+import json, sys
+from kitaru_store import ReadOnlyStoreError, Repository
+
+path, exec_id, oid = sys.argv[1:4]
+repo = Repository.open(path, readonly=True)
+out = {
+    "value": repo.get_value(oid),
+    "executions": [s.exec_id for s in repo.list_executions()],
+    "by_flow": [s.exec_id for s in repo.list_executions(flow="ro-flow")],
+    "count": repo.count_executions(),
+}
+entry = repo.resolve_name(exec_id, "greeting")
+out["resolved"] = entry.object_id
+out["resolved_value"] = repo.get_value(entry.object_id)
+out["pins"] = repo.pins()
+for what, attempt in [
+    ("put_value", lambda: repo.put_value("not allowed")),
+    ("create_execution", lambda: repo.create_execution("nope")),
+    ("pin", lambda: repo.pin("nope", oid)),
+]:
+    try:
+        attempt()
+    except ReadOnlyStoreError as exc:
+        out[what] = type(exc).__name__
+    else:
+        out[what] = "succeeded"
+out["after"] = repo.get_value(oid)  # reads still work after the refused writes
+out["fsck_ok"] = repo.fsck().ok
+print(json.dumps(out))
+"""
+
+
+def test_readonly_open_in_a_fresh_process_reads_and_refuses_writes(
+    repo: Repository, store_path: Path
+) -> None:
+    exec_id = commit_execution(repo, "ro-flow", {"greeting": "hello", "n": 42})
+    other = commit_execution(repo, "other-flow", {"x": [1, 2, 3]})
+    oid = repo.put_value({"standalone": True}).object_id
+    repo.pin("keep", oid)
+    before = snapshot(repo)
+
+    proc = run_python(READONLY_SCRIPT, str(store_path), exec_id, oid)
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert out["value"] == {"standalone": True}
+    assert sorted(out["executions"]) == sorted([exec_id, other])
+    assert out["by_flow"] == [exec_id]
+    assert out["count"] == 2
+    assert out["resolved"] == repo.resolve_name(exec_id, "greeting").object_id
+    assert out["resolved_value"] == "hello"
+    assert out["pins"] == {"keep": oid}
+    assert out["put_value"] == out["create_execution"] == out["pin"] == "ReadOnlyStoreError"
+    assert out["after"] == {"standalone": True}
+    assert out["fsck_ok"] is True
+    assert snapshot(repo) == before
+
+
+# --- read-only open when the lock file cannot be opened -------------------------------------------
+
+
+@pytest.mark.parametrize("code", [errno.EROFS, errno.EACCES], ids=["read-only-fs", "no-permission"])
+def test_readonly_open_when_the_lock_file_cannot_be_opened(
+    repo: Repository, store_path: Path, monkeypatch: pytest.MonkeyPatch, code: int
+) -> None:
+    """A store on a read-only filesystem (EROFS, not a PermissionError) still opens read-only."""
+    oid = repo.put_value("on a read-only filesystem").object_id
+    close_backend(str(store_path / cfg.DB_DIR))
+    real_open = os.open
+
+    def refuse_lock(path, flags, *args):
+        if os.fspath(path).endswith("store.lock"):
+            raise OSError(code, os.strerror(code), path)
+        return real_open(path, flags, *args)
+
+    monkeypatch.setattr(locks.os, "open", refuse_lock)
+    ro = Repository.open(store_path, readonly=True)
+    assert ro.get_value(oid) == "on a read-only filesystem"
+    with pytest.raises(ReadOnlyStoreError):
+        ro.put_value("refused")
+    # A writable open never goes ahead without the store lock.
+    with pytest.raises((OSError, KitaruError)):
+        Repository.open(store_path)
+
+
+# --- a config temp file does not make a directory "not a store" -----------------------------------
+
+
+def test_directory_with_only_a_config_temp_file_becomes_a_store(tmp_path: Path, opened: list[Path]) -> None:
+    root = tmp_path / "being-created"
+    root.mkdir()
+    tmp = root / f".{cfg.CONFIG_FILE}.{os.getpid() + 1}.{uuid.uuid4().hex[:8]}"
+    tmp.write_text('{"kind": "kitaru-st')  # another process, half-way through writing its config
+    assert cfg.read_config(root) is None
+    opened.append(root)
+    repo = Repository.open(root)
+    assert repo.config["kind"] == "kitaru-store"
+    oid = repo.put_value("works").object_id
+    assert repo.get_value(oid) == "works"
+    assert Repository.open(root).config == repo.config
+
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "configuration.txt").write_text("not ours")
+    with pytest.raises(NotAStoreError):
+        Repository.open(foreign)

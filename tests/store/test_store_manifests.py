@@ -8,7 +8,7 @@ import uuid
 import msgspec
 import pytest
 from blake3 import blake3
-from store_helpers import SAVED_KIND, T0, all_records, make_entry, output_entry
+from store_helpers import SAVED_KIND, T0, all_records, commit_execution, make_entry, output_entry, snapshot
 
 from kitaru_store import (
     CheckpointRecord,
@@ -25,14 +25,6 @@ from kitaru_store import (
 )
 from kitaru_store import manifests as mf
 from kitaru_store.manifests import Attempt
-
-
-def snapshot(repo: Repository) -> dict[bytes, dict[bytes, bytes]]:
-    """Every key and value of every sub-database."""
-    from kitaru_store.backend import DATABASES
-
-    with repo.read() as rt:
-        return {db: dict(rt.items(db)) for db in DATABASES}
 
 
 def test_full_execution_roundtrip(repo: Repository) -> None:
@@ -461,3 +453,156 @@ def test_a_manifest_without_checksum_is_read_only_if_it_has_no_unknown_field(
     assert mf.decode_manifest(mf.encode_manifest(newer)) == newer
     with pytest.raises(CorruptManifestError, match="has no checksum"):
         mf.decode_manifest(mf.encode(newer))
+
+
+# --- add_entry then replace_entry in one writer ---------------------------------------------------
+
+
+def test_add_then_replace_in_one_writer_leaves_one_entry(repo: Repository) -> None:
+    with repo.writer() as w:
+        exec_id = w.create_execution("flow")
+        first = output_entry(w.put_value("first"), "step", "step")
+        also_first = output_entry(w.put_value("also first"), "step", "step")
+        other = output_entry(w.put_value("other"), "step", "step_2")
+        saved = make_entry(w.put_value("saved"), "step", checkpoint="step", invocation_id="step")
+        w.add_entry(exec_id, first)
+        w.add_entry(exec_id, also_first)
+        w.add_entry(exec_id, other)
+        w.add_entry(exec_id, saved)  # same name and invocation, another kind: not replaced
+        replacing = output_entry(w.put_value("replacing"), "step", "step")
+        w.replace_entry(exec_id, replacing)
+    m = repo.get_execution(exec_id)
+    same = [
+        e for e in m.entries if (e.name, e.kind, e.invocation_id) == ("step", "checkpoint_output", "step")
+    ]
+    assert same == [replacing]
+    assert {e.artifact_id for e in m.entries} == {
+        replacing.artifact_id,
+        other.artifact_id,
+        saved.artifact_id,
+    }
+    assert repo.get_value(repo.get_artifact(replacing.artifact_id)[1].object_id) == "replacing"
+    with repo.read() as rt:
+        assert rt.get(b"artifacts", bytes.fromhex(first.artifact_id)) is None
+        assert rt.get(b"artifacts", bytes.fromhex(also_first.artifact_id)) is None
+    assert repo.fsck().ok
+
+
+def test_replace_twice_in_one_writer_keeps_the_last(repo: Repository) -> None:
+    exec_id = commit_execution(repo, "flow", {})
+    with repo.writer() as w:
+        w.add_entry(exec_id, make_entry(w.put_value(1), "x"))
+        w.replace_entry(exec_id, make_entry(w.put_value(2), "x"))
+        last = make_entry(w.put_value(3), "x")
+        w.replace_entry(exec_id, last)
+    assert repo.get_execution(exec_id).entries == (last,)
+    assert repo.fsck().ok
+
+
+# --- update_execution refuses entries and checkpoints ---------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"entries": ()},
+        {"checkpoints": ()},
+        {"status": "completed", "entries": ()},  # one bad field refuses the whole call
+        {"format_version": 2},
+        {"no_such_field": 1},
+    ],
+    ids=["entries", "checkpoints", "mixed", "format_version", "unknown"],
+)
+def test_update_execution_only_changes_scalar_fields(repo: Repository, changes: dict) -> None:
+    with repo.writer() as w:
+        exec_id = w.create_execution("flow")
+        sv = w.put_value("out")
+        w.add_entry(exec_id, output_entry(sv, "step", "step"))
+        w.set_checkpoint(
+            exec_id,
+            CheckpointRecord(
+                invocation_id="step",
+                name="step",
+                status="completed",
+                started_at=T0,
+                output_object_id=sv.object_id,
+            ),
+        )
+    before = snapshot(repo)
+    bad = sorted(set(changes) - {"status"})
+
+    with pytest.raises(KitaruError) as excinfo, repo.writer() as w:
+        w.update_execution(exec_id, **changes)
+    assert excinfo.value.exec_id == exec_id
+    assert all(name in excinfo.value.message for name in bad)
+    assert snapshot(repo) == before
+
+    with pytest.raises(KitaruError):
+        repo.update_execution(exec_id, **changes)
+    assert snapshot(repo) == before
+    m = repo.get_execution(exec_id)
+    assert (m.status, len(m.entries), len(m.checkpoints)) == ("running", 1, 1)
+
+
+# --- format_version on disk; undecodable manifests ------------------------------------------------
+
+
+def raw_manifest(repo: Repository, exec_id: str) -> bytes:
+    with repo.read() as rt:
+        raw = rt.get(b"manifests", bytes.fromhex(exec_id))
+    assert raw is not None
+    return raw
+
+
+def test_format_version_is_written_even_when_default(repo: Repository) -> None:
+    exec_id = commit_execution(repo, "flow", {"a": 1})
+    decoded = msgspec.msgpack.decode(raw_manifest(repo, exec_id))
+    assert isinstance(decoded, dict)
+    assert decoded["format_version"] == mf.MANIFEST_FORMAT
+    repo.update_execution(exec_id, status="completed")
+    assert msgspec.msgpack.decode(raw_manifest(repo, exec_id))["format_version"] == mf.MANIFEST_FORMAT
+
+
+@pytest.mark.parametrize(
+    "garbage",
+    [
+        b"\xc1 not msgpack",
+        msgspec.msgpack.encode([1, 2, 3]),
+        msgspec.msgpack.encode({"format_version": 1, "exec_id": "x"}),  # required fields missing
+        msgspec.msgpack.encode({1: "non-string keys"}),
+        b"",
+    ],
+    ids=["bytes", "list", "missing-fields", "int-keys", "empty"],
+)
+def test_undecodable_manifest_is_a_corrupt_manifest_error(repo: Repository, garbage: bytes) -> None:
+    exec_id = commit_execution(repo, "flow", {"a": 1})
+    repo._backend().update(lambda wt: wt.put(b"manifests", bytes.fromhex(exec_id), garbage))
+    with pytest.raises(CorruptManifestError) as excinfo:
+        repo.get_execution(exec_id)
+    assert excinfo.value.exec_id == exec_id
+    assert isinstance(excinfo.value, KitaruError)
+    with pytest.raises(CorruptManifestError) as excinfo:
+        repo.resolve_name(exec_id[:8], "a")
+    assert excinfo.value.exec_id == exec_id
+    with pytest.raises(CorruptManifestError) as excinfo:
+        repo.update_execution(exec_id, status="completed")
+    assert excinfo.value.exec_id == exec_id
+    with pytest.raises(CorruptManifestError):
+        mf.decode_manifest(garbage)
+
+
+def test_manifest_with_unknown_fields_still_decodes(repo: Repository) -> None:
+    exec_id = commit_execution(repo, "flow", {"a": 1})
+    fields = msgspec.msgpack.decode(raw_manifest(repo, exec_id))
+    del fields["checksum"]
+    fields["added_by_a_newer_minor_version"] = {"x": [1, 2]}
+    # As a newer writer stores it: sealed (a manifest without a checksum has no unknown field).
+    newer = checksum.seal(msgspec.msgpack.encode(fields))
+    repo._backend().update(lambda wt: wt.put(b"manifests", bytes.fromhex(exec_id), newer))
+    assert repo.get_execution(exec_id).entries[0].name == "a"
+    # A checksum pair that no longer ends the manifest (a field added after it, unsealed): damage,
+    # not a manifest written before checksums.
+    stale = msgspec.msgpack.encode({**fields, "checksum": newer[-32:], "added_after_it": 1})
+    repo._backend().update(lambda wt: wt.put(b"manifests", bytes.fromhex(exec_id), stale))
+    with pytest.raises(CorruptManifestError):
+        repo.get_execution(exec_id)

@@ -7,7 +7,7 @@ import random
 
 import pytest
 from blake3 import blake3
-from store_helpers import all_records, delete_record, record, tamper
+from store_helpers import all_records, delete_record, record, snapshot, tamper
 
 from kitaru_store import (
     AmbiguousIdError,
@@ -15,8 +15,10 @@ from kitaru_store import (
     InvalidIdError,
     ObjectNotFoundError,
     Repository,
+    StoreFormatError,
     codec,
     ids,
+    objects,
 )
 from kitaru_store.serialization import serialize
 
@@ -256,3 +258,78 @@ def test_object_info(repo: Repository) -> None:
     assert info.touched_at is not None and info.touched_at.tzinfo is not None
     with pytest.raises(ObjectNotFoundError):
         repo.object_info("ab" * 32)
+
+
+# --- a newer record format version is never overwritten; damage is repaired -----------------------
+
+
+def set_record(repo: Repository, object_id: str, raw: bytes) -> None:
+    key = bytes.fromhex(object_id)
+    repo._backend().update(lambda wt: wt.put(b"objects", key, raw))
+
+
+@pytest.mark.parametrize("size", [100, objects.CHUNK_THRESHOLD + (256 << 10)], ids=["small", "chunked"])
+def test_put_refuses_to_overwrite_a_newer_record_format(repo: Repository, size: int) -> None:
+    data = random.Random(size).randbytes(size)
+    oid = repo.put_bytes(data)
+    newer = bytes((codec.RECORD_VERSION + 1,)) + record(repo, oid)[1:]
+    set_record(repo, oid, newer)
+    before = snapshot(repo)
+
+    with pytest.raises(StoreFormatError):
+        repo.put_bytes(data)
+    with pytest.raises(StoreFormatError), repo.writer() as w:
+        w.put_bytes(bytearray(data))
+    assert record(repo, oid) == newer
+    assert snapshot(repo) == before
+    with pytest.raises(StoreFormatError):
+        repo.get_bytes(oid)
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        lambda raw: bytes((codec.RECORD_VERSION, codec.KIND_DATA, codec.CODEC_ZSTD)) + b"\x00garbage" * 8,
+        lambda raw: raw[:-1] + bytes((raw[-1] ^ 1,)),
+        lambda raw: bytes((codec.RECORD_VERSION, 9, codec.CODEC_RAW)) + raw[3:],
+        lambda raw: raw[:2],
+        lambda raw: bytes((codec.RECORD_VERSION, codec.KIND_INDEX, codec.CODEC_RAW)) + raw[3:],
+    ],
+    ids=["garbage-zstd", "flipped-bit", "unknown-kind", "truncated", "wrong-kind"],
+)
+def test_put_repairs_a_damaged_record(repo: Repository, damage) -> None:
+    data = b"repair me " * 50
+    oid = repo.put_bytes(data)
+    set_record(repo, oid, damage(record(repo, oid)))
+    assert not repo.fsck().ok
+    assert repo.put_bytes(data) == oid
+    assert repo.get_bytes(oid) == data
+    assert codec.decode(record(repo, oid))[0] == codec.KIND_DATA
+    assert repo.fsck().ok
+
+
+# --- put_bytes copies a caller's mutable buffer ---------------------------------------------------
+
+
+@pytest.mark.parametrize("stored_before", [False, True], ids=["new", "swept-dedup-hit"])
+@pytest.mark.parametrize("size", [1000, objects.CHUNK_THRESHOLD + (300 << 10)], ids=["small", "chunked"])
+@pytest.mark.parametrize(
+    "wrap", [bytearray, lambda b: memoryview(bytearray(b))], ids=["bytearray", "memoryview"]
+)
+def test_put_bytes_of_a_mutable_buffer_stores_the_original(
+    repo: Repository, size: int, wrap, stored_before: bool
+) -> None:
+    original = random.Random(size).randbytes(size)
+    if stored_before:
+        repo.put_bytes(original)  # staging finds it stored: nothing is encoded until the commit
+    buf = wrap(original)
+    with repo.writer() as w:
+        oid = w.put_bytes(buf)
+        buf[:] = b"\xff" * size  # the caller reuses its buffer before the commit
+        if stored_before:
+            # The stored copy is swept before the commit, which must then write the value itself.
+            assert repo.gc(grace=0).objects_removed >= 1
+            assert not repo.has_object(oid)
+    assert oid == objects.hashing.hexdigest(original)
+    assert repo.get_bytes(oid) == original
+    assert repo.fsck().ok
