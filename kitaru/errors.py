@@ -8,6 +8,7 @@ from kitaru_store.errors import (
     AmbiguousIdError,
     AmbiguousNameError,
     ArtifactNotFoundError,
+    CorruptionError,
     CorruptObjectError,
     DuplicateNameError,
     ExecutionNotFoundError,
@@ -16,23 +17,26 @@ from kitaru_store.errors import (
     InvalidNameError,
     KitaruError,
     NotAStoreError,
+    NotFoundError,
     ObjectNotFoundError,
     PickleNotAllowedError,
     ReadOnlyStoreError,
     SerializationError,
+    StateError,
     StoreError,
     StoreFormatError,
     StoreFullError,
     StoreLockedError,
     StoreNotFoundError,
+    UsageError,
 )
 
 
-class KitaruContextError(KitaruError):
+class KitaruContextError(UsageError):
     """An API was called where it cannot work (save() outside a checkpoint, a checkpoint outside a flow)."""
 
 
-class KitaruUsageError(KitaruError):
+class KitaruUsageError(UsageError):
     """The API was used the wrong way (a flow called directly, a bad option, a handle used as a value)."""
 
 
@@ -49,15 +53,15 @@ class FlowExecutionError(KitaruError):
         self.failure = failure
 
 
-class ExecutionNotFinishedError(KitaruError):
+class ExecutionNotFinishedError(StateError):
     """The execution has not finished (it is running or waiting), so it has no result yet."""
 
 
-class ExecutionStateError(KitaruError):
+class ExecutionStateError(StateError):
     """The execution is in the wrong state for the request (say, resuming a completed one)."""
 
 
-class DivergenceError(KitaruError):
+class DivergenceError(StateError):
     """A replay or resume called checkpoints in another order than the execution it reuses.
 
     ``position`` is the index of the first call that differs; ``expected`` and ``got`` are
@@ -90,19 +94,19 @@ class DivergenceError(KitaruError):
         self.recorded = recorded
 
 
-class FlowNotFoundError(KitaruError):
+class FlowNotFoundError(NotFoundError):
     """The flow of a stored execution cannot be found in this process (needed to replay or resume it)."""
 
 
-class WaitNotFoundError(KitaruError):
+class WaitNotFoundError(NotFoundError):
     """No wait of that name is pending in the execution."""
 
 
-class WaitAbortedError(KitaruError):
+class WaitAbortedError(StateError):
     """The wait was aborted; the execution failed."""
 
 
-class InputValidationError(KitaruError):
+class InputValidationError(UsageError):
     """An input given to a wait does not match the wait's schema; the message says what is wrong."""
 
 
@@ -115,6 +119,7 @@ __all__ = [
     "AmbiguousNameError",
     "ArtifactNotFoundError",
     "CorruptObjectError",
+    "CorruptionError",
     "DivergenceError",
     "DuplicateNameError",
     "ExecutionNotFinishedError",
@@ -131,15 +136,18 @@ __all__ = [
     "KitaruError",
     "KitaruUsageError",
     "NotAStoreError",
+    "NotFoundError",
     "ObjectNotFoundError",
     "PickleNotAllowedError",
     "ReadOnlyStoreError",
     "SerializationError",
+    "StateError",
     "StoreError",
     "StoreFormatError",
     "StoreFullError",
     "StoreLockedError",
     "StoreNotFoundError",
+    "UsageError",
     "WaitAbortedError",
     "WaitNotFoundError",
 ]

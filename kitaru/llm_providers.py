@@ -35,7 +35,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
-from .errors import KitaruError
+from .errors import KitaruError, UsageError
 
 if TYPE_CHECKING:  # pragma: no cover - typing only; httpx is imported lazily
     import httpx
@@ -117,7 +117,7 @@ class LLMError(KitaruError):
         super().__init__(message, exec_id=exec_id, name=name, object_id=object_id, hint=hint)
 
 
-class LLMConfigError(LLMError):
+class LLMConfigError(LLMError, UsageError):
     """No usable provider is configured; the message says which environment variables to set."""
 
 

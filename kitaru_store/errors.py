@@ -3,6 +3,8 @@
 Every error derives from :class:`KitaruError`, carries the ids and names it concerns
 (``exec_id``, ``name``, ``object_id`` where they apply) and says what to do next in ``hint``.
 The SDK re-exports these classes; it adds its own subclasses but never a second base.
+Four families directly beneath it (NotFoundError, CorruptionError, StateError, UsageError) say
+what the caller should do; each specific error is in one of them or, by design, in none.
 """
 
 from __future__ import annotations
@@ -53,6 +55,28 @@ class KitaruError(Exception):
         return out
 
 
+# --- families: what the caller should do ------------------------------------------------------
+
+
+class NotFoundError(KitaruError):
+    """Something named does not exist (a store, execution, artifact, object, flow, wait, key):
+    check the id or name, list what exists, or create it first."""
+
+
+class CorruptionError(KitaruError):
+    """Stored bytes are damaged or contradict themselves; nothing wrong was returned. Run
+    ``kitaru-store fsck``, save the value again, or restore from a backup or remote."""
+
+
+class StateError(KitaruError):
+    """The thing exists but is in the wrong state for the request (running, finished, locked,
+    redacted, created already): wait, or act on its current state."""
+
+
+class UsageError(KitaruError):
+    """The API or CLI was called the wrong way (a bad name, id, option or argument): fix the call."""
+
+
 # --- the store itself ------------------------------------------------------------------------
 
 
@@ -60,7 +84,7 @@ class StoreError(KitaruError):
     """A problem with the store as a whole (location, format, locking, space)."""
 
 
-class StoreNotFoundError(StoreError):
+class StoreNotFoundError(StoreError, NotFoundError):
     def __init__(self, path: str, *, looked: Sequence[str] = ()) -> None:
         where = "; ".join(looked) if looked else path
         super().__init__(
@@ -70,7 +94,7 @@ class StoreNotFoundError(StoreError):
         self.path = path
 
 
-class NotAStoreError(StoreError):
+class NotAStoreError(StoreError, UsageError):
     def __init__(self, path: str, reason: str) -> None:
         super().__init__(
             f"{path} is not a kitaru store: {reason}",
@@ -83,7 +107,7 @@ class StoreFormatError(StoreError):
     """The store (or one record in it) was written by a newer, incompatible format."""
 
 
-class StoreLockedError(StoreError):
+class StoreLockedError(StoreError, StateError):
     """Another process holds a lock this operation needs (gc, compaction)."""
 
 
@@ -95,7 +119,7 @@ class ReadOnlyStoreError(StoreError):
     """A write was attempted on a store opened read-only or on a read-only filesystem."""
 
 
-class CorruptStoreError(StoreError):
+class CorruptStoreError(StoreError, CorruptionError):
     """The store's LMDB data file is damaged (truncated, or its header is not LMDB's): it is not
     opened, since mapping it could crash the process. Nothing was changed."""
 
@@ -116,7 +140,7 @@ class LockFileReplacedError(StoreError):
 # --- objects ---------------------------------------------------------------------------------
 
 
-class ObjectNotFoundError(KitaruError):
+class ObjectNotFoundError(NotFoundError):
     def __init__(self, object_id: str, *, exec_id: str | None = None, name: str | None = None) -> None:
         super().__init__(
             f"object {object_id} is not in the store",
@@ -127,7 +151,7 @@ class ObjectNotFoundError(KitaruError):
         )
 
 
-class CorruptObjectError(KitaruError):
+class CorruptObjectError(CorruptionError):
     """Stored bytes do not hash to their id, or cannot be decoded. Never returns wrong data."""
 
     def __init__(self, object_id: str, detail: str, *, exec_id: str | None = None) -> None:
@@ -139,11 +163,11 @@ class CorruptObjectError(KitaruError):
         )
 
 
-class CorruptManifestError(KitaruError):
+class CorruptManifestError(CorruptionError):
     """A stored manifest cannot be decoded (damaged bytes). Its objects are unaffected."""
 
 
-class AmbiguousIdError(KitaruError):
+class AmbiguousIdError(UsageError):
     """A short id (object or execution) matches more than one full id."""
 
     def __init__(self, prefix: str, candidates: Sequence[str], *, what: str = "id") -> None:
@@ -157,7 +181,7 @@ class AmbiguousIdError(KitaruError):
         )
 
 
-class InvalidIdError(KitaruError):
+class InvalidIdError(UsageError):
     """An id or id prefix that is not well-formed (wrong characters, too short)."""
 
 
@@ -175,7 +199,7 @@ class IncompleteObjectError(ObjectNotFoundError):
         )
 
 
-class CorruptRecordError(KitaruError, ValueError):
+class CorruptRecordError(CorruptionError, ValueError):
     """A stored record's frame (codec.py) is malformed: a reader that knows which object it
     belongs to re-raises it as CorruptObjectError naming the object. Also a ValueError, which is
     what the frame decoders raised before."""
@@ -190,7 +214,7 @@ class CorruptSummaryError(CorruptManifestError):
 # --- executions and names --------------------------------------------------------------------
 
 
-class ExecutionNotFoundError(KitaruError):
+class ExecutionNotFoundError(NotFoundError):
     def __init__(self, exec_id: str) -> None:
         super().__init__(
             f"no execution {exec_id!r} in the store",
@@ -199,7 +223,7 @@ class ExecutionNotFoundError(KitaruError):
         )
 
 
-class ArtifactNotFoundError(KitaruError):
+class ArtifactNotFoundError(NotFoundError):
     def __init__(self, name: str, *, exec_id: str | None, available: Sequence[str] = ()) -> None:
         self.available = sorted(set(available))
         where = f" in execution {exec_id}" if exec_id else ""
@@ -212,7 +236,7 @@ class ArtifactNotFoundError(KitaruError):
         )
 
 
-class AmbiguousNameError(KitaruError):
+class AmbiguousNameError(UsageError):
     """A name matches more than one entry; ``candidates`` lists every one."""
 
     def __init__(self, name: str, *, exec_id: str | None, candidates: Sequence[dict[str, Any]]) -> None:
@@ -229,19 +253,19 @@ class AmbiguousNameError(KitaruError):
         )
 
 
-class InvalidNameError(KitaruError):
+class InvalidNameError(UsageError):
     """A name (artifact, checkpoint, flow, pin) that cannot be stored."""
 
 
-class InvalidArtifactTypeError(KitaruError):
+class InvalidArtifactTypeError(UsageError):
     """An artifact type that is not one of the documented ones."""
 
 
-class DuplicateNameError(KitaruError):
+class DuplicateNameError(UsageError):
     """A name saved twice in one checkpoint without ``overwrite=True``."""
 
 
-class IdCollisionError(KitaruError):
+class IdCollisionError(StateError):
     """An import would reuse an id the store gives to something else: an artifact id of another
     execution (``artifact_id``, ``owner``), an artifact id twice in one manifest, or an execution
     whose local manifest is not the one the import was decided on. The execution is not imported.
@@ -261,7 +285,7 @@ class IdCollisionError(KitaruError):
         super().__init__(message, exec_id=exec_id, name=artifact_id, hint=hint)
 
 
-class ManifestTooLargeError(KitaruError):
+class ManifestTooLargeError(UsageError):
     """A change would make an execution's manifest larger than manifests.MAX_MANIFEST_SIZE.
     Nothing of the change is stored."""
 
@@ -273,11 +297,11 @@ class SerializationError(KitaruError):
     """A value cannot be turned into bytes, or stored bytes cannot be turned back into a value."""
 
 
-class PickleNotAllowedError(SerializationError):
+class PickleNotAllowedError(SerializationError, UsageError):
     """Pickle is needed but was not opted into. A store is data, not code."""
 
 
-class CorruptValueError(SerializationError):
+class CorruptValueError(SerializationError, CorruptionError):
     """Stored value bytes contradict themselves (a declared length or shape the bytes do not hold)."""
 
 

@@ -39,11 +39,15 @@ import msgspec
 
 from . import ids, objects, reachability, serialization
 from .errors import (
+    CorruptionError,
     CorruptObjectError,
     InvalidIdError,
     InvalidNameError,
     KitaruError,
+    NotFoundError,
+    StateError,
     StoreFormatError,
+    UsageError,
 )
 from .names import MEMORY_KEY_BYTES, refused_character, utf8, validate_name
 
@@ -70,7 +74,7 @@ _KEY_HINT = (
 # --- errors ----------------------------------------------------------------------------------
 
 
-class MemoryKeyNotFoundError(KitaruError):
+class MemoryKeyNotFoundError(NotFoundError):
     """A memory key (or one version of it) that does not exist, or whose latest version is a deletion."""
 
     def __init__(
@@ -109,7 +113,7 @@ class MemoryKeyNotFoundError(KitaruError):
         return out
 
 
-class MemoryRedactedError(KitaruError):
+class MemoryRedactedError(StateError):
     """The requested version's value was erased by ``redact``; its record (and reason) remain."""
 
     def __init__(
@@ -146,7 +150,7 @@ class MemoryRedactedError(KitaruError):
         return out
 
 
-class CorruptMemoryRecordError(KitaruError):
+class CorruptMemoryRecordError(CorruptionError):
     """A stored memory record cannot be decoded (damaged bytes)."""
 
 
@@ -183,7 +187,7 @@ class Scope:
 def make_scope(kind: str, name: str) -> Scope:
     """A validated scope. Execution scopes take a full execution id (32 hex, dashes allowed)."""
     if kind not in SCOPES:
-        raise KitaruError(
+        raise UsageError(
             f"unknown memory scope {kind!r}", name=str(kind), hint=f"use one of: {', '.join(SCOPES)}"
         )
     if kind == "execution":
@@ -642,7 +646,7 @@ class MemoryStore:
         validate_key(key, scope)
         _check_version(version)
         if not isinstance(reason, str) or not reason.strip():
-            raise KitaruError(
+            raise UsageError(
                 "a redaction needs a reason", name=key, hint="say why the value is erased: reason='...'"
             )
         author = author or make_author("store")
@@ -677,7 +681,7 @@ class MemoryStore:
         assert record is not None
         found = _version(scope, key, record, self.repo)
         if status == "not-a-set":
-            raise KitaruError(
+            raise StateError(
                 f"version {version} of memory key {key!r} in {scope.describe()} is a deletion:"
                 " it holds no value to redact",
                 exec_id=scope.name if scope.kind == "execution" else None,
@@ -966,7 +970,7 @@ class MemoryStore:
 
 def _check_version(version: object) -> None:
     if isinstance(version, bool) or not isinstance(version, int) or version < 1:
-        raise KitaruError(
+        raise UsageError(
             f"memory version {version!r} is not a version number",
             hint="versions are whole numbers from 1; the key's history lists them",
         )

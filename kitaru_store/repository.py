@@ -20,13 +20,16 @@ from . import manifests as mf
 from .backend import Backend, ReadTxn, WriteTxn, open_backend
 from .errors import (
     AmbiguousIdError,
+    CorruptionError,
     ExecutionNotFoundError,
     IdCollisionError,
-    KitaruError,
     ManifestTooLargeError,
+    NotFoundError,
     ObjectNotFoundError,
     ReadOnlyStoreError,
+    StateError,
     StoreNotFoundError,
+    UsageError,
 )
 from .manifests import Entry, ExecutionSummary, Manifest
 from .names import fits, validate_name
@@ -201,7 +204,7 @@ class Writer:
 
         def create(current: Manifest | None) -> Manifest:
             if current is not None:
-                raise KitaruError(
+                raise StateError(
                     f"execution {exec_id} exists already",
                     exec_id=exec_id,
                     hint="let create_execution pick a new id, or update the existing execution",
@@ -331,7 +334,7 @@ class Writer:
         """Change scalar fields of a manifest (status, times, failure, metadata, result ids)."""
         unknown = set(changes) - _UPDATABLE
         if unknown:
-            raise KitaruError(
+            raise UsageError(
                 f"update_execution cannot change {', '.join(sorted(unknown))}",
                 exec_id=exec_id,
                 hint="entries and checkpoints go through add_entry/replace_entry/set_checkpoint,"
@@ -380,9 +383,7 @@ class Writer:
 
     def commit(self) -> None:
         if self._done:
-            raise KitaruError(
-                "this writer was committed already", hint="use a new writer for further changes"
-            )
+            raise StateError("this writer was committed already", hint="use a new writer for further changes")
         self._done = True
         pending = self._pending
         mutations = self._mutations
@@ -714,7 +715,7 @@ class Repository:
             if db == b"manifests":
                 raise ExecutionNotFoundError(prefix)
             if db == b"artifacts":
-                raise KitaruError(
+                raise NotFoundError(
                     f"no artifact {prefix!r} in the store",
                     name=prefix,
                     hint="artifact ids are listed with their execution's artifacts",
@@ -851,7 +852,7 @@ class Repository:
         with self._backend().read() as rt:
             exec_key = rt.get(b"artifacts", ids.uuid_key(full))
         if exec_key is None:
-            raise KitaruError(
+            raise NotFoundError(
                 f"no artifact {artifact_id!r}",
                 name=artifact_id,
                 hint="the artifact's execution may have been deleted",
@@ -860,7 +861,7 @@ class Repository:
         for entry in manifest.entries:
             if entry.artifact_id == full:
                 return manifest, entry
-        raise KitaruError(
+        raise CorruptionError(
             f"artifact {full} is indexed but missing from execution {manifest.exec_id}",
             exec_id=manifest.exec_id,
             name=full,

@@ -128,13 +128,6 @@ class KitaruGroup(click.Group):
             raise CommandError(err, as_json=bool(ctx.meta.get(JSON_META))) from exc
 
 
-def fail(message: str, **kwargs: Any) -> KitaruError:
-    """A KitaruError for problems the CLI finds itself (routed through the same handler)."""
-    from kitaru_store.errors import KitaruError
-
-    return KitaruError(message, **kwargs)
-
-
 # --- arguments -------------------------------------------------------------------------------
 
 

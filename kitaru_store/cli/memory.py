@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 from . import output as out
-from .common import State, fail, json_option, pass_state
+from .common import State, json_option, pass_state
 
 if TYPE_CHECKING:
     from click.shell_completion import CompletionItem
@@ -360,7 +360,9 @@ def redact(
     `kitaru-store gc --compact` rewrites the file without them.
     """
     if not reason.strip():
-        raise fail("a redaction needs a reason", name=key, hint="say why: --reason TEXT")
+        from kitaru_store import errors
+
+        raise errors.UsageError("a redaction needs a reason", name=key, hint="say why: --reason TEXT")
     repo = state.repo()
     v = repo.memory.redact(
         _scope(repo, namespace, flow, exec_id), key, version, reason=reason, author=_author()

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from . import output as out
-from .common import State, Target, complete_target, fail, json_option, pass_state, resolve_target
+from .common import State, Target, complete_target, json_option, pass_state, resolve_target
 
 if TYPE_CHECKING:
     from kitaru_store.repository import Repository
@@ -172,7 +172,9 @@ def unpin(state: State, name: str, as_json: bool) -> None:
     repo = state.repo()
     pins = repo.pins()
     if name not in pins:
-        raise fail(
+        from kitaru_store.errors import NotFoundError
+
+        raise NotFoundError(
             f"no pin named {name!r}",
             name=name,
             hint="pins: " + (", ".join(sorted(pins)) if pins else "(none)"),

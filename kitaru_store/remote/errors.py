@@ -7,14 +7,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from kitaru_store.errors import KitaruError
+from kitaru_store.errors import CorruptionError, KitaruError, NotFoundError, StateError
 
 
 class RemoteError(KitaruError):
     """A remote could not be used: unreachable, misconfigured, or answered with an error."""
 
 
-class RemoteNotFoundError(RemoteError):
+class RemoteNotFoundError(RemoteError, NotFoundError):
     """No such remote (name), bucket, remote store, or execution on the remote."""
 
 
@@ -22,7 +22,7 @@ class RemoteAuthError(RemoteError):
     """The remote refused the credentials, or there were none to send."""
 
 
-class RemoteConflictError(RemoteError):
+class RemoteConflictError(RemoteError, StateError):
     """A conditional write lost a race that the documented rule could not settle, or a local and
     a remote version of an execution diverged.
 
@@ -71,7 +71,7 @@ class RemotePullError(RemoteError):
         )
 
 
-class RemoteTooLargeError(RemoteError):
+class RemoteTooLargeError(RemoteError, CorruptionError):
     """A remote object is longer than the most its kind may hold; it was not read whole.
 
     The transport raises it; sync turns it into the typed error of what the object should have

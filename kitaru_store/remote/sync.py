@@ -42,6 +42,7 @@ from kitaru_store.errors import (
     NestingTooDeepError,
     ObjectNotFoundError,
     StoreFormatError,
+    UsageError,
 )
 
 from . import inbound, settings
@@ -888,7 +889,7 @@ def clone(
     )
     root = Path(path).expanduser().absolute()
     if config.read_config(root) is not None:
-        raise KitaruError(
+        raise UsageError(
             f"{root} is a kitaru store already",
             hint="clone into a new or empty directory; to fetch into an existing store use"
             " `kitaru-store remote add` and `kitaru-store pull`",

@@ -277,7 +277,7 @@ def test_unpin_unknown_and_bad_pin_names(run: Run, demo: Demo) -> None:
     result = run("unpin", "nope")
     assert result.exit_code == 1
     assert result.stderr.startswith("error: no pin named 'nope'")
-    assert json.loads(run("unpin", "nope", "--json").stdout)["error"] == "KitaruError"
+    assert json.loads(run("unpin", "nope", "--json").stdout)["error"] == "NotFoundError"
     bad = run("pin", "a/b", f"{demo.research}:notes")
     assert bad.exit_code == 1
     assert "pin name 'a/b' contains a path separator" in bad.stderr

@@ -21,20 +21,25 @@ from kitaru_store import (
     InvalidNameError,
     KitaruError,
     NotAStoreError,
+    NotFoundError,
     ObjectNotFoundError,
     PickleNotAllowedError,
     ReadOnlyStoreError,
     Repository,
     SerializationError,
+    StateError,
     StoreError,
     StoreFormatError,
     StoreFullError,
     StoreLockedError,
     StoreNotFoundError,
+    UsageError,
 )
 from kitaru_store import config as cfg
 from kitaru_store import errors as errors_module
 from kitaru_store.locks import FileLock
+from kitaru_store.memory import make_scope
+from kitaru_store.remote.sync import clone
 
 
 def test_every_error_class_derives_from_kitaru_error() -> None:
@@ -168,6 +173,41 @@ def _unknown_artifact(repo: Repository) -> None:
     repo.get_artifact(uuid.uuid4().hex)
 
 
+def _writer_committed_twice(repo: Repository) -> None:
+    writer = repo.writer()
+    writer.commit()
+    writer.commit()
+
+
+def _unknown_execution_field(repo: Repository) -> None:
+    repo.update_execution(repo.create_execution("f"), entries=())
+
+
+def _redaction_without_reason(repo: Repository) -> None:
+    scope = make_scope("namespace", "ns")
+    repo.memory.set(scope, "k", 1)
+    repo.memory.redact(scope, "k", 1, reason=" ")
+
+
+def _redacting_a_deletion(repo: Repository) -> None:
+    scope = make_scope("namespace", "ns")
+    repo.memory.set(scope, "k", 1)
+    repo.memory.delete(scope, "k")
+    repo.memory.redact(scope, "k", 2, reason="gdpr")
+
+
+def _unknown_memory_scope(repo: Repository) -> None:
+    make_scope("planet", "earth")
+
+
+def _not_a_memory_version(repo: Repository) -> None:
+    repo.memory.redact(make_scope("namespace", "ns"), "k", 0, reason="gdpr")
+
+
+def _clone_into_a_store(repo: Repository) -> None:
+    clone("s3://bucket/prefix", str(repo.root))
+
+
 CASES: dict[str, tuple[Callable[[Repository], None], type[KitaruError], tuple[str, ...]]] = {
     "object-not-found": (_missing_object, ObjectNotFoundError, ("object_id",)),
     "corrupt-object": (_corrupt_object, CorruptObjectError, ("object_id",)),
@@ -184,8 +224,16 @@ CASES: dict[str, tuple[Callable[[Repository], None], type[KitaruError], tuple[st
     "store-format": (_store_format, StoreFormatError, ()),
     "not-a-store": (_not_a_store, NotAStoreError, ()),
     "store-not-found": (_store_not_found, StoreNotFoundError, ()),
-    "execution-exists": (_existing_execution, KitaruError, ("exec_id",)),
-    "unknown-artifact": (_unknown_artifact, KitaruError, ("name",)),
+    # Raised as the bare KitaruError before the families: now the family says what to do.
+    "execution-exists": (_existing_execution, StateError, ("exec_id",)),
+    "unknown-artifact": (_unknown_artifact, NotFoundError, ("name",)),
+    "writer-committed-twice": (_writer_committed_twice, StateError, ()),
+    "unknown-execution-field": (_unknown_execution_field, UsageError, ("exec_id",)),
+    "redaction-without-reason": (_redaction_without_reason, UsageError, ("name",)),
+    "redacting-a-deletion": (_redacting_a_deletion, StateError, ("name",)),
+    "unknown-memory-scope": (_unknown_memory_scope, UsageError, ("name",)),
+    "not-a-memory-version": (_not_a_memory_version, UsageError, ()),
+    "clone-into-a-store": (_clone_into_a_store, UsageError, ()),
 }
 
 
@@ -222,6 +270,21 @@ def test_error_ids_name_the_right_things(repo: Repository, store_path: Path) -> 
     with pytest.raises(StoreNotFoundError) as missing:
         Repository.open(store_path / "sub", create=False)
     assert missing.value.path == str(store_path / "sub")
+
+
+def test_cli_problems_it_finds_itself_are_typed(repo: Repository) -> None:
+    """`unpin` of a pin that is not there, `memory redact` without a reason: the JSON error names
+    the family, not the bare base."""
+    from click.testing import CliRunner
+
+    from kitaru_store.cli import cli
+
+    unpinned = CliRunner().invoke(cli, ["unpin", "nope", "--json"])
+    assert unpinned.exit_code == 1
+    assert json.loads(unpinned.stdout)["error"] == "NotFoundError"
+    redacted = CliRunner().invoke(cli, ["memory", "redact", "k", "1", "--reason", " ", "--json"])
+    assert redacted.exit_code == 1, redacted.output
+    assert json.loads(redacted.stdout)["error"] == "UsageError"
 
 
 # --- errors carry the ids they concern ------------------------------------------------------------
