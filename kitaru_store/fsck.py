@@ -665,10 +665,12 @@ def _summary_problems(rt: ReadTxn, _kind: str, key: bytes) -> list[Problem]:
         mf.decode_summary(value, key=key)
     except KitaruError as exc:
         # A key no manifest accounts for is an index-mismatch, reported as such.
-        return [Problem("bad-summary", exc.message, exec_id=exec_id)] if _is_time_key_of(rt, key) else []
-    raw = None if checksum.present(value) else rt.get_view(b"manifests", key[8:])
-    m = None if raw is None else _decode(key[8:], raw, check_ids=False)
-    if isinstance(m, mf.Manifest) and value != mf.encode(mf.summarize(m)):
+        owner = _manifest_at_time_key(rt, key)
+        return [Problem("bad-summary", exc.message, exec_id=exec_id)] if owner is not None else []
+    if checksum.present(value):
+        return []
+    m = _manifest_at_time_key(rt, key)  # written before checksums: it must be its manifest's
+    if m is not None and value != mf.encode(mf.summarize(m)):
         return [Problem("bad-summary", "the summary does not match its manifest", exec_id=exec_id)]
     return []
 
@@ -687,8 +689,8 @@ _RECHECK: dict[str, Callable[[ReadTxn, str, bytes], list[Problem]]] = {
 }
 
 
-def _is_time_key_of(rt: ReadTxn, key: bytes) -> bool:
-    """Whether ``key`` is the exec_time key of a stored manifest that decodes."""
+def _manifest_at_time_key(rt: ReadTxn, key: bytes) -> mf.Manifest | None:
+    """The stored manifest whose exec_time key is ``key``, if there is one and it decodes."""
     raw = rt.get_view(b"manifests", key[8:])
     m = None if raw is None else _decode(key[8:], raw, check_ids=False)
-    return isinstance(m, mf.Manifest) and mf.time_key(m.started_at) + key[8:] == key
+    return m if isinstance(m, mf.Manifest) and mf.time_key(m.started_at) + key[8:] == key else None
