@@ -112,14 +112,18 @@ class Child:
     def start_hanging(self, at: int = 2, **env: str) -> tuple[subprocess.Popen[str], str]:
         """A child running ``four`` that hangs inside step ``at``; the execution's id."""
         proc = self.start("import crashflow; crashflow.four.run()", HANG_AT=str(at), **env)
+        self.wait_for_hang(proc)
+        (self.marks / "hanging").unlink()
+        summaries = Repository.open(self.store).list_executions()
+        return proc, summaries[0].exec_id
+
+    def wait_for_hang(self, proc: subprocess.Popen[str]) -> None:
+        """Until the child's flow has written the "hanging" mark (it is where the test wants it)."""
         deadline = time.monotonic() + 30
         while not (self.marks / "hanging").exists():
             assert proc.poll() is None, proc.communicate()
             assert time.monotonic() < deadline
             time.sleep(0.02)
-        (self.marks / "hanging").unlink()
-        summaries = Repository.open(self.store).list_executions()
-        return proc, summaries[0].exec_id
 
     def count(self, i: int, what: str = "step") -> int:
         path = self.marks / f"{what}{i}"
@@ -240,11 +244,7 @@ def test_a_live_process_whose_run_ended_unrecorded_has_not_got_the_run(child: Ch
     )
     proc = child.start(code, FAIL_AT="3")
     try:
-        deadline = time.monotonic() + 30
-        while not (child.marks / "hanging").exists():
-            assert proc.poll() is None, proc.communicate()
-            assert time.monotonic() < deadline
-            time.sleep(0.02)
+        child.wait_for_hang(proc)
         logged = subprocess.run(  # the fast path of `log`, first to look
             [sys.executable, "-m", "kitaru_store.cli", "log", "--oneline"],
             env=child.env,
@@ -340,10 +340,7 @@ def test_signal_cancels_at_a_safe_point_exits_128_plus_n_and_retry_finishes(
         stderr=subprocess.PIPE,
         text=True,
     )
-    deadline = time.monotonic() + 30
-    while not (child.marks / "hanging").exists():
-        assert time.monotonic() < deadline and shell.poll() is None
-        time.sleep(0.02)
+    child.wait_for_hang(shell)
     pid = int((child.marks / "hanging").read_text())
     (child.marks / "hanging").unlink()
     os.kill(pid, signum)
@@ -429,10 +426,7 @@ def test_cancel_from_another_process_stops_the_run_at_its_next_boundary(child: C
         "h = crashflow.ticks.run(50)\n"
         "print(json.dumps([h.status, h._failure.message if h._failure else None]))"
     )
-    deadline = time.monotonic() + 30
-    while not (child.marks / "hanging").exists():
-        assert time.monotonic() < deadline and proc.poll() is None
-        time.sleep(0.02)
+    child.wait_for_hang(proc)
     exec_id = Repository.open(child.store).list_executions()[0].exec_id
     requested = KitaruClient().executions.cancel(exec_id, reason="enough")
     assert requested.status == "running" and requested.cancel_requested
@@ -452,10 +446,7 @@ def test_a_second_sigterm_ends_a_run_that_waits_for_its_pool_at_once(child: Chil
     the pool; a second one (what a supervisor's impatience sends) ends the process now, and the
     run is then retried like a crashed one."""
     proc = child.start("import crashflow; crashflow.fan.run()", HANG_AT="2", HANG_FOR="60")
-    deadline = time.monotonic() + 30
-    while not (child.marks / "hanging").exists():
-        assert time.monotonic() < deadline and proc.poll() is None
-        time.sleep(0.02)
+    child.wait_for_hang(proc)
     exec_id = Repository.open(child.store).list_executions()[0].exec_id
     proc.send_signal(signal.SIGTERM)
     time.sleep(0.5)
@@ -476,11 +467,9 @@ def test_cancel_reaches_a_run_that_polls_for_an_answer(child: Child) -> None:
     """A wait with a timeout keeps the run ``running`` while it polls: each poll is a boundary
     where a cancel request from another process is seen."""
     proc = child.start("import crashflow; h = crashflow.asks_for_long.run(); print(h.status)")
-    deadline = time.monotonic() + 30
-    while not (child.marks / "hanging").exists():
-        assert time.monotonic() < deadline and proc.poll() is None
-        time.sleep(0.02)
+    child.wait_for_hang(proc)
     exec_id = Repository.open(child.store).list_executions()[0].exec_id
+    deadline = time.monotonic() + 30
     while KitaruClient().executions.get(exec_id).pending_wait is None:  # the wait is recorded
         assert time.monotonic() < deadline
         time.sleep(0.02)
@@ -551,10 +540,7 @@ def test_delete_then_gc_collects_what_only_it_kept_and_pins_stay(store_path: Pat
 
 def test_delete_a_live_run_needs_force_and_the_run_then_stops(child: Child) -> None:
     proc = child.start("import crashflow\nh = crashflow.ticks.run(50)\nprint(h.exec_id)")
-    deadline = time.monotonic() + 30
-    while not (child.marks / "hanging").exists():
-        assert time.monotonic() < deadline and proc.poll() is None
-        time.sleep(0.02)
+    child.wait_for_hang(proc)
     exec_id = Repository.open(child.store).list_executions()[0].exec_id
     client = KitaruClient()
     with pytest.raises(ExecutionStateError, match="is running"):
