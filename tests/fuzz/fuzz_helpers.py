@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import os
 import tracemalloc
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
 
 from kitaru_store.errors import KitaruError
 
@@ -66,3 +67,35 @@ def decode_within_bounds(decode: Callable[[], Any], data_len: int, *, factor: in
     bound = memory_bound(data_len, factor)
     assert used <= bound, f"decoder used {used} bytes for {data_len} bytes of input (bound {bound})"
     return outcome
+
+
+@st.composite
+def mutations(
+    draw: st.DrawFn, samples: Sequence[bytes], pieces: Sequence[bytes] = (), *, most: int = 4
+) -> bytes:
+    """One of ``samples`` (valid encodings) with 1 to ``most`` changes, as damage and hostile
+    writers make them: a bit flipped, the tail cut off, random bytes inserted or appended, a byte
+    overwritten, or one of ``pieces`` (the format's extreme length and size fields, container
+    headers) written over the bytes at some place or inserted there. Random bytes alone rarely get
+    past a header; these reach the decoder's inner checks."""
+    data = bytearray(draw(st.sampled_from(samples)))
+    ops = ["flip", "truncate", "insert", "append", "byte"] + (["overwrite", "put"] if pieces else [])
+    for _ in range(draw(st.integers(1, most))):
+        op = draw(st.sampled_from(ops))
+        at = draw(st.integers(0, len(data)))
+        if op == "flip" and at < len(data):
+            data[at] ^= 1 << draw(st.integers(0, 7))
+        elif op == "truncate":
+            del data[at:]
+        elif op == "insert":
+            data[at:at] = draw(st.binary(min_size=1, max_size=64))
+        elif op == "append":
+            data += draw(st.binary(min_size=1, max_size=256))
+        elif op == "byte" and at < len(data):
+            data[at] = draw(st.integers(0, 255))
+        elif op == "overwrite":
+            piece = draw(st.sampled_from(pieces))
+            data[at : at + len(piece)] = piece
+        elif op == "put":
+            data[at:at] = draw(st.sampled_from(pieces))
+    return bytes(data)

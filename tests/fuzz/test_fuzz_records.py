@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 import msgspec
-from fuzz_helpers import FUZZ, decode_within_bounds
+from fuzz_helpers import FUZZ, decode_within_bounds, mutations
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -139,29 +139,8 @@ _LENGTHS += [b"\xff" * 8, bytes(8), b"\xdf\xff\xff\xff\xff", b"\xdd\xff\xff\xff\
 _LENGTHS += [b"\xc6\x7f\xff\xff\xff", b"\xdb\x7f\xff\xff\xff", b"\xcf" + b"\xff" * 8, b"\xd3\x80" + bytes(7)]
 
 
-@st.composite
-def mutations(draw: Any, samples: list[bytes]) -> bytes:
-    """A valid encoding with one to four changes."""
-    data = bytearray(draw(st.sampled_from(samples)))
-    for _ in range(draw(st.integers(1, 4))):
-        op = draw(st.sampled_from(("flip", "truncate", "extend", "splice", "overwrite")))
-        where = draw(st.integers(0, max(len(data) - 1, 0)))
-        if op == "flip" and data:
-            data[where] ^= 1 << draw(st.integers(0, 7))
-        elif op == "truncate":
-            del data[where:]
-        elif op == "extend":
-            data += draw(st.binary(min_size=1, max_size=64))
-        elif op == "splice":  # a length or size field replaced by an extreme one
-            piece = draw(st.sampled_from(_LENGTHS))
-            data[where : where + len(piece)] = piece
-        elif data:
-            data[where] = draw(st.integers(0, 255))
-    return bytes(data)
-
-
 def inputs(samples: list[bytes]) -> st.SearchStrategy[bytes]:
-    return st.one_of(st.binary(max_size=512), mutations(samples))
+    return st.one_of(st.binary(max_size=512), mutations(samples, _LENGTHS))
 
 
 def _all(decoders: list[Callable[[bytes], Any]], data: bytes) -> None:

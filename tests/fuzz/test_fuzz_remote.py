@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fuzz_helpers import EXAMPLES, FUZZ, decode_within_bounds
+from fuzz_helpers import EXAMPLES, FUZZ, decode_within_bounds, mutations
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -112,28 +112,12 @@ MANIFEST = _manifest()
 CONFIG = b'{"kind": "kitaru-remote", "format": 1, "store_id": "00", "created_at": "2025"}\n'
 
 
-@st.composite
-def mutated(draw: st.DrawFn, valid: bytes) -> bytes:
-    """A mutation of ``valid``: bit flips, a truncation, a splice of random bytes, junk after it,
-    or a changed length field (any 1, 2 or 4 bytes overwritten with extreme values)."""
-    data = bytearray(valid)
-    for _ in range(draw(st.integers(1, 3))):
-        how = draw(st.sampled_from(["flip", "truncate", "splice", "append", "length"]))
-        if how == "flip" and data:
-            at = draw(st.integers(0, len(data) - 1))
-            data[at] ^= 1 << draw(st.integers(0, 7))
-        elif how == "truncate":
-            del data[draw(st.integers(0, len(data))) :]
-        elif how == "splice":
-            at = draw(st.integers(0, len(data)))
-            data[at:at] = draw(st.binary(min_size=1, max_size=64))
-        elif how == "append":
-            data += draw(st.binary(min_size=1, max_size=256))
-        elif data:
-            width = draw(st.sampled_from([1, 2, 4]))
-            at = draw(st.integers(0, max(0, len(data) - width)))
-            data[at : at + width] = draw(st.sampled_from([b"\xff", b"\x00", b"\x7f"])) * width
-    return bytes(data)
+# Length fields overwritten with extreme values (any 1, 2 or 4 bytes).
+_EXTREMES = [fill * width for fill in (b"\xff", b"\x00", b"\x7f") for width in (1, 2, 4)]
+
+
+def mutated(valid: bytes) -> st.SearchStrategy[bytes]:
+    return mutations([valid], _EXTREMES, most=3)
 
 
 def _payloads(valid: bytes) -> st.SearchStrategy[bytes]:
