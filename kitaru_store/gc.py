@@ -1,4 +1,5 @@
-"""Garbage collection: mark what the roots reach, sweep the rest, optionally compact.
+"""Garbage collection: mark what the roots reach, sweep the rest, optionally compact; and the
+store's one eraser, which deletes what a redaction queued (``erase_queued``).
 
 Rules (docs/design.md, "Garbage collection"):
 
@@ -11,19 +12,24 @@ Rules (docs/design.md, "Garbage collection"):
   is kept for that reason;
 * each delete re-checks the touch time inside the write transaction that deletes, and chunk
   indexes are deleted before any chunk: no transaction leaves a stored value without its chunks.
+
+Both the sweep and the eraser delete through ``_erase_record``; nothing else deletes an object.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import itertools
 import os
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING
 
-from . import codec, config, liveness, objects, reachability
+import msgspec
+
+from . import codec, config, liveness, memory, objects, reachability
 from .backend import WriteTxn
 from .compaction import compact_store, discard_leftover_copy
 from .errors import (
@@ -34,8 +40,8 @@ from .errors import (
     StoreLockedError,
 )
 from .locks import FileLock
+from .reachability import ERASE_END, ERASE_PREFIX, INFLIGHT_PREFIX, stale_inflight
 from .reachability import INFLIGHT_MAX_AGE as INFLIGHT_MAX_AGE  # re-exported: gc's rule
-from .reachability import INFLIGHT_PREFIX, stale_inflight
 
 if TYPE_CHECKING:
     from .repository import Repository
@@ -58,6 +64,10 @@ class GCReport:
     file_size_before: int = 0
     file_size_after: int = 0
     stale_refs_removed: int = 0
+    erasures: int = 0  # queued erasures (redactions) processed; for a dry run, waiting
+    erasures_kept: int = 0  # of those, objects kept because something still holds them
+    erased_objects: int = 0  # objects (records and chunks) the erasures deleted
+    erased_bytes: int = 0
     compacted: bool = False
     compact_error: str | None = None
     seconds: float = 0.0
@@ -196,6 +206,7 @@ def collect(
         if not dry_run:
             discard_leftover_copy(repo)  # a killed compaction's copy: space a full disk needs
         report.file_size_before = _file_size(repo)
+        _process_queue(repo, report)
         cutoff_ns = objects.now_ns() - int(grace_s * 1e9)
         _wait_for_writers(repo)
         live = mark(repo, progress)
@@ -259,17 +270,10 @@ def _sweep(
         def txn(wt: WriteTxn, batch: list[tuple[bytes, int]] = batch) -> tuple[int, int]:
             n = removed = 0
             for key, _ in batch:
-                # Re-check inside the deleting transaction: a put, dedup hit or new reference
-                # since the mark refreshed the touch time, and then the object stays.
-                if objects.unpack_time(wt.get(b"touch", key)) >= cutoff_ns:
-                    continue
-                record = wt.get_view(b"objects", key)
-                if record is None:
-                    continue
-                removed += len(record)
-                wt.delete(b"objects", key)
-                wt.delete(b"touch", key)
-                n += 1
+                size = _erase_record(wt, key, cutoff_ns)
+                if size:
+                    removed += size
+                    n += 1
             return n, removed
 
         try:
@@ -286,3 +290,172 @@ def _sweep(
         start += len(batch)
         if progress:
             progress("sweep", start, len(doomed))
+
+
+def _erase_record(wt: WriteTxn, key: bytes, cutoff_ns: int) -> int | None:
+    """Delete one object's record and touch time: the record's size (0: it was not stored), or
+    None if it was touched at or after ``cutoff_ns`` and stays.
+
+    The one place an object is deleted. The touch time is read inside the deleting transaction:
+    a put, dedup hit or new reference since the caller decided refreshed it, and then it stays.
+    """
+    if objects.unpack_time(wt.get(b"touch", key)) >= cutoff_ns:
+        return None
+    record = wt.get_view(b"objects", key)
+    if record is None:
+        return 0
+    size = len(record)
+    wt.delete(b"objects", key)
+    wt.delete(b"touch", key)
+    return size
+
+
+# --- the erasure queue: what redaction asks to delete now ----------------------------------------
+
+_waiting_enc = msgspec.msgpack.Encoder()
+_waiting_dec = msgspec.msgpack.Decoder(list[bytes])
+TOUCHED_DURING_ERASURE = "a write that referenced it while it was being erased"
+
+
+@dataclass
+class Erasure:
+    """What the eraser did with one queued object."""
+
+    object_key: bytes
+    erased: bool  # the object is not stored any more
+    kept_by: list[str] = field(default_factory=list)  # why it (or some of its chunks) stayed
+    objects_removed: int = 0
+    bytes_removed: int = 0
+
+
+@dataclass
+class _Plan:
+    """What a read snapshot found for one queued object: who waits, its chunks, what holds it."""
+
+    name: bytes
+    key: bytes
+    waiting: list[bytes]
+    chunks: set[bytes] | None  # None: the object is not stored
+    kept_by: list[str]
+    shared: set[bytes]
+
+
+def _decode_waiting(raw: bytes | None) -> list[bytes]:
+    """The memory record keys a queue record lists (none if damaged: the object is still erased
+    by the rule, only the outcome is not recorded)."""
+    if not raw:
+        return []
+    try:
+        return _waiting_dec.decode(raw)
+    except msgspec.DecodeError:
+        return []
+
+
+def queue_erasure(wt: WriteTxn, key: bytes, waiting: bytes) -> None:
+    """In the caller's write transaction: queue object ``key`` for erasure, the outcome to be
+    recorded in memory record ``waiting`` (memory.record_erasure). Durable from that commit on:
+    if the caller dies before ``erase_queued`` runs, the next gc or redaction erases it."""
+    name = reachability.erase_ref(key)
+    listed = _decode_waiting(wt.get(b"refs", name))
+    if waiting not in listed:
+        listed.append(waiting)
+    wt.put(b"refs", name, _waiting_enc.encode(listed))
+
+
+def erase_queued(repo: Repository) -> list[Erasure]:
+    """Erase every queued object unless something still holds it, and drop its queue record.
+
+    gc's rules, without its grace period: a cutoff fixed first, then an empty write transaction
+    that waits for running writers (``_wait_for_writers``); what holds the object is found in a
+    read snapshot (``reachability.holders``, ``chunk_users``), never under the write lock; a
+    short write transaction then deletes it unless it was touched since the cutoff (a writer
+    that references it in its commit touches it, ``reachability.keep``), and records the outcome
+    in the waiting memory records.
+    """
+    backend = repo._backend()
+    names = [n for n, _ in backend.scan(b"refs", ERASE_PREFIX, ERASE_END)]
+    if not names:
+        return []
+    cutoff_ns = objects.now_ns()
+    _wait_for_writers(repo)
+    done: list[Erasure] = []
+    for name in names:
+        key = reachability.erase_target(name)
+        if key is None:
+            continue  # not a queue record's name: left alone
+        plan = _plan(repo, name, key)
+        if plan is None:
+            continue  # another eraser got there first
+        outcome = backend.update(functools.partial(_erase_planned, plan=plan, cutoff_ns=cutoff_ns))
+        if outcome is not None:
+            done.append(outcome)
+    return done
+
+
+def _plan(repo: Repository, name: bytes, key: bytes) -> _Plan | None:
+    """Read, in one snapshot, the queue record and what holds its object (None: it is gone)."""
+    with repo._backend().read(buffers=True) as rt:
+        raw = rt.get(b"refs", name)
+        if raw is None:
+            return None
+        record = rt.get_view(b"objects", key)
+        try:
+            chunks = set(objects.chunk_keys(record, key)) if record is not None else None
+        except (CorruptObjectError, StoreFormatError):
+            chunks = set()  # damaged: delete the record; a damaged index's chunks are the sweep's
+        kept = reachability.holders(rt, key)
+        parents, shared = reachability.chunk_users(rt, key, chunks or set())
+    kept += [f"a chunk of object {p.hex()}" for p in parents]
+    return _Plan(name, key, _decode_waiting(raw), chunks, kept, shared)
+
+
+def _erase_planned(wt: WriteTxn, plan: _Plan, cutoff_ns: int) -> Erasure | None:
+    """The write transaction of one erasure: delete (the index before its chunks, so ``wt`` never
+    shows an index without them), record the outcome, drop what the plan read of the queue."""
+    raw = wt.get(b"refs", plan.name)
+    if raw is None:
+        return None
+    out = Erasure(plan.key, erased=False, kept_by=list(plan.kept_by))
+    if not out.kept_by and plan.chunks is not None:
+        size = _erase_record(wt, plan.key, cutoff_ns)
+        if size is None:
+            out.kept_by.append(TOUCHED_DURING_ERASURE)
+        else:
+            out.erased = True
+            out.objects_removed, out.bytes_removed = (1, size) if size else (0, 0)
+            kept = len(plan.shared)
+            for ckey in sorted(plan.chunks - plan.shared):
+                size = _erase_record(wt, ckey, cutoff_ns)
+                if size is None:
+                    kept += 1  # a value stored since the plan lists it too
+                elif size:
+                    out.objects_removed += 1
+                    out.bytes_removed += size
+            if kept:
+                out.kept_by.append(f"{kept} of {len(plan.chunks)} chunks are shared with other stored values")
+    elif plan.chunks is None and not out.kept_by:
+        out.erased = True  # not stored (fsck would have reported it)
+    memory.record_erasure(wt, plan.waiting, erased=out.erased, kept_by=out.kept_by)
+    rest = [k for k in _decode_waiting(raw) if k not in plan.waiting]  # queued since the plan
+    if rest:
+        wt.put(b"refs", plan.name, _waiting_enc.encode(rest))
+    else:
+        wt.delete(b"refs", plan.name)
+    return out
+
+
+def _process_queue(repo: Repository, report: GCReport) -> None:
+    """gc's first step: the erasures a redaction queued and did not finish (it died)."""
+    if report.dry_run:
+        backend = repo._backend()
+        report.erasures = sum(
+            1
+            for n, _ in backend.scan(b"refs", ERASE_PREFIX, ERASE_END)
+            if reachability.erase_target(n) is not None
+        )
+        return
+    for done in erase_queued(repo):
+        report.erasures += 1
+        report.erasures_kept += not done.erased
+        report.erased_objects += done.objects_removed
+        report.erased_bytes += done.bytes_removed

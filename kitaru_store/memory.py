@@ -40,7 +40,6 @@ import msgspec
 from . import ids, objects, reachability, serialization
 from .errors import (
     CorruptionError,
-    CorruptObjectError,
     InvalidIdError,
     InvalidNameError,
     KitaruError,
@@ -297,7 +296,7 @@ class MemoryRecord(msgspec.Struct, frozen=True, kw_only=True):
     redacted_at: dt.datetime | None = None
     redacted_by: Author | None = None
     redaction_reason: str | None = None
-    bytes_erased: bool | None = None  # whether the redaction deleted the object from the store
+    bytes_erased: bool | None = None  # whether the redaction deleted the object (None: queued)
     kept_by: tuple[str, ...] = ()  # at redaction: what else referenced the bytes (why they stayed)
 
 
@@ -637,11 +636,15 @@ class MemoryStore:
     ) -> MemoryVersion:
         """Erase the value of one version; keep its record, marked with who redacted it, when, why.
 
-        The object is deleted from the store, in the same write transaction, unless something
-        else still references it: another memory version, a manifest (entry, checkpoint output,
-        flow result or inputs), a ref (pin, a running writer's in-flight objects) or another
-        value's chunk index. Then only this version is redacted, ``bytes_erased`` is False and
-        ``kept_by`` says what holds the bytes. Chunks shared with other values stay.
+        One write transaction marks the version redacted and queues its object for erasure
+        (gc.queue_erasure); then gc's eraser runs on the queue (gc.erase_queued) and records
+        its outcome here. The object is deleted unless something else still references it:
+        another memory version, a manifest (entry, checkpoint output, flow result or inputs,
+        wait value), a ref (pin, a running writer's in-flight objects), another value's chunk
+        index, or a write that references it while it is being erased. Then only this version
+        is redacted, ``bytes_erased`` is False and ``kept_by`` says what holds the bytes. Chunks
+        shared with other values stay. Should this process die in between, the queue survives
+        and the next gc (or redaction) erases the bytes; until then ``bytes_erased`` is None.
         """
         validate_key(key, scope)
         _check_version(version)
@@ -652,6 +655,7 @@ class MemoryStore:
         author = author or make_author("store")
         rkey = record_key(scope, key, version)
         where = f"{scope}/{key} version {version}"
+        from . import gc  # the eraser: with the maintenance code, not at import time
 
         def txn(wt: WriteTxn) -> tuple[str, MemoryRecord | None]:
             raw = wt.get(DB, rkey)
@@ -662,15 +666,15 @@ class MemoryStore:
                 return "not-a-set", record
             if record.redacted_at is not None:
                 return "redacted", record
-            kept_by, erased = self._erase(wt, record.object_id, rkey) if record.object_id else ([], True)
+            if record.object_id:
+                gc.queue_erasure(wt, ids.object_key(record.object_id), rkey)
             redacted = msgspec.structs.replace(
                 record,
                 object_id=None,
                 redacted_at=_now(),
                 redacted_by=author,
                 redaction_reason=reason.strip(),
-                bytes_erased=erased,
-                kept_by=tuple(kept_by),
+                bytes_erased=None if record.object_id else True,
             )
             wt.put(DB, rkey, encode_record(redacted))
             return "ok", redacted
@@ -679,6 +683,11 @@ class MemoryStore:
         if status == "missing":
             raise self._not_found(scope, key, version=version)
         assert record is not None
+        if status == "ok" and record.bytes_erased is None:
+            gc.erase_queued(self.repo)
+            with self._backend().read() as rt:
+                raw = rt.get(DB, rkey)
+            record = decode_record(raw, where=where) if raw is not None else record
         found = _version(scope, key, record, self.repo)
         if status == "not-a-set":
             raise StateError(
@@ -696,37 +705,6 @@ class MemoryStore:
                 hint="a version is redacted once; the key's history shows who redacted it and when",
             )
         return found
-
-    def _erase(self, wt: WriteTxn, object_id: str, own: bytes) -> tuple[list[str], bool]:
-        """Delete an object unless something else keeps it (reachability.holders, or a chunk
-        index listing it): (what keeps it, whether erased). Its chunks go with it, except those
-        another stored chunk index lists.
-
-        Read through a zero-copy read transaction begun while the caller holds the write lock
-        and before it wrote: no commit can come between, so it sees what ``wt`` sees.
-        """
-        okey = ids.object_key(object_id)
-        with self._backend().read(buffers=True) as rt:
-            record = rt.get_view(b"objects", okey)
-            try:
-                chunks = builtins.set(objects.chunk_keys(record, okey)) if record is not None else None
-            except (CorruptObjectError, StoreFormatError):
-                chunks = builtins.set()  # damaged: delete the record; a damaged index's chunks are gc's
-            kept = reachability.holders(rt, okey, skip_memory=own)
-            parents, shared = reachability.chunk_users(rt, okey, chunks or builtins.set())
-        kept += [f"a chunk of object {p.hex()}" for p in parents]
-        if kept:
-            return _capped(kept), False
-        if chunks is None:
-            return [], True  # already gone (fsck would have reported it)
-        wt.delete(b"objects", okey)
-        wt.delete(b"touch", okey)
-        for ckey in chunks - shared:
-            wt.delete(b"objects", ckey)
-            wt.delete(b"touch", ckey)
-        if shared:
-            return [f"{len(shared)} of {len(chunks)} chunks are shared with other stored values"], True
-        return [], True
 
     # -- reads ------------------------------------------------------------------------------
 
@@ -983,6 +961,26 @@ def _capped(descriptions: list[str]) -> list[str]:
 
 
 # --- gc and fsck -----------------------------------------------------------------------------
+
+
+def record_erasure(
+    wt: WriteTxn, record_keys: Sequence[bytes], *, erased: bool, kept_by: Sequence[str]
+) -> None:
+    """gc's eraser, in its deleting transaction: record the outcome in each redacted version
+    that waits for it (``bytes_erased`` None). Others are left alone: a key that names no such
+    record (damaged, or settled already) changes nothing."""
+    for rkey in record_keys:
+        raw = wt.get(DB, rkey)
+        if raw is None:
+            continue
+        try:
+            record = decode_record(raw, where=_describe_version(rkey))
+        except KitaruError:
+            continue  # fsck reports it
+        if record.redacted_at is None or record.bytes_erased is not None:
+            continue
+        settled = msgspec.structs.replace(record, bytes_erased=erased, kept_by=tuple(_capped(list(kept_by))))
+        wt.put(DB, rkey, encode_record(settled))
 
 
 def record_problems(rt: ReadTxn, k: bytes, raw: bytes | memoryview) -> builtins.list[dict[str, Any]]:

@@ -35,6 +35,10 @@ if TYPE_CHECKING:
 INFLIGHT_MAX_AGE = dt.timedelta(days=7)
 INFLIGHT_PREFIX = b"inflight/"
 PIN_PREFIX = b"pin/"
+# Redaction queues an object for gc's eraser under erase/<object id, 64 hex>; the ref's value
+# lists the memory record keys waiting for the outcome (not object ids: it keeps nothing).
+ERASE_PREFIX = b"erase/"
+ERASE_END = b"erase0"  # the first name after every erase/ name
 
 # What holds a root, as (kind, label): kinds of manifest fields, in the order manifest_roots names them.
 ENTRY, CHECKPOINT_OUTPUT, RESULT, INPUTS, WAIT_VALUE = (
@@ -88,10 +92,27 @@ def stale_inflight(ref_name: bytes, before_ns: int) -> bool:
         return False  # not ours to judge: keep it
 
 
+def erase_ref(okey: bytes) -> bytes:
+    """The name of the erasure queue record of an object (gc.queue_erasure)."""
+    return ERASE_PREFIX + okey.hex().encode()
+
+
+def erase_target(name: bytes) -> bytes | None:
+    """The object key an erasure queue record names; None for a name that is not one."""
+    if not name.startswith(ERASE_PREFIX) or len(name) != len(ERASE_PREFIX) + ids.OBJECT_ID_HEX:
+        return None
+    try:
+        okey = bytes.fromhex(name[len(ERASE_PREFIX) :].decode("ascii"))
+    except (UnicodeDecodeError, ValueError):
+        return None
+    return okey if len(okey) == ids.OBJECT_ID_BYTES else None  # (fromhex skips spaces)
+
+
 def ref_roots(name: bytes, raw: bytes | memoryview, stale_before: int) -> list[bytes]:
     """The object keys a ref keeps alive: its value cut in 32-byte ids; none for a stale in-flight
-    ref. (A tail shorter than 32 bytes is kept as it is: it matches no object, and fsck reports it.)"""
-    if stale_inflight(name, stale_before):
+    ref or an erasure queue record. (A tail shorter than 32 bytes is kept as it is: it matches no
+    object, and fsck reports it.)"""
+    if stale_inflight(name, stale_before) or erase_target(name) is not None:
         return []
     raw = bytes(raw)
     return [raw[i : i + ids.OBJECT_ID_BYTES] for i in range(0, len(raw), ids.OBJECT_ID_BYTES)]

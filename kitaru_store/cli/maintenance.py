@@ -49,6 +49,14 @@ def gc(state: State, dry_run: bool, grace: float, compact: bool, as_json: bool) 
             f"kept {report.objects_live} referenced objects and {report.objects_in_grace} within the"
             f" grace period ({out.duration(report.grace_seconds) if report.grace_seconds else '0'})"
         )
+        if report.erasures and dry_run:
+            click.echo(f"queued erasures of redacted values: {report.erasures} waiting")
+        elif report.erasures:
+            click.echo(
+                f"queued erasures of redacted values: {report.erasures} done, removing"
+                f" {report.erased_objects} objects, {out.size(report.erased_bytes)}"
+                + (f"; {report.erasures_kept} kept, still referenced" if report.erasures_kept else "")
+            )
         click.echo(
             f"file size: {out.size(report.file_size_before)} -> {out.size(report.file_size_after)}"
             f" in {out.duration(report.seconds)}"

@@ -258,7 +258,10 @@ def history(
     for v, line in zip(versions, lines[1:], strict=True):
         click.echo(line)
         if v.redacted:
-            kept = "bytes erased" if v.bytes_erased else "bytes kept: " + "; ".join(v.kept_by)
+            if v.bytes_erased is None:
+                kept = "erasure queued: the next gc deletes the bytes"
+            else:
+                kept = "bytes erased" if v.bytes_erased else "bytes kept: " + "; ".join(v.kept_by)
             click.echo(
                 f"  redacted {out.when(v.redacted_at)} by {_who(v.redacted_by)}:"
                 f" {v.redaction_reason} ({kept})"
@@ -371,7 +374,9 @@ def redact(
         out.echo_json(_doc(v))
         return
     where = f"version {v.version} of {key!r} in {_where(v.scope, v.scope_name)}"
-    if v.bytes_erased:
+    if v.bytes_erased is None:
+        click.echo(f"redacted {where}; its bytes are queued for erasure by the next gc")
+    elif v.bytes_erased:
         click.echo(f"redacted {where}: its bytes were deleted from the store")
         for note in v.kept_by:
             click.echo(f"  ({note})")

@@ -269,6 +269,26 @@ def test_redact_erases_or_reports_what_holds_the_bytes(run: Run, repo: Repositor
     assert run("fsck").exit_code == 0
 
 
+def test_a_redaction_whose_erasure_is_queued_says_so_until_gc_erases(
+    run: Run, repo: Repository, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from kitaru_store import gc
+
+    repo.memory.set(NS, "k", "secret")
+    with monkeypatch.context() as m:
+        m.setattr(gc, "erase_queued", lambda repo: [])  # as if the redacting process died
+        redacted = run("memory", "redact", "k", "1", "--reason", "leak")
+    assert redacted.stdout == (
+        "redacted version 1 of 'k' in namespace 'default'; its bytes are queued for erasure by the next gc\n"
+    )
+    lines = run("memory", "history", "k").stdout.splitlines()
+    assert lines[2].endswith(": leak (erasure queued: the next gc deletes the bytes)")
+    assert "queued erasures of redacted values: 1 waiting\n" in run("gc", "--dry-run").stdout
+    assert "queued erasures of redacted values: 1 done, removing 1 objects," in run("gc").stdout
+    assert run("memory", "history", "k").stdout.splitlines()[2].endswith(": leak (bytes erased)")
+    assert "queued" not in run("gc").stdout
+
+
 def test_redact_needs_a_reason(run: Run, repo: Repository) -> None:
     repo.memory.set(NS, "k", 1)
     assert run("memory", "redact", "k", "1").exit_code == 2
