@@ -23,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING
 
-from . import codec, config, liveness, objects, reachability
+from . import codec, layout, liveness, objects, reachability
 from .backend import WriteTxn
 from .compaction import compact_store, discard_leftover_copy
 from .errors import (
@@ -35,7 +35,7 @@ from .errors import (
 )
 from .locks import FileLock
 from .reachability import INFLIGHT_MAX_AGE as INFLIGHT_MAX_AGE  # re-exported: gc's rule
-from .reachability import INFLIGHT_PREFIX, stale_inflight
+from .reachability import stale_inflight
 
 if TYPE_CHECKING:
     from .repository import Repository
@@ -67,7 +67,7 @@ class GCReport:
 
 
 def data_file(repo: Repository) -> str:
-    return str(repo.root / config.DB_DIR / "data.mdb")
+    return layout.data_file(repo.root)
 
 
 def _file_size(repo: Repository) -> int:
@@ -79,11 +79,16 @@ def _file_size(repo: Repository) -> int:
 
 def _drop_stale_inflight(repo: Repository) -> int:
     before = reachability.inflight_stale_before()
-    names = [n for n, _ in repo._backend().scan(b"refs", INFLIGHT_PREFIX, INFLIGHT_PREFIX[:-1] + b"0")]
+    names = [
+        n
+        for n, _ in repo._backend().scan(
+            layout.REFS, layout.INFLIGHT_PREFIX, layout.prefix_upper(layout.INFLIGHT_PREFIX)
+        )
+    ]
     stale = [n for n in names if stale_inflight(n, before)]
 
     def txn(wt: WriteTxn) -> int:
-        return sum(wt.delete(b"refs", n) for n in stale)
+        return sum(wt.delete(layout.REFS, n) for n in stale)
 
     return repo._backend().update(txn) if stale else 0
 
@@ -115,18 +120,18 @@ def _candidates(
     unmarked_chunks: dict[bytes, list[bytes]] = {}  # unmarked index -> its chunks
     start = b""
     with backend.read() as rt:
-        total = rt.count(b"objects")
+        total = rt.count(layout.OBJECTS)
     seen = 0
     while True:
         batch = 0
         last = None
         with backend.read(buffers=True) as rt:
-            cur = rt.txn.cursor(db=rt._dbs[b"objects"])
+            cur = rt.txn.cursor(db=rt._dbs[layout.OBJECTS])
             records = cur.iternext(keys=True, values=True) if cur.set_range(start) else iter(())
             for raw_key, record in itertools.islice(records, SCAN_BATCH):
                 key = bytes(raw_key)
                 batch += 1
-                is_index = len(record) >= codec.HEADER_SIZE and record[1] == codec.KIND_INDEX
+                is_index = codec.is_index(record)
                 if key not in live:
                     unmarked.append((key, len(record)))
                     if is_index:
@@ -142,7 +147,7 @@ def _candidates(
             progress("scan", seen, total)
         if last is None or batch < SCAN_BATCH:
             break
-        start = last + b"\x00"
+        start = layout.key_after(last)
     indexes: list[tuple[bytes, int]] = []
     found: list[tuple[bytes, int]] = []
     kept: set[bytes] = set()  # chunks of the values kept for their touch time
@@ -150,7 +155,7 @@ def _candidates(
     for i in range(0, len(pending), SCAN_BATCH):
         with backend.read() as rt:
             for key, size in pending[i : i + SCAN_BATCH]:
-                if objects.unpack_time(rt.get(b"touch", key)) >= cutoff_ns:
+                if objects.unpack_time(rt.get(layout.TOUCH, key)) >= cutoff_ns:
                     report.objects_in_grace += 1
                     kept.update(unmarked_chunks.get(key, ()))
                 else:
@@ -190,7 +195,7 @@ def collect(
         )
     report = GCReport(dry_run=dry_run, grace_seconds=grace_s)
     began = time.monotonic()
-    lock = FileLock(str(repo.root / config.LOCK_DIR / "gc.lock"))
+    lock = FileLock(layout.lock_file(repo.root, layout.GC_LOCK))
     lock.acquire(exclusive=True, what="gc")
     try:
         if not dry_run:
@@ -261,14 +266,14 @@ def _sweep(
             for key, _ in batch:
                 # Re-check inside the deleting transaction: a put, dedup hit or new reference
                 # since the mark refreshed the touch time, and then the object stays.
-                if objects.unpack_time(wt.get(b"touch", key)) >= cutoff_ns:
+                if objects.unpack_time(wt.get(layout.TOUCH, key)) >= cutoff_ns:
                     continue
-                record = wt.get_view(b"objects", key)
+                record = wt.get_view(layout.OBJECTS, key)
                 if record is None:
                     continue
                 removed += len(record)
-                wt.delete(b"objects", key)
-                wt.delete(b"touch", key)
+                wt.delete(layout.OBJECTS, key)
+                wt.delete(layout.TOUCH, key)
                 n += 1
             return n, removed
 

@@ -16,7 +16,7 @@ from typing import Literal, overload
 import msgspec
 from pyfastcdc import FastCDC
 
-from . import buffers, codec, hashing, ids, parallel
+from . import buffers, codec, hashing, ids, layout, parallel
 from .backend import ReadTxn, WriteTxn
 from .errors import (
     CorruptObjectError,
@@ -194,7 +194,7 @@ def stage(rt: ReadTxn, prepared: PreparedValue, *, level: int, seen: set[bytes])
                 continue
             seen.add(piece.key)
             added.append(piece.key)
-            stored = rt.get_view(b"objects", piece.key)
+            stored = rt.get_view(layout.OBJECTS, piece.key)
             try:
                 equal = stored is not None and _stored_equals(stored, piece)
             except StoreFormatError as exc:
@@ -235,14 +235,14 @@ def write(wt: WriteTxn, prepared: PreparedValue, *, stamp: bytes, level: int) ->
     written = 0
     for piece in prepared.pieces:
         if piece.stored:
-            if wt.has(b"objects", piece.key):
-                wt.put(b"touch", piece.key, stamp)
+            if wt.has(layout.OBJECTS, piece.key):
+                wt.put(layout.TOUCH, piece.key, stamp)
                 continue
             _encode(prepared, piece, level)  # swept between stage and write: store it after all
             piece.stored = False
         record = piece.framed()
-        wt.put(b"objects", piece.key, record)
-        wt.put(b"touch", piece.key, stamp)
+        wt.put(layout.OBJECTS, piece.key, record)
+        wt.put(layout.TOUCH, piece.key, stamp)
         written += len(record)
     return written
 
@@ -324,7 +324,7 @@ def read(
     ``exact=True`` (fsck) also refuses bytes after the zstd frame of the object's own record
     (codec.decode); each chunk is an object too, checked so on its own.
     """
-    record = rt.get_view(b"objects", key)
+    record = rt.get_view(layout.OBJECTS, key)
     if record is None:
         raise ObjectNotFoundError(key.hex())
     kind, payload = _decode_checked(record, key, exact=exact)
@@ -337,7 +337,7 @@ def read(
     # Each chunk is there and holds the size the index declares, before anything is allocated.
     records: list[memoryview] = []
     for ckey, csize in index.chunks:
-        crecord = rt.get_view(b"objects", ckey)
+        crecord = rt.get_view(layout.OBJECTS, ckey)
         if crecord is None:
             raise CorruptObjectError(key.hex(), f"chunk {ckey.hex()} is missing")
         try:

@@ -549,7 +549,7 @@ def run_concurrency(
 def store_snapshot(store: Path) -> dict[str, dict[bytes, bytes]]:
     """Every key and value of every sub-database (to prove that a failure changed nothing)."""
     from kitaru_store import Repository
-    from kitaru_store.backend import DATABASES
+    from kitaru_store.layout import DATABASES
 
     repo = Repository.open(store, create=False, readonly=True)
     out: dict[str, dict[bytes, bytes]] = {}

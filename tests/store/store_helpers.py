@@ -76,7 +76,7 @@ def commit_execution(
 
 def snapshot(repo: Repository) -> dict[bytes, dict[bytes, bytes]]:
     """Every key and value of every sub-database."""
-    from kitaru_store.backend import DATABASES
+    from kitaru_store.layout import DATABASES
 
     with repo.read() as rt:
         return {db: dict(rt.items(db)) for db in DATABASES}
