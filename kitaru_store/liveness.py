@@ -211,10 +211,7 @@ def _after_fork_in_child() -> None:
     # must not keep a crashed parent's run looking alive. Closing the child's copies is enough
     # (the parent's stay), and the child does not run the parent's flows.
     for lock in list(_held.values()):
-        fd, lock._fd = lock._fd, None
-        if fd is not None:
-            with contextlib.suppress(OSError):
-                os.close(fd)
+        lock.forget()
     _held.clear()
 
 
@@ -381,7 +378,7 @@ def poll_cancel(repo: Repository, exec_id: str, seen: list[Any]) -> Any:
     another process (or thread) changed it.
     """
     from . import manifests as mf
-    from .repository import _recent
+    from .repository import recent
 
     key = layout.uuid_key(exec_id)
     with repo.read(buffers=True) as rt:
@@ -389,7 +386,7 @@ def poll_cancel(repo: Repository, exec_id: str, seen: list[Any]) -> Any:
         if view is None:
             return DELETED
         tag = bytes(view[-32:])
-    hit = _recent.get(key)
+    hit = recent(key)
     if hit is not None and mf.stored_tag(hit[1]) == tag:
         return hit[2].cancel_request
     if seen and seen[0] == tag:

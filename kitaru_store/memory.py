@@ -517,7 +517,7 @@ def _last(rt: ReadTxn, scope: Scope, key: str) -> tuple[bytes, MemoryRecord] | N
     return None
 
 
-def _describe_version(k: bytes) -> str:
+def describe_version(k: bytes) -> str:
     try:
         scope, key, version = parse_record_key(k)
     except (ValueError, UnicodeDecodeError):

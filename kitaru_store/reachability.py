@@ -121,7 +121,7 @@ def root_keys(backend: Backend, progress: Any = None, total: int = 0) -> set[byt
 
     An undecodable manifest or memory record raises: the root set would be incomplete.
     """
-    from .memory import CorruptMemoryRecordError, _describe_version
+    from .memory import CorruptMemoryRecordError, describe_version
 
     live: set[bytes] = set()
     for n, (key, raw) in enumerate(backend.scan(layout.MANIFESTS), 1):
@@ -137,7 +137,7 @@ def root_keys(backend: Backend, progress: Any = None, total: int = 0) -> set[byt
             object_id = memory_root(raw)
         except msgspec.DecodeError as exc:
             raise CorruptMemoryRecordError(
-                f"{_describe_version(k)} cannot be decoded: {exc}",
+                f"{describe_version(k)} cannot be decoded: {exc}",
                 hint="gc cannot tell which object it keeps and stops; run `kitaru-store fsck`",
             ) from exc
         if object_id:
@@ -149,7 +149,7 @@ def holders(rt: ReadTxn, okey: bytes, *, skip_memory: bytes | None = None) -> li
     """The roots that, in the snapshot ``rt``, name ``okey`` (chunk indexes listing it:
     ``chunk_users``). Undecodable manifests and memory records count as holders: their roots
     cannot be ruled out. ``skip_memory`` is a memory record key left out (a redaction's own)."""
-    from .memory import _describe_version
+    from .memory import describe_version
 
     object_id = okey.hex()
     found: list[str] = []
@@ -159,10 +159,10 @@ def holders(rt: ReadTxn, okey: bytes, *, skip_memory: bytes | None = None) -> li
         try:
             other = memory_root(raw)
         except msgspec.DecodeError:
-            found.append(f"an undecodable {_describe_version(k)} (run `kitaru-store fsck`)")
+            found.append(f"an undecodable {describe_version(k)} (run `kitaru-store fsck`)")
             continue
         if other == object_id:
-            found.append(_describe_version(k))
+            found.append(describe_version(k))
     stale_before = inflight_stale_before()
     found.extend(
         describe_ref(name)

@@ -457,6 +457,12 @@ def _keep(cache: dict[bytes, V], key: bytes, value: V, limit: int) -> None:
     cache[key] = value
 
 
+def recent(key: bytes) -> tuple[tuple[int, int], bytes, Manifest] | None:
+    """What this process remembers of the manifest it last committed under ``key``:
+    (version, stored bytes, manifest), or None."""
+    return _recent.get(key)
+
+
 def _remember(done: list[tuple[bytes, tuple[int, int], bytes, Manifest]]) -> None:
     with _recent_lock:
         for key, version, encoded, manifest in done:
@@ -961,8 +967,8 @@ class Repository:
 
 
 def _index_size(record: memoryview, key: bytes) -> int:
-    _, payload = objects._decode_checked(record, key)
-    return objects._parse_index(payload, key).size
+    _, payload = objects.decode_checked(record, key)
+    return objects.parse_index(payload, key).size
 
 
 __all__ = ["ObjectInfo", "ReadTxn", "Repository", "StoredValue", "Writer", "validate_name"]

@@ -800,8 +800,7 @@ _BAD_REMOTE_HINT = (
 def _remote_data(exc: KitaruError) -> KitaruError:
     """The error, with a hint about the remote's copy where the local one (fsck ...) would mislead."""
     if isinstance(exc, _BAD_REMOTE_DATA):
-        exc.hint = _BAD_REMOTE_HINT
-        exc.args = (exc._render(),)
+        exc.with_hint(_BAD_REMOTE_HINT)
     return exc
 
 
@@ -829,7 +828,7 @@ def _check_local(record: bytes, key: bytes) -> None:
     except ValueError as exc:
         raise CorruptObjectError(key.hex(), f"undecodable record: {exc}") from None
     except StoreFormatError as exc:
-        raise objects._naming(exc, key) from None
+        raise objects.object_format_error(exc, key) from None
     cap = inbound.MAX_DATA_RECORD if kind == codec.KIND_DATA else inbound.MAX_INDEX_RECORD
     if len(record) > cap:
         raise RemoteError(
@@ -850,7 +849,7 @@ def _check_local(record: bytes, key: bytes) -> None:
                 key.hex(), "content does not match its id (not pushed; run `kitaru-store fsck`)"
             )
     else:
-        objects._parse_index(payload, key)
+        objects.parse_index(payload, key)
 
 
 def clone(

@@ -186,7 +186,7 @@ _CHUNKS = {cid: codec.encode(bytes(1 << 20)) for cid in CHUNK_IDS}
 @FUZZ
 @given(inputs(_indexes()))
 def test_chunk_index(data: bytes) -> None:
-    _all([lambda d: objects._parse_index(d, KEY)], data)
+    _all([lambda d: objects.parse_index(d, KEY)], data)
     framed = codec.encode(data, kind=codec.KIND_INDEX)
     _all([lambda d: objects.chunk_keys(d, KEY)], framed)
     # Reading the value the index describes: every size checked before the value is allocated.

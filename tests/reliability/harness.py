@@ -664,7 +664,7 @@ def _reads_as_newer_format(raw: bytes, key: bytes) -> bool:
     try:
         kind, payload = codec.decode(raw)
         if kind == codec.KIND_INDEX:
-            objects._parse_index(payload, key)
+            objects.parse_index(payload, key)
     except StoreFormatError:
         return True
     except Exception:
