@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime as dt
 import errno
 import functools
-import importlib
 import os
 import threading
 from collections.abc import Callable, Iterator, Sequence
@@ -31,6 +30,7 @@ from .errors import (
     StoreNotFoundError,
     UsageError,
 )
+from .lazy import lazy_module
 from .manifests import Entry, ExecutionSummary, Manifest
 from .names import fits, validate_name
 from .resolve import name_index, resolve
@@ -39,25 +39,11 @@ if TYPE_CHECKING:
     from . import codec, objects, serialization
     from .memory import MemoryStore
 else:
-
-    class _Lazy:
-        """A submodule imported on first use, which then takes this stand-in's place in the
-        module's globals. Listing and reading manifests (``kitaru-store log``, ``show``) thus
-        never load the object engine (FastCDC, zstd, BLAKE3) or the serializers."""
-
-        __slots__ = ("_name",)
-
-        def __init__(self, name: str) -> None:
-            self._name = name
-
-        def __getattr__(self, attr: str) -> Any:
-            module = importlib.import_module(f".{self._name}", __package__)
-            globals()[self._name] = module
-            return getattr(module, attr)
-
-    codec = _Lazy("codec")
-    objects = _Lazy("objects")
-    serialization = _Lazy("serialization")
+    # Imported on first use: listing and reading manifests (``kitaru-store log``, ``show``) thus
+    # never load the object engine (FastCDC, zstd, BLAKE3) or the serializers.
+    codec = lazy_module("codec", globals())
+    objects = lazy_module("objects", globals())
+    serialization = lazy_module("serialization", globals())
 
 # A writer commits the objects it holds once they pass this many bytes (objects before manifest).
 FLUSH_BYTES = 64 << 20

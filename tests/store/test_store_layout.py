@@ -5,16 +5,14 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from store_helpers import ROOT, fresh_python
 
 from kitaru_store import InvalidIdError, Repository, layout
 from kitaru_store.ids import new_uuid
 
-ROOT = Path(__file__).resolve().parents[2]
 T0 = dt.datetime(2024, 5, 1, 12, 0, 0, 123456, tzinfo=dt.UTC)
 
 
@@ -126,9 +124,5 @@ def test_no_other_module_spells_a_sub_database_name() -> None:
 
 def test_layout_imports_nothing_heavy() -> None:
     code = "import sys, kitaru_store.layout; print(' '.join(sorted(sys.modules)))"
-    loaded = set(
-        subprocess.run(
-            [sys.executable, "-c", code], check=True, capture_output=True, text=True
-        ).stdout.split()
-    )
+    loaded = set(fresh_python(code))
     assert not loaded & {"lmdb", "msgspec", "zstandard", "typing", "dataclasses"}
