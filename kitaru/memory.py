@@ -25,8 +25,9 @@ Importing this module is cheap: the store loads on the first call.
 from __future__ import annotations
 
 import builtins
-import importlib
 from typing import TYPE_CHECKING, Any
+
+from kitaru_store.lazy import lazy_getattr
 
 from . import context
 from .errors import KitaruContextError, KitaruUsageError
@@ -48,14 +49,7 @@ DEFAULT_NAMESPACE = "default"
 # Names defined in kitaru_store.memory, imported on first use (PEP 562) so that `import kitaru`
 # does not load msgspec: ``except kitaru.memory.MemoryKeyNotFoundError`` works as usual.
 _LAZY = ("Author", "MemoryItem", "MemoryKeyNotFoundError", "MemoryRedactedError", "MemoryVersion")
-
-
-def __getattr__(name: str) -> Any:
-    if name not in _LAZY:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module("kitaru_store.memory"), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_getattr(__name__, dict.fromkeys(_LAZY, "memory"), package="kitaru_store")
 
 
 class _Raise:

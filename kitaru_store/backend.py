@@ -26,6 +26,7 @@ from .errors import (
     StoreFullError,
 )
 from .gate import Gate
+from .layout import DATA_FILE, DATABASES, LMDB_LOCK_FILE, key_after
 from .locks import FileLock, file_id
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see kitaru_store/__init__.py)
@@ -34,22 +35,6 @@ if TYPE_CHECKING:
     from typing import TypeVar
 
     T = TypeVar("T")
-
-# Sub-databases and what they hold (docs/design.md has the byte layouts).
-DATABASES = (
-    b"meta",  # reserved for store-level records; the store's settings live in its config file
-    b"objects",  # object id (32 bytes) -> record (codec.py)
-    b"touch",  # object id -> last put or reference time, ns since epoch (8 bytes, big-endian)
-    b"manifests",  # execution id (16 bytes) -> Manifest (msgpack)
-    b"exec_time",  # started_at ns (8) + execution id (16) -> ExecutionSummary (msgpack)
-    b"exec_flow",  # flow name (utf-8) + 0x00 + started_at ns (8) + execution id (16) -> b""
-    b"artifacts",  # artifact id (16 bytes) -> execution id (16 bytes)
-    b"refs",  # ref name (utf-8: "pin/NAME", "inflight/...") -> object ids (32 bytes each, concatenated)
-    b"cache",  # checkpoint cache key (32 bytes) -> CacheRecord (msgpack); not a gc root
-    # scope kind (b"n" namespace, b"f" flow, b"e" execution) + scope name (utf-8) + 0x00 + memory key
-    # (utf-8) + 0x00 + version (8 bytes, big-endian, from 1) -> MemoryRecord (msgpack, memory.py)
-    b"memory",
-)
 
 # Adopting another process's map growth is retried: several processes may grow it in a row.
 _RESIZE_RETRIES = 10
@@ -109,7 +94,7 @@ def translate(exc: lmdb.Error, path: str) -> StoreError:
             " the failed write changed nothing",
         )
     if isinstance(exc, (lmdb.CorruptedError, lmdb.PageNotFoundError)):
-        return CorruptStoreError(os.path.join(path, "data.mdb"), f"LMDB found a broken page ({exc})")
+        return CorruptStoreError(os.path.join(path, DATA_FILE), f"LMDB found a broken page ({exc})")
     return StoreError(f"LMDB error in {path}: {exc}", hint="run `kitaru-store fsck`; see docs/design.md")
 
 
@@ -295,12 +280,12 @@ class Backend:
                 env = self._lmdb_open(self.path, lock=False)
         except lmdb.Error as exc:
             raise translate(exc, self.path) from exc
-        lock_id = file_id(os.path.join(self.path, "lock.mdb")) if env.flags()["lock"] else None
+        lock_id = file_id(os.path.join(self.path, LMDB_LOCK_FILE)) if env.flags()["lock"] else None
         try:
             # A killed process leaves its reader slot behind; clear those now, not at the 1,023rd reader.
             env.reader_check()
             dbs = self._open_databases(env)
-            data_fd = os.open(os.path.join(self.path, "data.mdb"), os.O_RDONLY | os.O_CLOEXEC)
+            data_fd = os.open(os.path.join(self.path, DATA_FILE), os.O_RDONLY | os.O_CLOEXEC)
         except lmdb.Error as exc:
             env.close()
             raise translate(exc, self.path) from exc
@@ -417,11 +402,11 @@ class Backend:
         s = self._s
         if s.env is None or s.pid != os.getpid():
             return
-        if s.lock_id is not None and file_id(os.path.join(self.path, "lock.mdb")) != s.lock_id:
+        if s.lock_id is not None and file_id(os.path.join(self.path, LMDB_LOCK_FILE)) != s.lock_id:
             raise self._replaced("its LMDB lock file lock.mdb was deleted or replaced")
         if s.data_fd is not None:
             st = os.fstat(s.data_fd)
-            if file_id(os.path.join(self.path, "data.mdb")) != (st.st_dev, st.st_ino):
+            if file_id(os.path.join(self.path, DATA_FILE)) != (st.st_dev, st.st_ino):
                 raise self._replaced("its data file data.mdb was deleted or replaced")
         if s.store_lock is not None and s.store_lock.replaced():
             raise self._replaced("its lock file store.lock was deleted or replaced")
@@ -543,7 +528,7 @@ class Backend:
             yield from items
             if len(items) < batch:
                 return
-            start = items[-1][0] + b"\x00"
+            start = key_after(items[-1][0])
 
     def stat(self) -> dict[str, int]:
         with self._current().gate.use():
@@ -638,7 +623,7 @@ def _create_data_file(path: str) -> None:
     private directory beside it, synced, and linked into place (link never replaces a file, so
     a racing process's file wins and ours is dropped).
     """
-    target = os.path.join(path, "data.mdb")
+    target = os.path.join(path, DATA_FILE)
     if os.path.exists(target):
         return
     import tempfile  # here, not at the top: only a new store needs it
@@ -647,13 +632,13 @@ def _create_data_file(path: str) -> None:
     try:
         env = lmdb.open(tmp, map_size=1 << 20, subdir=True, mode=0o600, lock=False)
         env.close()
-        fd = os.open(os.path.join(tmp, "data.mdb"), os.O_RDONLY)
+        fd = os.open(os.path.join(tmp, DATA_FILE), os.O_RDONLY)
         try:
             os.fsync(fd)
         finally:
             os.close(fd)
         with contextlib.suppress(FileExistsError):  # another process made it first: theirs wins
-            os.link(os.path.join(tmp, "data.mdb"), target)
+            os.link(os.path.join(tmp, DATA_FILE), target)
     finally:
         for name in os.listdir(tmp):
             os.unlink(os.path.join(tmp, name))

@@ -149,6 +149,11 @@ def header(record: bytes | memoryview) -> tuple[int, int]:
     return kind, codec
 
 
+def is_index(record: bytes | memoryview) -> bool:
+    """Whether a record holds a chunk index, without validating the header (see header())."""
+    return len(record) >= HEADER_SIZE and record[1] == KIND_INDEX
+
+
 def is_compressed(record: bytes | memoryview) -> bool:
     """Whether a record's payload is a zstd frame, without validating the header (see header())."""
     return len(record) >= HEADER_SIZE and record[2] == CODEC_ZSTD

@@ -12,7 +12,7 @@ import os
 import shutil
 from typing import TYPE_CHECKING
 
-from . import config
+from . import layout
 from .errors import StoreFullError
 
 if TYPE_CHECKING:
@@ -44,7 +44,7 @@ def compact_store(repo: Repository) -> None:
     is written, if the disk cannot hold the copy next to the current file.
     """
     backend = repo._backend()
-    db_dir = repo.root / config.DB_DIR
+    db_dir = repo.root / layout.DB_DIR
     tmp_dir = repo.root / COMPACT_DIR
     discard_leftover_copy(repo)
     need = backend.used_pages() * backend.stat()["psize"] + HEADROOM
@@ -58,7 +58,7 @@ def compact_store(repo: Repository) -> None:
         )
 
     def prepare() -> None:
-        fd = os.open(tmp_dir / "data.mdb", os.O_RDONLY)
+        fd = os.open(tmp_dir / layout.DATA_FILE, os.O_RDONLY)
         try:
             os.fchmod(fd, 0o600)  # LMDB creates the copy with 0o666 & ~umask; the store is owner-only
             os.fsync(fd)
@@ -66,7 +66,7 @@ def compact_store(repo: Repository) -> None:
             os.close(fd)
 
     def install() -> None:
-        os.replace(tmp_dir / "data.mdb", db_dir / "data.mdb")
+        os.replace(tmp_dir / layout.DATA_FILE, db_dir / layout.DATA_FILE)
         dfd = os.open(db_dir, os.O_RDONLY)
         try:
             os.fsync(dfd)

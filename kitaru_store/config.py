@@ -16,11 +16,9 @@ import sys
 from pathlib import Path
 
 from .errors import NotAStoreError, StoreFormatError
+from .layout import CONFIG_FILE, DB_DIR, LOCK_DIR
 
 STORE_FORMAT = 1
-CONFIG_FILE = "config"
-DB_DIR = "db"
-LOCK_DIR = "locks"
 ENV_VAR = "KITARU_STORE"
 PROJECT_DIR = ".kitaru"
 

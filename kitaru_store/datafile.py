@@ -31,6 +31,7 @@ import struct
 import sys
 
 from .errors import CorruptStoreError
+from .layout import DATA_FILE
 
 _E = "<" if sys.byteorder == "little" else ">"
 _W = "Q" if struct.calcsize("P") == 8 else "I"  # pgno_t, txnid_t, size_t, void*
@@ -75,7 +76,7 @@ def check(db_dir: str) -> None:
 
     A missing file is left to LMDB (it creates one, or reports it missing).
     """
-    path = os.path.join(db_dir, "data.mdb")
+    path = os.path.join(db_dir, DATA_FILE)
     try:
         fd = os.open(path, os.O_RDONLY)
     except OSError as exc:

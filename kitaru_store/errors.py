@@ -37,6 +37,12 @@ class KitaruError(Exception):
     def _render(self) -> str:
         return f"{self.message} ({self.hint})" if self.hint else self.message
 
+    def with_hint(self, hint: str) -> KitaruError:
+        """This error, with ``hint`` in place of the one it had (its text follows)."""
+        self.hint = hint
+        self.args = (self._render(),)
+        return self
+
     def concerning(self, *, exec_id: str | None = None, name: str | None = None) -> KitaruError:
         """This error, with the execution and name it concerns filled in where they were unknown."""
         if self.exec_id is None:

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 import msgspec
 
-from . import checksum, ids, memory, objects, reachability
+from . import checksum, ids, layout, memory, objects, reachability
 from . import manifests as mf
 from .errors import CorruptObjectError, KitaruError, ObjectNotFoundError, StoreFormatError
 
@@ -102,8 +102,8 @@ def check(
     suspects = _Suspects()
     backend = repo._backend()
     with backend.read() as rt:
-        n_objects = rt.count(b"objects")
-        n_manifests = rt.count(b"manifests")
+        n_objects = rt.count(layout.OBJECTS)
+        n_manifests = rt.count(layout.MANIFESTS)
     rng = random.Random(seed)
     fraction = 1.0
     picks: list[int] | None = None  # positions of the objects to check; None: every object
@@ -120,17 +120,19 @@ def check(
             picks = sorted(rng.sample(range(n_objects), n))
     if picks is None:
         report.objects_total = _check_objects(
-            backend, _all_keys(backend, b"objects", OBJECT_BATCH), n_objects, report, suspects, progress
+            backend, _all_keys(backend, layout.OBJECTS, OBJECT_BATCH), n_objects, report, suspects, progress
         )
     else:
         report.objects_total = n_objects
-        _check_objects(backend, _keys_at(backend, b"objects", picks), len(picks), report, suspects, progress)
+        _check_objects(
+            backend, _keys_at(backend, layout.OBJECTS, picks), len(picks), report, suspects, progress
+        )
     report.manifests_total = n_manifests
     if fraction >= 1:
         _check_manifests(backend, report, suspects, progress, n_manifests)
     else:
         _check_sample(backend, report, suspects, progress, fraction, rng)
-    for kind, db in (("ref", b"refs"), ("memory", memory.DB), ("summary", b"exec_time")):
+    for kind, db in (("ref", layout.REFS), ("memory", layout.MEMORY), ("summary", layout.EXEC_TIME)):
         _check_each(backend, kind, _all_keys(backend, db, OBJECT_BATCH), suspects)
     report.problems.extend(_confirm(backend, suspects))
     return report
@@ -173,7 +175,7 @@ def _all_keys(backend: Backend, db: bytes, batch: int) -> Iterator[bytes]:
         yield from keys
         if len(keys) < batch:
             return
-        start = keys[-1] + b"\x00"
+        start = layout.key_after(keys[-1])
 
 
 def _keys_at(backend: Backend, db: bytes, positions: Sequence[int]) -> Iterator[bytes]:
@@ -215,7 +217,7 @@ def _keys_at(backend: Backend, db: bytes, positions: Sequence[int]) -> Iterator[
         yield from picked
         if target is None or not last:
             return
-        start = last + b"\x00"
+        start = layout.key_after(last)
 
 
 def _chunks(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
@@ -275,7 +277,7 @@ def _object_problems(rt: ReadTxn, _kind: str, key: bytes) -> list[Problem]:
         # A newer record or chunk index format, or a damaged version byte: this kitaru cannot
         # vouch for the object. Reported, and the check goes on.
         found.append(Problem("newer-format", exc.message, object_id=key.hex()))
-    if not rt.has(b"touch", key):
+    if not rt.has(layout.TOUCH, key):
         found.append(Problem("missing-touch", "object has no touch time", object_id=key.hex()))
     return found
 
@@ -352,7 +354,7 @@ def _plain_hex(hex_ids: list[str], keys: list[bytes], size: int) -> bool:
 
 def _ids_of(key: bytes, m: mf.Manifest) -> _Decoded | Problem:
     """The keys to look up for ``m``, or the bad-manifest problem of a malformed id."""
-    tkey = mf.time_key(m.started_at) + key
+    tkey = layout.summary_key(m.started_at, key)
     roots = reachability.manifest_roots(m)  # the entries' objects first, in order, then the others
     others = [
         (oid, reachability.describe_manifest_root(kind, label))
@@ -363,14 +365,14 @@ def _ids_of(key: bytes, m: mf.Manifest) -> _Decoded | Problem:
     more_ids = [oid for oid, _ in others]
     try:
         # Ids spelled as written take this fast path: plain hex of the full length. Any other
-        # spelling takes the slow one, through ids.object_key and ids.uuid_key, which accept some
+        # spelling takes the slow one, through layout.object_key and layout.uuid_key, which accept some
         # (dashed uuids) and say what is wrong with the others.
         object_keys = list(map(bytes.fromhex, object_ids))
         artifact_keys = list(map(bytes.fromhex, artifact_ids))
         more_keys = list(map(bytes.fromhex, more_ids))
         plain = (
             _plain_hex(object_ids, object_keys, ids.OBJECT_ID_BYTES)
-            and _plain_hex(artifact_ids, artifact_keys, ids.UUID_HEX // 2)
+            and _plain_hex(artifact_ids, artifact_keys, ids.UUID_BYTES)
             and _plain_hex(more_ids, more_keys, ids.OBJECT_ID_BYTES)
         )
     except ValueError:
@@ -379,13 +381,13 @@ def _ids_of(key: bytes, m: mf.Manifest) -> _Decoded | Problem:
         checked = _malformed(key, m)
         if isinstance(checked, Problem):
             return checked
-        object_keys = list(map(ids.object_key, object_ids))
-        artifact_keys = list(map(ids.uuid_key, artifact_ids))
-        more_keys = list(map(ids.object_key, more_ids))
+        object_keys = list(map(layout.object_key, object_ids))
+        artifact_keys = list(map(layout.uuid_key, artifact_ids))
+        more_keys = list(map(layout.object_key, more_ids))
     return _Decoded(
         key,
         tkey,
-        m.flow_name.encode() + b"\x00" + tkey,
+        layout.flow_key(m.flow_name, tkey),
         [e.name for e in m.entries],
         object_ids,
         object_keys,
@@ -413,11 +415,11 @@ def _check_manifest_batch(
         checked.append(d)
     decoded = [d for d in checked if isinstance(d, _Decoded)]
     chain = itertools.chain.from_iterable
-    times = _present(rt, b"exec_time", (d.time_key for d in decoded))
-    flows = _present(rt, b"exec_flow", (d.flow_key for d in decoded))
-    stored = _present(rt, b"objects", chain(d.object_keys for d in decoded))
-    stored |= _present(rt, b"objects", (o[1] for d in decoded for o in d.others))
-    owners = _values(rt, b"artifacts", chain(d.artifact_keys for d in decoded))
+    times = _present(rt, layout.EXEC_TIME, (d.time_key for d in decoded))
+    flows = _present(rt, layout.EXEC_FLOW, (d.flow_key for d in decoded))
+    stored = _present(rt, layout.OBJECTS, chain(d.object_keys for d in decoded))
+    stored |= _present(rt, layout.OBJECTS, (o[1] for d in decoded for o in d.others))
+    owners = _values(rt, layout.ARTIFACTS, chain(d.artifact_keys for d in decoded))
     for (key, _), d in zip(batch, checked, strict=True):
         subject = ("manifest", key)
         if isinstance(d, Problem):
@@ -487,7 +489,7 @@ def _check_manifest_keys(
     done = 0
     for chunk in _chunks(keys, MANIFEST_BATCH):
         with backend.read(buffers=True) as rt:
-            batch = [(key, raw) for key in chunk if (raw := rt.get_view(b"manifests", key)) is not None]
+            batch = [(key, raw) for key in chunk if (raw := rt.get_view(layout.MANIFESTS, key)) is not None]
             _check_manifest_batch(rt, batch, report, found, suspects)  # (one deleted since listed: skipped)
         done += len(chunk)
         if progress:
@@ -497,7 +499,7 @@ def _check_manifest_keys(
 
 def _manifest_problems(rt: ReadTxn, _kind: str, key: bytes) -> list[Problem]:
     """The checks of one manifest, in this snapshot (none if it was deleted)."""
-    raw = rt.get_view(b"manifests", key)
+    raw = rt.get_view(layout.MANIFESTS, key)
     if raw is None:
         return []
     suspects = _Suspects()
@@ -510,7 +512,7 @@ def _check_manifests(
 ) -> None:
     """Every manifest; then the indexes, which must name nothing the manifests do not account for."""
     found = _check_manifest_keys(
-        backend, _all_keys(backend, b"manifests", MANIFEST_BATCH), report, suspects, progress, total
+        backend, _all_keys(backend, layout.MANIFESTS, MANIFEST_BATCH), report, suspects, progress, total
     )
     # The manifests found their own index keys and counted them (distinct keys, each in one
     # index only once): an index holding exactly that many keys, leaving out those that belong to
@@ -519,12 +521,20 @@ def _check_manifests(
     unreadable = found.unreadable
     if not unreadable:
         with backend.read() as rt:
-            counts = [rt.count(b"exec_time"), rt.count(b"exec_flow"), rt.count(b"artifacts")]
+            counts = [rt.count(layout.EXEC_TIME), rt.count(layout.EXEC_FLOW), rt.count(layout.ARTIFACTS)]
     else:
         counts = [
-            sum(1 for k in _all_keys(backend, b"exec_time", WALK_BATCH) if k[8:] not in unreadable),
-            sum(1 for k in _all_keys(backend, b"exec_flow", WALK_BATCH) if k[-16:] not in unreadable),
-            sum(1 for _, v in backend.scan(b"artifacts") if v not in unreadable),
+            sum(
+                1
+                for k in _all_keys(backend, layout.EXEC_TIME, WALK_BATCH)
+                if layout.summary_exec_key(k) not in unreadable
+            ),
+            sum(
+                1
+                for k in _all_keys(backend, layout.EXEC_FLOW, WALK_BATCH)
+                if layout.flow_exec_key(k) not in unreadable
+            ),
+            sum(1 for _, v in backend.scan(layout.ARTIFACTS) if v not in unreadable),
         ]
     if counts != [found.time_keys, found.flow_keys, found.artifact_keys]:
         _check_indexes_exactly(backend, suspects)
@@ -539,29 +549,35 @@ def _check_indexes_exactly(backend: Backend, suspects: _Suspects) -> None:
     time_keys: set[bytes] = set()
     unreadable: set[bytes] = set()  # their time keys are not "missing": the manifest is there
     artifact_ids: set[bytes] = set()
-    for key, raw in backend.scan(b"manifests"):
+    for key, raw in backend.scan(layout.MANIFESTS):
         m = _decode(key, raw)
         if isinstance(m, Problem):
             unreadable.add(key)
             continue
-        time_keys.add(mf.time_key(m.started_at) + key)
-        artifact_ids.update(ids.uuid_key(e.artifact_id) for e in m.entries)
-    for tkey in _all_keys(backend, b"exec_time", WALK_BATCH):
-        if tkey not in time_keys and tkey[8:] not in unreadable:
-            suspects.add(("exec_time", tkey), _index_problem(b"exec_time", tkey))
-    for fkey in _all_keys(backend, b"exec_flow", WALK_BATCH):
-        if fkey[-24:] not in time_keys and fkey[-16:] not in unreadable:
-            suspects.add(("exec_flow", fkey), _index_problem(b"exec_flow", fkey))
-    for akey, exec_key in backend.scan(b"artifacts"):
+        time_keys.add(layout.summary_key(m.started_at, key))
+        artifact_ids.update(layout.uuid_key(e.artifact_id) for e in m.entries)
+    for tkey in _all_keys(backend, layout.EXEC_TIME, WALK_BATCH):
+        if tkey not in time_keys and layout.summary_exec_key(tkey) not in unreadable:
+            suspects.add(("exec_time", tkey), _index_problem(layout.EXEC_TIME, tkey))
+    for fkey in _all_keys(backend, layout.EXEC_FLOW, WALK_BATCH):
+        if layout.flow_summary_key(fkey) not in time_keys and layout.flow_exec_key(fkey) not in unreadable:
+            suspects.add(("exec_flow", fkey), _index_problem(layout.EXEC_FLOW, fkey))
+    for akey, exec_key in backend.scan(layout.ARTIFACTS):
         if akey not in artifact_ids and exec_key not in unreadable:
-            suspects.add(("artifacts", akey), _index_problem(b"artifacts", akey))
+            suspects.add(("artifacts", akey), _index_problem(layout.ARTIFACTS, akey))
+
+
+# The index a suspect kind names (the kinds are the index names, as fsck reports them).
+_INDEX_DB = {"exec_time": layout.EXEC_TIME, "exec_flow": layout.EXEC_FLOW, "artifacts": layout.ARTIFACTS}
 
 
 def _index_problem(db: bytes, key: bytes) -> Problem:
-    if db == b"artifacts":
+    if db == layout.ARTIFACTS:
         return Problem("index-mismatch", f"artifact index names a missing artifact {key.hex()}")
-    index = "time" if db == b"exec_time" else "flow"
-    return Problem("index-mismatch", f"{index} index names a missing execution", exec_id=key[-16:].hex())
+    index = "time" if db == layout.EXEC_TIME else "flow"
+    return Problem(
+        "index-mismatch", f"{index} index names a missing execution", exec_id=layout.flow_exec_key(key).hex()
+    )
 
 
 def _index_key_problems(rt: ReadTxn, kind: str, key: bytes) -> list[Problem]:
@@ -571,9 +587,9 @@ def _index_key_problems(rt: ReadTxn, kind: str, key: bytes) -> list[Problem]:
     unreadable manifest (reported where it is checked) is not held against the index; a key
     deleted since it was listed is no problem.
     """
-    db = kind.encode()
-    if db == b"artifacts":
-        exec_key = rt.get(b"artifacts", key)
+    db = _INDEX_DB[kind]
+    if db == layout.ARTIFACTS:
+        exec_key = rt.get(layout.ARTIFACTS, key)
         if exec_key is None:
             return []
         d = _lookup(rt, exec_key)
@@ -581,8 +597,8 @@ def _index_key_problems(rt: ReadTxn, kind: str, key: bytes) -> list[Problem]:
     else:
         if not rt.has(db, key):
             return []
-        d = _lookup(rt, key[-16:])
-        bad = d is None or (isinstance(d, _Decoded) and d.time_key != key[-24:])
+        d = _lookup(rt, layout.flow_exec_key(key))
+        bad = d is None or (isinstance(d, _Decoded) and d.time_key != layout.flow_summary_key(key))
     return [_index_problem(db, key)] if bad else []
 
 
@@ -597,12 +613,15 @@ def _check_sample(
     """A sample of the manifests, checked as a full fsck checks each; then a sample of each
     index's keys, each looked up in the manifest it names."""
     with backend.read() as rt:
-        counts = {db: rt.count(db) for db in (b"manifests", b"exec_time", b"exec_flow", b"artifacts")}
-    picks = _sample_positions(rng, counts[b"manifests"], fraction)
+        counts = {
+            db: rt.count(db)
+            for db in (layout.MANIFESTS, layout.EXEC_TIME, layout.EXEC_FLOW, layout.ARTIFACTS)
+        }
+    picks = _sample_positions(rng, counts[layout.MANIFESTS], fraction)
     _check_manifest_keys(
-        backend, _keys_at(backend, b"manifests", picks), report, suspects, progress, len(picks)
+        backend, _keys_at(backend, layout.MANIFESTS, picks), report, suspects, progress, len(picks)
     )
-    for db in (b"exec_time", b"exec_flow", b"artifacts"):
+    for db in (layout.EXEC_TIME, layout.EXEC_FLOW, layout.ARTIFACTS):
         keys = _keys_at(backend, db, _sample_positions(rng, counts[db], fraction))
         _check_each(backend, db.decode(), keys, suspects)
 
@@ -610,7 +629,7 @@ def _check_sample(
 def _lookup(rt: ReadTxn, key: bytes) -> _Decoded | Problem | None:
     """The manifest ``key`` as the checks see it: None if there is none, a Problem if it is
     unreadable."""
-    raw = rt.get_view(b"manifests", key)
+    raw = rt.get_view(layout.MANIFESTS, key)
     if raw is None:
         return None
     m = _decode(key, raw, check_ids=False)
@@ -621,12 +640,12 @@ def _malformed_ids(m: mf.Manifest) -> list[str]:
     bad: list[str] = []
     for object_id, _, _ in reachability.manifest_roots(m):
         try:
-            ids.object_key(object_id)
+            layout.object_key(object_id)
         except KitaruError:
             bad.append(repr(object_id))
     for e in m.entries:
         try:
-            ids.uuid_key(e.artifact_id)
+            layout.uuid_key(e.artifact_id)
         except KitaruError:
             bad.append(repr(e.artifact_id))
     return bad
@@ -634,7 +653,7 @@ def _malformed_ids(m: mf.Manifest) -> list[str]:
 
 def _ref_problems(rt: ReadTxn, _kind: str, name: bytes) -> list[Problem]:
     """Every object a ref keeps (reachability.ref_roots) must be stored, in this snapshot."""
-    raw = rt.get(b"refs", name)
+    raw = rt.get(layout.REFS, name)
     if raw is None:
         return []
     return [
@@ -644,12 +663,12 @@ def _ref_problems(rt: ReadTxn, _kind: str, name: bytes) -> list[Problem]:
             object_id=key.hex(),
         )
         for key in reachability.ref_roots(name, raw, reachability.inflight_stale_before())
-        if not rt.has(b"objects", key)
+        if not rt.has(layout.OBJECTS, key)
     ]
 
 
 def _memory_problems(rt: ReadTxn, _kind: str, key: bytes) -> list[Problem]:
-    raw = rt.get_view(memory.DB, key)
+    raw = rt.get_view(layout.MEMORY, key)
     return [] if raw is None else [Problem(**p) for p in memory.record_problems(rt, key, raw)]
 
 
@@ -657,10 +676,10 @@ def _summary_problems(rt: ReadTxn, _kind: str, key: bytes) -> list[Problem]:
     """One execution summary (a value of the time index, what listing shows), read as listing
     reads it, in this snapshot: it must verify (its checksum; one written before checksums: no
     unknown field, and the very bytes its manifest encodes to) and be its key's."""
-    value = rt.get(b"exec_time", key)
+    value = rt.get(layout.EXEC_TIME, key)
     if value is None:
         return []  # deleted since it was listed
-    exec_id = key[8:].hex()
+    exec_id = layout.summary_exec_key(key).hex()
     try:
         mf.decode_summary(value, key=key)
     except KitaruError as exc:
@@ -691,6 +710,7 @@ _RECHECK: dict[str, Callable[[ReadTxn, str, bytes], list[Problem]]] = {
 
 def _manifest_at_time_key(rt: ReadTxn, key: bytes) -> mf.Manifest | None:
     """The stored manifest whose exec_time key is ``key``, if there is one and it decodes."""
-    raw = rt.get_view(b"manifests", key[8:])
-    m = None if raw is None else _decode(key[8:], raw, check_ids=False)
-    return m if isinstance(m, mf.Manifest) and mf.time_key(m.started_at) + key[8:] == key else None
+    exec_key = layout.summary_exec_key(key)
+    raw = rt.get_view(layout.MANIFESTS, exec_key)
+    m = None if raw is None else _decode(exec_key, raw, check_ids=False)
+    return m if isinstance(m, mf.Manifest) and layout.summary_key(m.started_at, exec_key) == key else None

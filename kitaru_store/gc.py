@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING
 
 import msgspec
 
-from . import codec, config, liveness, memory, objects, reachability
+from . import codec, layout, liveness, memory, objects, reachability
 from .backend import WriteTxn
 from .compaction import compact_store, discard_leftover_copy
 from .errors import (
@@ -40,8 +40,8 @@ from .errors import (
     StoreLockedError,
 )
 from .locks import FileLock
-from .reachability import ERASE_END, ERASE_PREFIX, INFLIGHT_PREFIX, stale_inflight
 from .reachability import INFLIGHT_MAX_AGE as INFLIGHT_MAX_AGE  # re-exported: gc's rule
+from .reachability import stale_inflight
 
 if TYPE_CHECKING:
     from .repository import Repository
@@ -77,7 +77,7 @@ class GCReport:
 
 
 def data_file(repo: Repository) -> str:
-    return str(repo.root / config.DB_DIR / "data.mdb")
+    return layout.data_file(repo.root)
 
 
 def _file_size(repo: Repository) -> int:
@@ -89,11 +89,16 @@ def _file_size(repo: Repository) -> int:
 
 def _drop_stale_inflight(repo: Repository) -> int:
     before = reachability.inflight_stale_before()
-    names = [n for n, _ in repo._backend().scan(b"refs", INFLIGHT_PREFIX, INFLIGHT_PREFIX[:-1] + b"0")]
+    names = [
+        n
+        for n, _ in repo._backend().scan(
+            layout.REFS, layout.INFLIGHT_PREFIX, layout.prefix_upper(layout.INFLIGHT_PREFIX)
+        )
+    ]
     stale = [n for n in names if stale_inflight(n, before)]
 
     def txn(wt: WriteTxn) -> int:
-        return sum(wt.delete(b"refs", n) for n in stale)
+        return sum(wt.delete(layout.REFS, n) for n in stale)
 
     return repo._backend().update(txn) if stale else 0
 
@@ -125,18 +130,18 @@ def _candidates(
     unmarked_chunks: dict[bytes, list[bytes]] = {}  # unmarked index -> its chunks
     start = b""
     with backend.read() as rt:
-        total = rt.count(b"objects")
+        total = rt.count(layout.OBJECTS)
     seen = 0
     while True:
         batch = 0
         last = None
         with backend.read(buffers=True) as rt:
-            cur = rt.txn.cursor(db=rt._dbs[b"objects"])
+            cur = rt.txn.cursor(db=rt._dbs[layout.OBJECTS])
             records = cur.iternext(keys=True, values=True) if cur.set_range(start) else iter(())
             for raw_key, record in itertools.islice(records, SCAN_BATCH):
                 key = bytes(raw_key)
                 batch += 1
-                is_index = len(record) >= codec.HEADER_SIZE and record[1] == codec.KIND_INDEX
+                is_index = codec.is_index(record)
                 if key not in live:
                     unmarked.append((key, len(record)))
                     if is_index:
@@ -152,7 +157,7 @@ def _candidates(
             progress("scan", seen, total)
         if last is None or batch < SCAN_BATCH:
             break
-        start = last + b"\x00"
+        start = layout.key_after(last)
     indexes: list[tuple[bytes, int]] = []
     found: list[tuple[bytes, int]] = []
     kept: set[bytes] = set()  # chunks of the values kept for their touch time
@@ -160,7 +165,7 @@ def _candidates(
     for i in range(0, len(pending), SCAN_BATCH):
         with backend.read() as rt:
             for key, size in pending[i : i + SCAN_BATCH]:
-                if objects.unpack_time(rt.get(b"touch", key)) >= cutoff_ns:
+                if objects.unpack_time(rt.get(layout.TOUCH, key)) >= cutoff_ns:
                     report.objects_in_grace += 1
                     kept.update(unmarked_chunks.get(key, ()))
                 else:
@@ -200,7 +205,7 @@ def collect(
         )
     report = GCReport(dry_run=dry_run, grace_seconds=grace_s)
     began = time.monotonic()
-    lock = FileLock(str(repo.root / config.LOCK_DIR / "gc.lock"))
+    lock = FileLock(layout.lock_file(repo.root, layout.GC_LOCK))
     lock.acquire(exclusive=True, what="gc")
     try:
         if not dry_run:
@@ -299,14 +304,14 @@ def _erase_record(wt: WriteTxn, key: bytes, cutoff_ns: int) -> int | None:
     The one place an object is deleted. The touch time is read inside the deleting transaction:
     a put, dedup hit or new reference since the caller decided refreshed it, and then it stays.
     """
-    if objects.unpack_time(wt.get(b"touch", key)) >= cutoff_ns:
+    if objects.unpack_time(wt.get(layout.TOUCH, key)) >= cutoff_ns:
         return None
-    record = wt.get_view(b"objects", key)
+    record = wt.get_view(layout.OBJECTS, key)
     if record is None:
         return 0
     size = len(record)
-    wt.delete(b"objects", key)
-    wt.delete(b"touch", key)
+    wt.delete(layout.OBJECTS, key)
+    wt.delete(layout.TOUCH, key)
     return size
 
 
@@ -355,11 +360,11 @@ def queue_erasure(wt: WriteTxn, key: bytes, waiting: bytes) -> None:
     """In the caller's write transaction: queue object ``key`` for erasure, the outcome to be
     recorded in memory record ``waiting`` (memory.record_erasure). Durable from that commit on:
     if the caller dies before ``erase_queued`` runs, the next gc or redaction erases it."""
-    name = reachability.erase_ref(key)
-    listed = _decode_waiting(wt.get(b"refs", name))
+    name = layout.erase_ref(key)
+    listed = _decode_waiting(wt.get(layout.REFS, name))
     if waiting not in listed:
         listed.append(waiting)
-    wt.put(b"refs", name, _waiting_enc.encode(listed))
+    wt.put(layout.REFS, name, _waiting_enc.encode(listed))
 
 
 def erase_queued(repo: Repository) -> list[Erasure]:
@@ -373,14 +378,14 @@ def erase_queued(repo: Repository) -> list[Erasure]:
     in the waiting memory records.
     """
     backend = repo._backend()
-    names = [n for n, _ in backend.scan(b"refs", ERASE_PREFIX, ERASE_END)]
+    names = [n for n, _ in backend.scan(layout.REFS, layout.ERASE_PREFIX, layout.ERASE_END)]
     if not names:
         return []
     cutoff_ns = objects.now_ns()
     _wait_for_writers(repo)
     done: list[Erasure] = []
     for name in names:
-        key = reachability.erase_target(name)
+        key = layout.erase_target(name)
         if key is None:
             continue  # not a queue record's name: left alone
         plan = _plan(repo, name, key)
@@ -395,10 +400,10 @@ def erase_queued(repo: Repository) -> list[Erasure]:
 def _plan(repo: Repository, name: bytes, key: bytes) -> _Plan | None:
     """Read, in one snapshot, the queue record and what holds its object (None: it is gone)."""
     with repo._backend().read(buffers=True) as rt:
-        raw = rt.get(b"refs", name)
+        raw = rt.get(layout.REFS, name)
         if raw is None:
             return None
-        record = rt.get_view(b"objects", key)
+        record = rt.get_view(layout.OBJECTS, key)
         try:
             chunks = set(objects.chunk_keys(record, key)) if record is not None else None
         except (CorruptObjectError, StoreFormatError):
@@ -412,7 +417,7 @@ def _plan(repo: Repository, name: bytes, key: bytes) -> _Plan | None:
 def _erase_planned(wt: WriteTxn, plan: _Plan, cutoff_ns: int) -> Erasure | None:
     """The write transaction of one erasure: delete (the index before its chunks, so ``wt`` never
     shows an index without them), record the outcome, drop what the plan read of the queue."""
-    raw = wt.get(b"refs", plan.name)
+    raw = wt.get(layout.REFS, plan.name)
     if raw is None:
         return None
     out = Erasure(plan.key, erased=False, kept_by=list(plan.kept_by))
@@ -438,9 +443,9 @@ def _erase_planned(wt: WriteTxn, plan: _Plan, cutoff_ns: int) -> Erasure | None:
     memory.record_erasure(wt, plan.waiting, erased=out.erased, kept_by=out.kept_by)
     rest = [k for k in _decode_waiting(raw) if k not in plan.waiting]  # queued since the plan
     if rest:
-        wt.put(b"refs", plan.name, _waiting_enc.encode(rest))
+        wt.put(layout.REFS, plan.name, _waiting_enc.encode(rest))
     else:
-        wt.delete(b"refs", plan.name)
+        wt.delete(layout.REFS, plan.name)
     return out
 
 
@@ -450,8 +455,8 @@ def _process_queue(repo: Repository, report: GCReport) -> None:
         backend = repo._backend()
         report.erasures = sum(
             1
-            for n, _ in backend.scan(b"refs", ERASE_PREFIX, ERASE_END)
-            if reachability.erase_target(n) is not None
+            for n, _ in backend.scan(layout.REFS, layout.ERASE_PREFIX, layout.ERASE_END)
+            if layout.erase_target(n) is not None
         )
         return
     for done in erase_queued(repo):

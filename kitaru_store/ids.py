@@ -15,9 +15,10 @@ from .errors import InvalidIdError
 OBJECT_ID_BYTES = 32
 OBJECT_ID_HEX = OBJECT_ID_BYTES * 2
 UUID_HEX = 32
+UUID_BYTES = UUID_HEX // 2
 MIN_PREFIX = 4
 _HEX = frozenset("0123456789abcdef")
-_ID_HINT = "object ids are 64 hex characters, execution and artifact ids 32; a unique prefix of 4+ works"
+ID_HINT = "object ids are 64 hex characters, execution and artifact ids 32; a unique prefix of 4+ works"
 
 
 def new_uuid() -> str:
@@ -31,7 +32,7 @@ def new_uuid() -> str:
 def normalize_hex(text: str, *, what: str, full_length: int) -> str:
     """Lower-case, strip dashes and whitespace, and check that ``text`` is hex of a usable length."""
     if not isinstance(text, str):
-        raise InvalidIdError(f"{what} must be a string, not {type(text).__name__}", hint=_ID_HINT)
+        raise InvalidIdError(f"{what} must be a string, not {type(text).__name__}", hint=ID_HINT)
     cleaned = text.strip().lower().replace("-", "")
     if not cleaned or not set(cleaned) <= _HEX:
         raise InvalidIdError(
@@ -41,7 +42,7 @@ def normalize_hex(text: str, *, what: str, full_length: int) -> str:
         )
     if len(cleaned) > full_length:
         raise InvalidIdError(
-            f"{what} {text!r} is longer than {full_length} hex characters", name=text, hint=_ID_HINT
+            f"{what} {text!r} is longer than {full_length} hex characters", name=text, hint=ID_HINT
         )
     if len(cleaned) < MIN_PREFIX:
         raise InvalidIdError(
@@ -64,28 +65,6 @@ def prefix_range(hex_prefix: str) -> tuple[bytes, bytes | None]:
     if hi_int >= 256 ** len(lo):
         return lo, None
     return lo, hi_int.to_bytes(len(lo), "big")
-
-
-def object_key(object_id: str) -> bytes:
-    """The LMDB key of a full object id (hex -> 32 bytes)."""
-    if len(object_id) != OBJECT_ID_HEX:
-        raise InvalidIdError(
-            f"object id {object_id!r} must be {OBJECT_ID_HEX} hex characters", name=object_id, hint=_ID_HINT
-        )
-    try:
-        return bytes.fromhex(object_id)
-    except ValueError:
-        raise InvalidIdError(f"object id {object_id!r} is not hex", name=object_id, hint=_ID_HINT) from None
-
-
-def uuid_key(hex_id: str) -> bytes:
-    try:
-        key = bytes.fromhex(hex_id.replace("-", ""))
-    except ValueError:
-        raise InvalidIdError(f"id {hex_id!r} is not hex", name=hex_id, hint=_ID_HINT) from None
-    if len(key) != UUID_HEX // 2:
-        raise InvalidIdError(f"id {hex_id!r} must be {UUID_HEX} hex characters", name=hex_id, hint=_ID_HINT)
-    return key
 
 
 def short(hex_id: str, length: int = 12) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 
+from . import layout
 from .errors import CorruptSummaryError, KitaruError
 from .names import fits
 
@@ -25,26 +26,11 @@ if TYPE_CHECKING:
     S = TypeVar("S", bound=Summary)
 
 BATCH = 256
-TIME_BYTES = 8  # an exec_time key: started_at (8 bytes, time_key) + execution id (16 bytes)
-ID_BYTES = 16
 DAMAGED = "damaged"  # the status of a damaged row: no execution is ever stored with it
 HINT = (
     "listing shows it as damaged and goes on; the execution's manifest is checked on its own"
     " (`kitaru-store show EXEC`); run `kitaru-store fsck`"
 )
-
-_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
-
-
-def time_key(started_at: dt.datetime) -> bytes:
-    """8 bytes, big-endian: nanoseconds since the Unix epoch, in exact integer arithmetic.
-
-    Naive datetimes are taken as UTC. Times before 1970 clamp to 0, after 2554 to the maximum.
-    """
-    if started_at.tzinfo is None:
-        started_at = started_at.replace(tzinfo=dt.UTC)
-    ns = (started_at - _EPOCH) // dt.timedelta(microseconds=1) * 1000
-    return min(max(ns, 0), 2**64 - 1).to_bytes(8, "big")  # clamps past 2554, like before 1970
 
 
 def damaged(detail: str) -> CorruptSummaryError:
@@ -55,11 +41,11 @@ def damaged(detail: str) -> CorruptSummaryError:
 def check_key(key: bytes, exec_id: str, started_at: dt.datetime) -> None:
     """Refuse a summary that is not the one its exec_time key names (another execution's, or one
     whose start time moved): damage that still decodes, in a summary written before checksums."""
-    if len(key) != TIME_BYTES + ID_BYTES:
-        raise damaged(f"its key has {len(key)} bytes, not {TIME_BYTES + ID_BYTES}")
-    if exec_id != key[TIME_BYTES:].hex():
+    if len(key) != layout.SUMMARY_KEY_BYTES:
+        raise damaged(f"its key has {len(key)} bytes, not {layout.SUMMARY_KEY_BYTES}")
+    if exec_id != layout.summary_exec_key(key).hex():
         raise damaged(f"it names execution {exec_id[:40]!r}")
-    if time_key(started_at) != key[:TIME_BYTES]:
+    if layout.summary_key(started_at, layout.summary_exec_key(key)) != key:
         raise damaged("its start time is not the one its key records")
 
 
@@ -79,16 +65,16 @@ def summary_batches(backend: Backend, *, flow: str | None = None) -> Iterator[li
         rows: list[tuple[bytes, bytes]] = []
         with backend.read() as rt:
             if flow is None:
-                for key, value in rt.items(b"exec_time", b"", hi, reverse=True):
+                for key, value in rt.items(layout.EXEC_TIME, b"", hi, reverse=True):
                     rows.append((key, value))
                     if len(rows) >= BATCH:
                         break
             else:
-                fprefix = flow.encode() + b"\x00"
-                upper = fprefix + hi if hi is not None else fprefix + b"\xff" * 25
-                for key, _ in rt.items(b"exec_flow", fprefix, upper, reverse=True):
+                fprefix = layout.flow_prefix(flow)
+                upper = layout.flow_key(flow, hi) if hi is not None else layout.flow_upper(flow)
+                for key, _ in rt.items(layout.EXEC_FLOW, fprefix, upper, reverse=True):
                     tkey = key[len(fprefix) :]
-                    summary_raw = rt.get(b"exec_time", tkey)
+                    summary_raw = rt.get(layout.EXEC_TIME, tkey)
                     if summary_raw is not None:
                         rows.append((tkey, summary_raw))
                     if len(rows) >= BATCH:
@@ -130,11 +116,10 @@ def damaged_row(key: bytes, flow: str | None, problem: str) -> DamagedSummary:
     time), the flow when listing one flow, and the problem."""
     from .manifests import DamagedSummary  # only now: the fast path of `log` runs without msgspec
 
-    ns = int.from_bytes(key[:TIME_BYTES], "big")
     return DamagedSummary(
-        exec_id=key[TIME_BYTES:].hex() or key.hex(),
+        exec_id=layout.summary_exec_key(key).hex() or key.hex(),
         flow_name=flow if flow is not None else "?",
         status=DAMAGED,
-        started_at=_EPOCH + dt.timedelta(microseconds=ns // 1000),
+        started_at=layout.summary_time(key),
         problem=problem,
     )

@@ -26,7 +26,7 @@ import fcntl
 import os
 import threading
 
-from . import config
+from . import layout
 from .errors import KitaruError, StoreLockedError
 from .locks import FileLock
 
@@ -38,7 +38,6 @@ if TYPE_CHECKING:
     from .manifests import Failure, Manifest, Owner
     from .repository import Repository
 
-RUNS_DIR = "runs"  # under config.LOCK_DIR
 CRASHED = "Crashed"  # the failure type of an execution whose owner is gone
 # A retry waits this long for the run lock: other processes hold it only for the instant it takes
 # to test it; a process still running the execution holds it for good.
@@ -99,7 +98,7 @@ def describe(owner: Owner) -> str:
 
 
 def lock_path(root: Path | str, exec_id: str) -> str:
-    return os.path.join(root, config.LOCK_DIR, RUNS_DIR, f"{exec_id}.lock")
+    return layout.run_lock_path(root, exec_id)
 
 
 def claim(repo: Repository, exec_id: str, *, timeout: float = CLAIM_TIMEOUT) -> None:
@@ -182,15 +181,15 @@ def remove_free_locks(repo: Repository) -> int:
     """
     from .errors import ExecutionNotFoundError
 
-    folder = os.path.join(repo.root, config.LOCK_DIR, RUNS_DIR)
+    folder = layout.runs_dir(repo.root)
     try:
         names = os.listdir(folder)
     except OSError:
         return 0
     removed = 0
     for name in names:
-        exec_id, _, ext = name.partition(".")
-        if len(exec_id) != 32 or ext != "lock" or exec_id.strip("0123456789abcdef"):
+        exec_id = layout.run_lock_exec_id(name)
+        if exec_id is None:
             continue
         try:
             if repo.get_execution(exec_id).status == "running":  # observes
@@ -212,10 +211,7 @@ def _after_fork_in_child() -> None:
     # must not keep a crashed parent's run looking alive. Closing the child's copies is enough
     # (the parent's stay), and the child does not run the parent's flows.
     for lock in list(_held.values()):
-        fd, lock._fd = lock._fd, None
-        if fd is not None:
-            with contextlib.suppress(OSError):
-                os.close(fd)
+        lock.forget()
     _held.clear()
 
 
@@ -381,17 +377,16 @@ def poll_cancel(repo: Repository, exec_id: str, seen: list[Any]) -> Any:
     poll (``seen``: [checksum, request], kept by the caller): the manifest is decoded only when
     another process (or thread) changed it.
     """
-    from . import ids
     from . import manifests as mf
-    from .repository import _recent
+    from .repository import recent
 
-    key = ids.uuid_key(exec_id)
+    key = layout.uuid_key(exec_id)
     with repo.read(buffers=True) as rt:
-        view = rt.get_view(b"manifests", key)
+        view = rt.get_view(layout.MANIFESTS, key)
         if view is None:
             return DELETED
         tag = bytes(view[-32:])
-    hit = _recent.get(key)
+    hit = recent(key)
     if hit is not None and mf.stored_tag(hit[1]) == tag:
         return hit[2].cancel_request
     if seen and seen[0] == tag:

@@ -58,6 +58,14 @@ class FileLock:
         """
         return self._fd is not None and not _same_file(self._fd, self.path)
 
+    def forget(self) -> None:
+        """Close this process's descriptor of the lock file without unlocking it: a forked
+        child's copy, while the parent's descriptor keeps the lock."""
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
     def release(self) -> None:
         if self._fd is not None:
             fd, self._fd = self._fd, None

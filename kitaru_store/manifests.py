@@ -16,7 +16,6 @@ import msgspec
 from . import checksum, listing, nesting
 from .errors import CorruptManifestError, KitaruError, StoreFormatError
 from .listing import DAMAGED as DAMAGED  # the status of a DamagedSummary
-from .listing import time_key as time_key  # re-exported (listing.py owns the time index keys)
 from .names import ARTIFACT_TYPES as ARTIFACT_TYPES  # re-exported (kitaru_store.ARTIFACT_TYPES)
 from .names import STATUSES as STATUSES  # re-exported (kitaru_store.STATUSES)
 

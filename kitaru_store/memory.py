@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from . import ids, objects, reachability, serialization
+from . import ids, layout, objects, reachability, serialization
 from .errors import (
     CorruptionError,
     InvalidIdError,
@@ -54,7 +54,6 @@ if TYPE_CHECKING:
     from .backend import Backend, ReadTxn, WriteTxn
     from .repository import Repository
 
-DB = b"memory"
 MEMORY_FORMAT = 1  # major version of MemoryRecord; a reader refuses a newer one
 SCOPES: tuple[str, ...] = ("namespace", "flow", "execution")
 DEFAULT_NAMESPACE = "default"
@@ -62,8 +61,6 @@ OPS: tuple[str, ...] = ("set", "delete")
 MAX_KEY = 255  # characters
 MAX_KEY_BYTES = MEMORY_KEY_BYTES  # scope name + memory key, utf-8: what LMDB's key size leaves (names.py)
 MAX_KEPT_BY = 20  # descriptions of other references a redaction records
-_KIND = {"namespace": b"n", "flow": b"f", "execution": b"e"}
-_KIND_NAME = {v[0]: k for k, v in _KIND.items()}
 _KEY_HINT = (
     "memory keys are text of at most 255 characters without control characters; '/' separates"
     ' levels ("user/42/prefs") but may not start, end or double up'
@@ -176,11 +173,11 @@ class Scope:
 
     @property
     def prefix(self) -> bytes:
-        return _KIND[self.kind] + self.name.encode() + b"\x00"
+        return layout.memory_scope_prefix(self.kind, self.name)
 
     @property
     def upper(self) -> bytes:
-        return _KIND[self.kind] + self.name.encode() + b"\x01"
+        return layout.memory_scope_upper(self.kind, self.name)
 
 
 def make_scope(kind: str, name: str) -> Scope:
@@ -192,7 +189,7 @@ def make_scope(kind: str, name: str) -> Scope:
     if kind == "execution":
         if not isinstance(name, str):
             raise InvalidIdError(f"execution id must be a string, not {type(name).__name__}")
-        return Scope(kind, ids.uuid_key(name.strip().lower()).hex())
+        return Scope(kind, layout.uuid_key(name.strip().lower()).hex())
     validate_name(name, what="memory namespace" if kind == "namespace" else "flow name")
     return Scope(kind, name)
 
@@ -234,34 +231,25 @@ def validate_key(key: object, scope: Scope | None = None) -> str:
 
 
 def record_key(scope: Scope, key: str, version: int) -> bytes:
-    return scope.prefix + key.encode() + b"\x00" + version.to_bytes(8, "big")
+    return layout.memory_record_key(scope.prefix, key, version)
 
 
 def parse_record_key(raw: bytes) -> tuple[Scope, str, int]:
     """(scope, key, version) of a record key; CorruptMemoryKeyError (a ValueError) if it is not one."""
     shown = raw[:120]
-    if len(raw) < 12 or raw[-9] != 0 or raw[0] not in _KIND_NAME:
-        raise CorruptMemoryKeyError(f"malformed memory record key {shown!r}", hint="run `kitaru-store fsck`")
-    body = raw[1:-9]
-    if body.count(b"\x00") != 1:
-        raise CorruptMemoryKeyError(f"malformed memory record key {shown!r}", hint="run `kitaru-store fsck`")
-    name, key = body.split(b"\x00")
-    version = int.from_bytes(raw[-8:], "big")
-    if version < 1:
-        raise CorruptMemoryKeyError(
-            f"memory record key {shown!r} has version 0", hint="run `kitaru-store fsck`"
-        )
     try:
-        return Scope(_KIND_NAME[raw[0]], name.decode()), key.decode(), version
+        kind, name, key, version = layout.parse_memory_record_key(raw)
     except UnicodeDecodeError:
-        raise CorruptMemoryKeyError(
-            f"memory record key {shown!r} is not UTF-8", hint="run `kitaru-store fsck`"
-        ) from None
+        problem = f"memory record key {shown!r} is not UTF-8"
+    except ValueError as exc:
+        problem = f"memory record key {shown!r} {exc}"
+    else:
+        return Scope(kind, name), key, version
+    raise CorruptMemoryKeyError(problem, hint="run `kitaru-store fsck`")
 
 
 def _versions_range(scope: Scope, key: str) -> tuple[bytes, bytes]:
-    base = scope.prefix + key.encode()
-    return base + b"\x00", base + b"\x01"
+    return layout.memory_versions_range(scope.prefix, key.encode())
 
 
 # --- records ---------------------------------------------------------------------------------
@@ -518,17 +506,17 @@ def _item(scope: Scope, key: str, r: MemoryRecord, repo: Repository | None) -> M
 
 def _available(backend: Backend) -> bool:
     """False for a store opened read-only that predates the memory sub-database."""
-    return backend._dbs.get(DB) is not None
+    return backend._dbs.get(layout.MEMORY) is not None
 
 
 def _last(rt: ReadTxn, scope: Scope, key: str) -> tuple[bytes, MemoryRecord] | None:
     lo, hi = _versions_range(scope, key)
-    for k, raw in rt.items(DB, lo, hi, reverse=True):
+    for k, raw in rt.items(layout.MEMORY, lo, hi, reverse=True):
         return k, decode_record(raw, where=f"{scope}/{key}")
     return None
 
 
-def _describe_version(k: bytes) -> str:
+def describe_version(k: bytes) -> str:
     try:
         scope, key, version = parse_record_key(k)
     except (ValueError, UnicodeDecodeError):
@@ -589,8 +577,8 @@ class MemoryStore:
         done: list[MemoryRecord] = []
 
         def write(wt: WriteTxn) -> None:
-            last = next(iter(wt.items(DB, lo, hi, reverse=True)), None)
-            version = int.from_bytes(last[0][-8:], "big") + 1 if last else 1
+            last = next(iter(wt.items(layout.MEMORY, lo, hi, reverse=True)), None)
+            version = layout.memory_record_version(last[0]) + 1 if last else 1
             record = MemoryRecord(
                 version=version,
                 op="set",
@@ -600,7 +588,7 @@ class MemoryStore:
                 size=stored.size,
                 serializer=stored.serializer,
             )
-            wt.put(DB, record_key(scope, key, version), encode_record(record))
+            wt.put(layout.MEMORY, record_key(scope, key, version), encode_record(record))
             done[:] = [record]  # the commit may run this again (map growth): keep the last run
 
         writer.on_commit(write)
@@ -614,7 +602,7 @@ class MemoryStore:
         lo, hi = _versions_range(scope, key)
 
         def txn(wt: WriteTxn) -> tuple[MemoryRecord | None, MemoryRecord | None]:
-            last = next(iter(wt.items(DB, lo, hi, reverse=True)), None)
+            last = next(iter(wt.items(layout.MEMORY, lo, hi, reverse=True)), None)
             if last is None:
                 return None, None
             previous = decode_record(last[1], where=f"{scope}/{key}")
@@ -623,7 +611,7 @@ class MemoryStore:
             record = MemoryRecord(
                 version=previous.version + 1, op="delete", written_at=_now(), written_by=author
             )
-            wt.put(DB, record_key(scope, key, record.version), encode_record(record))
+            wt.put(layout.MEMORY, record_key(scope, key, record.version), encode_record(record))
             return previous, record
 
         previous, record = self._backend().update(txn)
@@ -658,7 +646,7 @@ class MemoryStore:
         from . import gc  # the eraser: with the maintenance code, not at import time
 
         def txn(wt: WriteTxn) -> tuple[str, MemoryRecord | None]:
-            raw = wt.get(DB, rkey)
+            raw = wt.get(layout.MEMORY, rkey)
             if raw is None:
                 return "missing", None
             record = decode_record(raw, where=where)
@@ -667,7 +655,7 @@ class MemoryStore:
             if record.redacted_at is not None:
                 return "redacted", record
             if record.object_id:
-                gc.queue_erasure(wt, ids.object_key(record.object_id), rkey)
+                gc.queue_erasure(wt, layout.object_key(record.object_id), rkey)
             redacted = msgspec.structs.replace(
                 record,
                 object_id=None,
@@ -676,7 +664,7 @@ class MemoryStore:
                 redaction_reason=reason.strip(),
                 bytes_erased=None if record.object_id else True,
             )
-            wt.put(DB, rkey, encode_record(redacted))
+            wt.put(layout.MEMORY, rkey, encode_record(redacted))
             return "ok", redacted
 
         status, record = self._backend().update(txn)
@@ -686,7 +674,7 @@ class MemoryStore:
         if status == "ok" and record.bytes_erased is None:
             gc.erase_queued(self.repo)
             with self._backend().read() as rt:
-                raw = rt.get(DB, rkey)
+                raw = rt.get(layout.MEMORY, rkey)
             record = decode_record(raw, where=where) if raw is not None else record
         found = _version(scope, key, record, self.repo)
         if status == "not-a-set":
@@ -723,7 +711,7 @@ class MemoryStore:
                     found = _last(rt, scope, key)
                 else:
                     rkey = record_key(scope, key, version)
-                    raw = rt.get(DB, rkey)
+                    raw = rt.get(layout.MEMORY, rkey)
                     if raw is not None:
                         found = rkey, decode_record(raw, where=f"{scope}/{key} version {version}")
         if found is None:
@@ -760,11 +748,11 @@ class MemoryStore:
                     found = _last(rt, scope, key)
                 else:
                     rkey = record_key(scope, key, version)
-                    raw = rt.get(DB, rkey)
+                    raw = rt.get(layout.MEMORY, rkey)
                     if raw is not None:
                         found = rkey, decode_record(raw, where=f"{scope}/{key} version {version}")
                 if found is not None and found[1].object_id and found[1].redacted_at is None:
-                    data = objects.read(rt, ids.object_key(found[1].object_id))
+                    data = objects.read(rt, layout.object_key(found[1].object_id))
         if found is None:
             raise self._not_found(scope, key, version=version)
         record = found[1]
@@ -820,13 +808,13 @@ class MemoryStore:
         start = b""
         while True:
             with backend.read() as rt:
-                k = next((k for k, _ in rt.items(DB, start)), None)
+                k = next((k for k, _ in rt.items(layout.MEMORY, start)), None)
             if k is None:
                 return sorted(found, key=lambda s: (SCOPES.index(s.kind), s.name))
             try:
                 scope, _, _ = parse_record_key(k)
             except (ValueError, UnicodeDecodeError):
-                start = k + b"\x00"  # fsck reports it
+                start = layout.key_after(k)  # fsck reports it
                 continue
             found.append(scope)
             start = scope.upper
@@ -849,7 +837,7 @@ class MemoryStore:
     def _scan(self, lo: bytes, hi: bytes) -> Iterator[tuple[bytes, bytes]]:
         backend = self._backend()
         if _available(backend):
-            yield from backend.scan(DB, lo, hi)
+            yield from backend.scan(layout.MEMORY, lo, hi)
 
     def _latest(self, scope: Scope, lo: bytes, batch: int = 512) -> Iterator[tuple[str, MemoryRecord]]:
         """(key, latest record) for every key of ``scope`` whose encoded key starts at ``lo``,
@@ -859,20 +847,18 @@ class MemoryStore:
             return
         hi = scope.upper
         start = lo
-        plen = len(scope.prefix)
         while True:
             found: list[tuple[str, MemoryRecord]] = []
             with backend.read() as rt:
                 while len(found) < batch:
-                    first = next((k for k, _ in rt.items(DB, start, hi)), None)
+                    first = next((k for k, _ in rt.items(layout.MEMORY, start, hi)), None)
                     if first is None or not first.startswith(lo):
                         start = hi
                         break
-                    end = first.index(b"\x00", plen)
-                    keyb = first[plen:end]
+                    keyb = layout.memory_key_in(first, scope.prefix)
                     key = keyb.decode()
-                    upper = scope.prefix + keyb + b"\x01"
-                    last = next(iter(rt.items(DB, first, upper, reverse=True)))
+                    upper = layout.memory_versions_range(scope.prefix, keyb)[1]
+                    last = next(iter(rt.items(layout.MEMORY, first, upper, reverse=True)))
                     found.append((key, decode_record(last[1], where=f"{scope}/{key}")))
                     start = upper
             yield from found
@@ -970,17 +956,17 @@ def record_erasure(
     that waits for it (``bytes_erased`` None). Others are left alone: a key that names no such
     record (damaged, or settled already) changes nothing."""
     for rkey in record_keys:
-        raw = wt.get(DB, rkey)
+        raw = wt.get(layout.MEMORY, rkey)
         if raw is None:
             continue
         try:
-            record = decode_record(raw, where=_describe_version(rkey))
+            record = decode_record(raw, where=describe_version(rkey))
         except KitaruError:
             continue  # fsck reports it
         if record.redacted_at is None or record.bytes_erased is not None:
             continue
         settled = msgspec.structs.replace(record, bytes_erased=erased, kept_by=tuple(_capped(list(kept_by))))
-        wt.put(DB, rkey, encode_record(settled))
+        wt.put(layout.MEMORY, rkey, encode_record(settled))
 
 
 def record_problems(rt: ReadTxn, k: bytes, raw: bytes | memoryview) -> builtins.list[dict[str, Any]]:
@@ -1008,7 +994,7 @@ def record_problems(rt: ReadTxn, k: bytes, raw: bytes | memoryview) -> builtins.
             }
         )
     object_id = reachability.memory_root(raw)  # the roots gc keeps: any version naming an object
-    if object_id and not rt.has(b"objects", ids.object_key(object_id)):
+    if object_id and not rt.has(layout.OBJECTS, layout.object_key(object_id)):
         found.append(
             {
                 "kind": "missing-object",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 
+from . import layout
 from .errors import InvalidNameError
 
 MAX_NAME = 255  # characters, every kind of name
@@ -18,13 +19,13 @@ ARTIFACT_TYPES: tuple[str, ...] = ("prompt", "response", "context", "input", "ou
 STATUSES: tuple[str, ...] = ("running", "waiting", "completed", "failed", "cancelled")
 
 LMDB_MAX_KEY = 511  # bytes: LMDB's limit on a key (lmdb's default build; Environment.max_key_size())
-# memory.py: a record key is kind (1) + scope name + 0x00 + memory key + 0x00 + version (8).
-MEMORY_KEY_BYTES = LMDB_MAX_KEY - 11  # scope name and memory key together
+# A memory record key: kind + scope name + 0x00 + memory key + 0x00 + version (layout.py).
+MEMORY_KEY_BYTES = LMDB_MAX_KEY - layout.MEMORY_KEY_OVERHEAD  # scope name and memory key together
 # The UTF-8 bytes a name may take, by kind: what its key leaves for it. Names of other kinds
 # (artifacts, checkpoints, tags, waits, LLM calls) are never part of a key: MAX_NAME characters.
 MAX_NAME_BYTES = {
-    "flow name": LMDB_MAX_KEY - 1 - 8 - 16,  # exec_flow: name + 0x00 + start time + execution id
-    "pin name": LMDB_MAX_KEY - len(b"pin/"),  # refs: "pin/" + name
+    "flow name": LMDB_MAX_KEY - len(layout.flow_key("", b"")) - layout.SUMMARY_KEY_BYTES,  # exec_flow
+    "pin name": LMDB_MAX_KEY - len(layout.PIN_PREFIX),  # refs: "pin/" + name
     "memory namespace": MEMORY_KEY_BYTES - 1,  # with a memory key of at least 1 byte
 }
 

@@ -16,7 +16,7 @@ from typing import Literal, overload
 import msgspec
 from pyfastcdc import FastCDC
 
-from . import buffers, codec, hashing, ids, parallel
+from . import buffers, codec, hashing, ids, layout, parallel
 from .backend import ReadTxn, WriteTxn
 from .errors import (
     CorruptObjectError,
@@ -172,7 +172,7 @@ def _stored_equals(record: memoryview, piece: Piece) -> bool:
         # Hashing beats comparing a memoryview with bytes, which CPython does item by item.
         return hashing.digest(payload) == piece.key
     try:
-        _parse_index(payload, piece.key)  # a newer index version raises: never overwritten
+        parse_index(payload, piece.key)  # a newer index version raises: never overwritten
     except CorruptObjectError:
         return False
     return bytes(payload) == bytes(piece.data)
@@ -194,11 +194,13 @@ def stage(rt: ReadTxn, prepared: PreparedValue, *, level: int, seen: set[bytes])
                 continue
             seen.add(piece.key)
             added.append(piece.key)
-            stored = rt.get_view(b"objects", piece.key)
+            stored = rt.get_view(layout.OBJECTS, piece.key)
             try:
                 equal = stored is not None and _stored_equals(stored, piece)
             except StoreFormatError as exc:
-                raise _naming(exc, prepared.key, piece.key if piece.key != prepared.key else None) from None
+                raise object_format_error(
+                    exc, prepared.key, piece.key if piece.key != prepared.key else None
+                ) from None
             piece.stored = equal
             if not equal:
                 todo.append(piece)
@@ -235,36 +237,36 @@ def write(wt: WriteTxn, prepared: PreparedValue, *, stamp: bytes, level: int) ->
     written = 0
     for piece in prepared.pieces:
         if piece.stored:
-            if wt.has(b"objects", piece.key):
-                wt.put(b"touch", piece.key, stamp)
+            if wt.has(layout.OBJECTS, piece.key):
+                wt.put(layout.TOUCH, piece.key, stamp)
                 continue
             _encode(prepared, piece, level)  # swept between stage and write: store it after all
             piece.stored = False
         record = piece.framed()
-        wt.put(b"objects", piece.key, record)
-        wt.put(b"touch", piece.key, stamp)
+        wt.put(layout.OBJECTS, piece.key, record)
+        wt.put(layout.TOUCH, piece.key, stamp)
         written += len(record)
     return written
 
 
 def chunk_keys(record: bytes | memoryview, key: bytes) -> list[bytes]:
     """The chunk keys an index record names (empty for a data record)."""
-    kind, payload = _decode_checked(record, key)
+    kind, payload = decode_checked(record, key)
     if kind != codec.KIND_INDEX:
         return []
-    return [k for k, _ in _parse_index(payload, key).chunks]
+    return [k for k, _ in parse_index(payload, key).chunks]
 
 
-def _decode_checked(record: bytes | memoryview, key: bytes, *, exact: bool = False) -> tuple[int, Buffer]:
+def decode_checked(record: bytes | memoryview, key: bytes, *, exact: bool = False) -> tuple[int, Buffer]:
     try:
         return codec.decode(record, exact=exact)
     except ValueError as exc:
         raise CorruptObjectError(key.hex(), f"undecodable record: {exc}") from None
     except StoreFormatError as exc:
-        raise _naming(exc, key) from None
+        raise object_format_error(exc, key) from None
 
 
-def _naming(exc: StoreFormatError, key: bytes, chunk: bytes | None = None) -> StoreFormatError:
+def object_format_error(exc: StoreFormatError, key: bytes, chunk: bytes | None = None) -> StoreFormatError:
     """A record-format error that says which object it concerns (and which of its chunks)."""
     if exc.object_id is not None:
         return exc
@@ -272,7 +274,7 @@ def _naming(exc: StoreFormatError, key: bytes, chunk: bytes | None = None) -> St
     return StoreFormatError(f"{where}: {exc.message}", object_id=key.hex(), hint=exc.hint)
 
 
-def _parse_index(payload: Buffer, key: bytes) -> ChunkIndex:
+def parse_index(payload: Buffer, key: bytes) -> ChunkIndex:
     """The chunk index in ``payload``, every size in it checked (nothing is allocated from it yet).
 
     msgspec reads no more elements than the payload holds, so the count of chunks is bounded by
@@ -324,20 +326,20 @@ def read(
     ``exact=True`` (fsck) also refuses bytes after the zstd frame of the object's own record
     (codec.decode); each chunk is an object too, checked so on its own.
     """
-    record = rt.get_view(b"objects", key)
+    record = rt.get_view(layout.OBJECTS, key)
     if record is None:
         raise ObjectNotFoundError(key.hex())
-    kind, payload = _decode_checked(record, key, exact=exact)
+    kind, payload = decode_checked(record, key, exact=exact)
     if kind == codec.KIND_DATA:
         data = bytes(payload)
         if hashing.digest(data) != key:
             raise CorruptObjectError(key.hex(), "content does not match its id")
         return data
-    index = _parse_index(payload, key)  # every size checked, and adding up to index.size
+    index = parse_index(payload, key)  # every size checked, and adding up to index.size
     # Each chunk is there and holds the size the index declares, before anything is allocated.
     records: list[memoryview] = []
     for ckey, csize in index.chunks:
-        crecord = rt.get_view(b"objects", ckey)
+        crecord = rt.get_view(layout.OBJECTS, ckey)
         if crecord is None:
             raise CorruptObjectError(key.hex(), f"chunk {ckey.hex()} is missing")
         try:
@@ -345,7 +347,7 @@ def read(
         except CorruptRecordError as exc:
             raise CorruptObjectError(key.hex(), f"chunk {ckey.hex()} undecodable: {exc}") from None
         except StoreFormatError as exc:
-            raise _naming(exc, key, ckey) from None
+            raise object_format_error(exc, key, ckey) from None
         if stored != csize:
             raise CorruptObjectError(key.hex(), f"chunk {ckey.hex()} has the wrong size")
         records.append(crecord)
@@ -366,7 +368,7 @@ def read(
         except ValueError as exc:
             raise CorruptObjectError(key.hex(), f"chunk {ckey.hex()} undecodable: {exc}") from None
         except StoreFormatError as exc:
-            raise _naming(exc, key, ckey) from None
+            raise object_format_error(exc, key, ckey) from None
         if ckind != codec.KIND_DATA or n != len(dest):
             raise CorruptObjectError(key.hex(), f"chunk {ckey.hex()} has the wrong size")
 

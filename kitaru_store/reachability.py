@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from . import ids, objects
+from . import ids, layout, objects
 from . import manifests as mf
 from .errors import KitaruError, ObjectNotFoundError
 
@@ -33,12 +33,6 @@ if TYPE_CHECKING:
 # A writer that flushed objects early names them in an in-flight ref until it commits. One that
 # died leaves the ref behind; after this long it is taken for dead and its objects are garbage.
 INFLIGHT_MAX_AGE = dt.timedelta(days=7)
-INFLIGHT_PREFIX = b"inflight/"
-PIN_PREFIX = b"pin/"
-# Redaction queues an object for gc's eraser under erase/<object id, 64 hex>; the ref's value
-# lists the memory record keys waiting for the outcome (not object ids: it keeps nothing).
-ERASE_PREFIX = b"erase/"
-ERASE_END = b"erase0"  # the first name after every erase/ name
 
 # What holds a root, as (kind, label): kinds of manifest fields, in the order manifest_roots names them.
 ENTRY, CHECKPOINT_OUTPUT, RESULT, INPUTS, WAIT_VALUE = (
@@ -83,46 +77,24 @@ def inflight_stale_before(now_ns: int | None = None) -> int:
 
 def stale_inflight(ref_name: bytes, before_ns: int) -> bool:
     """Whether a ref is the in-flight list of a writer that flushed before ``before_ns``."""
-    if not ref_name.startswith(INFLIGHT_PREFIX):
-        return False
-    stamp = ref_name[len(INFLIGHT_PREFIX) : len(INFLIGHT_PREFIX) + 16]
-    try:
-        return int(stamp, 16) < before_ns
-    except ValueError:
-        return False  # not ours to judge: keep it
-
-
-def erase_ref(okey: bytes) -> bytes:
-    """The name of the erasure queue record of an object (gc.queue_erasure)."""
-    return ERASE_PREFIX + okey.hex().encode()
-
-
-def erase_target(name: bytes) -> bytes | None:
-    """The object key an erasure queue record names; None for a name that is not one."""
-    if not name.startswith(ERASE_PREFIX) or len(name) != len(ERASE_PREFIX) + ids.OBJECT_ID_HEX:
-        return None
-    try:
-        okey = bytes.fromhex(name[len(ERASE_PREFIX) :].decode("ascii"))
-    except (UnicodeDecodeError, ValueError):
-        return None
-    return okey if len(okey) == ids.OBJECT_ID_BYTES else None  # (fromhex skips spaces)
+    stamp = layout.inflight_stamp(ref_name)
+    return stamp is not None and stamp < before_ns  # an unreadable stamp is not ours to judge: kept
 
 
 def ref_roots(name: bytes, raw: bytes | memoryview, stale_before: int) -> list[bytes]:
     """The object keys a ref keeps alive: its value cut in 32-byte ids; none for a stale in-flight
     ref or an erasure queue record. (A tail shorter than 32 bytes is kept as it is: it matches no
     object, and fsck reports it.)"""
-    if stale_inflight(name, stale_before) or erase_target(name) is not None:
+    if stale_inflight(name, stale_before) or layout.erase_target(name) is not None:
         return []
-    raw = bytes(raw)
-    return [raw[i : i + ids.OBJECT_ID_BYTES] for i in range(0, len(raw), ids.OBJECT_ID_BYTES)]
+    return layout.split_object_keys(raw)
 
 
 def describe_ref(name: bytes) -> str:
     label = name.decode(errors="replace")
-    if name.startswith(PIN_PREFIX):
-        return f"pin {label[len(PIN_PREFIX) :]!r}"
-    if name.startswith(INFLIGHT_PREFIX):
+    if name.startswith(layout.PIN_PREFIX):
+        return f"pin {label[len(layout.PIN_PREFIX) :]!r}"
+    if name.startswith(layout.INFLIGHT_PREFIX):
         return "a running writer's uncommitted objects"
     return f"ref {label!r}"
 
@@ -150,27 +122,27 @@ def root_keys(backend: Backend, progress: Any = None, total: int = 0) -> set[byt
 
     An undecodable manifest or memory record raises: the root set would be incomplete.
     """
-    from .memory import CorruptMemoryRecordError, _describe_version
+    from .memory import CorruptMemoryRecordError, describe_version
 
     live: set[bytes] = set()
-    for n, (key, raw) in enumerate(backend.scan(b"manifests"), 1):
+    for n, (key, raw) in enumerate(backend.scan(layout.MANIFESTS), 1):
         manifest = mf.decode_manifest(raw, exec_id=key.hex())
         live.update(_object_keys([r[0] for r in manifest_roots(manifest)]))
         if progress and n % 1000 == 0:
             progress("mark", n, total)
     stale_before = inflight_stale_before()
-    for name, raw in backend.scan(b"refs"):
+    for name, raw in backend.scan(layout.REFS):
         live.update(ref_roots(name, raw, stale_before))
-    for k, raw in backend.scan(b"memory"):
+    for k, raw in backend.scan(layout.MEMORY):
         try:
             object_id = memory_root(raw)
         except msgspec.DecodeError as exc:
             raise CorruptMemoryRecordError(
-                f"{_describe_version(k)} cannot be decoded: {exc}",
+                f"{describe_version(k)} cannot be decoded: {exc}",
                 hint="gc cannot tell which object it keeps and stops; run `kitaru-store fsck`",
             ) from exc
         if object_id:
-            live.add(ids.object_key(object_id))
+            live.add(layout.object_key(object_id))
     return live
 
 
@@ -178,25 +150,27 @@ def holders(rt: ReadTxn, okey: bytes, *, skip_memory: bytes | None = None) -> li
     """The roots that, in the snapshot ``rt``, name ``okey`` (chunk indexes listing it:
     ``chunk_users``). Undecodable manifests and memory records count as holders: their roots
     cannot be ruled out. ``skip_memory`` is a memory record key left out (a redaction's own)."""
-    from .memory import _describe_version
+    from .memory import describe_version
 
     object_id = okey.hex()
     found: list[str] = []
-    for k, raw in rt.items(b"memory"):
+    for k, raw in rt.items(layout.MEMORY):
         if k == skip_memory:
             continue
         try:
             other = memory_root(raw)
         except msgspec.DecodeError:
-            found.append(f"an undecodable {_describe_version(k)} (run `kitaru-store fsck`)")
+            found.append(f"an undecodable {describe_version(k)} (run `kitaru-store fsck`)")
             continue
         if other == object_id:
-            found.append(_describe_version(k))
+            found.append(describe_version(k))
     stale_before = inflight_stale_before()
     found.extend(
-        describe_ref(name) for name, raw in rt.items(b"refs") if okey in ref_roots(name, raw, stale_before)
+        describe_ref(name)
+        for name, raw in rt.items(layout.REFS)
+        if okey in ref_roots(name, raw, stale_before)
     )
-    for k, raw in rt.items(b"manifests"):
+    for k, raw in rt.items(layout.MANIFESTS):
         exec_id = k.hex()
         try:
             m = mf.decode_manifest(raw, exec_id=exec_id)
@@ -232,11 +206,11 @@ def _indexes(rt: ReadTxn) -> Iterator[tuple[bytes, list[bytes]]]:
     from . import codec
     from .errors import CorruptObjectError, StoreFormatError
 
-    handle = rt._dbs[b"objects"]
+    handle = rt._dbs[layout.OBJECTS]
     if handle is None:
         return
     for k, v in rt.txn.cursor(db=handle).iternext(keys=True, values=True):
-        if len(v) < codec.HEADER_SIZE or v[1] != codec.KIND_INDEX:
+        if not codec.is_index(v):
             continue
         key = bytes(k)
         try:
@@ -255,7 +229,7 @@ def _object_keys(object_ids: list[str]) -> list[bytes]:
             return keys
     except ValueError:
         pass
-    return [ids.object_key(oid) for oid in object_ids]
+    return [layout.object_key(oid) for oid in object_ids]
 
 
 # --- keeping a value -------------------------------------------------------------------------------
@@ -272,13 +246,13 @@ def keep(wt: WriteTxn, key: bytes, stamp: bytes) -> None:
     """
     from .errors import IncompleteObjectError
 
-    record = wt.get_view(b"objects", key)
+    record = wt.get_view(layout.OBJECTS, key)
     if record is None:
         raise ObjectNotFoundError(key.hex())
     chunks = objects.chunk_keys(record, key)
     for ckey in chunks:
-        if not wt.has(b"objects", ckey):
+        if not wt.has(layout.OBJECTS, ckey):
             raise IncompleteObjectError(key.hex(), ckey.hex())
-    wt.put(b"touch", key, stamp)
+    wt.put(layout.TOUCH, key, stamp)
     for ckey in chunks:
-        wt.put(b"touch", ckey, stamp)
+        wt.put(layout.TOUCH, ckey, stamp)

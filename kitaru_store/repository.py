@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime as dt
 import errno
 import functools
-import importlib
 import os
 import threading
 from collections.abc import Callable, Iterator, Sequence
@@ -15,7 +14,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import msgspec
 
-from . import config, ids, listing
+from . import config, ids, layout, listing
 from . import manifests as mf
 from .backend import Backend, ReadTxn, WriteTxn, open_backend
 from .errors import (
@@ -31,6 +30,7 @@ from .errors import (
     StoreNotFoundError,
     UsageError,
 )
+from .lazy import lazy_module
 from .manifests import Entry, ExecutionSummary, Manifest
 from .names import fits, validate_name
 from .resolve import name_index, resolve
@@ -39,31 +39,15 @@ if TYPE_CHECKING:
     from . import codec, objects, serialization
     from .memory import MemoryStore
 else:
-
-    class _Lazy:
-        """A submodule imported on first use, which then takes this stand-in's place in the
-        module's globals. Listing and reading manifests (``kitaru-store log``, ``show``) thus
-        never load the object engine (FastCDC, zstd, BLAKE3) or the serializers."""
-
-        __slots__ = ("_name",)
-
-        def __init__(self, name: str) -> None:
-            self._name = name
-
-        def __getattr__(self, attr: str) -> Any:
-            module = importlib.import_module(f".{self._name}", __package__)
-            globals()[self._name] = module
-            return getattr(module, attr)
-
-    codec = _Lazy("codec")
-    objects = _Lazy("objects")
-    serialization = _Lazy("serialization")
+    # Imported on first use: listing and reading manifests (``kitaru-store log``, ``show``) thus
+    # never load the object engine (FastCDC, zstd, BLAKE3) or the serializers.
+    codec = lazy_module("codec", globals())
+    objects = lazy_module("objects", globals())
+    serialization = lazy_module("serialization", globals())
 
 # A writer commits the objects it holds once they pass this many bytes (objects before manifest).
 FLUSH_BYTES = 64 << 20
-_pin_prefix = b"pin/"
 _MANIFEST_CACHE = 64  # decoded manifests kept per Repository (checked against their bytes)
-_inflight_prefix = b"inflight/"
 # Fields a caller may set through update_execution; entries and checkpoints have their own calls.
 _UPDATABLE = frozenset(
     {
@@ -161,7 +145,7 @@ class Writer:
 
     def reference(self, object_id: str) -> None:
         """Name an object stored earlier (replay reuse): it must exist, and gets touched."""
-        self._touch.add(ids.object_key(object_id))
+        self._touch.add(layout.object_key(object_id))
 
     def put_record(self, key: bytes, record: bytes) -> None:
         """Stage a record as it is stored (codec.py frame) under ``key``: a remote's copy.
@@ -192,7 +176,7 @@ class Writer:
         status: str = "running",
     ) -> str:
         validate_name(flow_name, what="flow name")
-        exec_id = ids.uuid_key(exec_id).hex() if exec_id else ids.new_uuid()  # one spelling: 32 lower hex
+        exec_id = layout.uuid_key(exec_id).hex() if exec_id else ids.new_uuid()  # one spelling: 32 lower hex
         manifest = Manifest(
             exec_id=exec_id,
             flow_name=flow_name,
@@ -258,7 +242,7 @@ class Writer:
         self._mutations.setdefault(exec_id, []).append(apply)
 
     def _referenced(self, object_id: str) -> None:
-        key = ids.object_key(object_id)
+        key = layout.object_key(object_id)
         if key not in self._pending.keys:
             self._touch.add(key)
 
@@ -370,11 +354,11 @@ class Writer:
             # The stamp is taken inside the write transaction, as in commit(): gc relies on a
             # touch time earlier than its cutoff belonging to a transaction committed before it.
             stamp_ns = objects.now_ns()
-            # inflight/<flush time, 16 hex digits of ns>/<uuid>: gc drops it when it is very old.
-            token = _inflight_prefix + b"%016x/" % stamp_ns + suffix
+            # Named by its flush time: gc drops it when it is very old.
+            token = layout.inflight_ref(stamp_ns, suffix)
             for prepared in pending.values:
                 objects.write(wt, prepared, stamp=objects.pack_time(stamp_ns), level=self._repo.level)
-            wt.put(b"refs", token, b"".join(keys))
+            wt.put(layout.REFS, token, b"".join(keys))
             return token
 
         token = self._repo._backend().update(txn)
@@ -409,7 +393,7 @@ class Writer:
             for hook in hooks:
                 hook(wt)
             for token in inflight:
-                wt.delete(b"refs", token)
+                wt.delete(layout.REFS, token)
 
         self._repo._backend().update(txn)
         _remember(written)  # only now: an aborted transaction's manifests were never stored
@@ -424,7 +408,7 @@ class Writer:
 
             def txn(wt: WriteTxn) -> None:
                 for token in tokens:
-                    wt.delete(b"refs", token)
+                    wt.delete(layout.REFS, token)
 
             self._repo._backend().update(txn)
 
@@ -459,6 +443,12 @@ def _keep(cache: dict[bytes, V], key: bytes, value: V, limit: int) -> None:
     cache[key] = value
 
 
+def recent(key: bytes) -> tuple[tuple[int, int], bytes, Manifest] | None:
+    """What this process remembers of the manifest it last committed under ``key``:
+    (version, stored bytes, manifest), or None."""
+    return _recent.get(key)
+
+
 def _remember(done: list[tuple[bytes, tuple[int, int], bytes, Manifest]]) -> None:
     with _recent_lock:
         for key, version, encoded, manifest in done:
@@ -470,7 +460,7 @@ def _manifest_before(wt: WriteTxn, key: bytes, exec_id: str) -> Manifest | None:
     hit = _recent.get(key)
     view = None
     if hit is None or hit[0] != wt.version():  # something was committed since: look
-        view = wt.get_view(b"manifests", key)
+        view = wt.get_view(layout.MANIFESTS, key)
         if view is None:
             return None
         tag = mf.checked_tag(view)
@@ -480,7 +470,7 @@ def _manifest_before(wt: WriteTxn, key: bytes, exec_id: str) -> Manifest | None:
     # encodes to them (nobody changed a dict inside it since).
     if mf.encode_manifest(hit[2], unchanged_since=hit[2]) == hit[1]:
         return hit[2]
-    stored = view if view is not None else wt.get_view(b"manifests", key)
+    stored = view if view is not None else wt.get_view(layout.MANIFESTS, key)
     return mf.decode_manifest(stored, exec_id=exec_id) if stored is not None else None
 
 
@@ -488,7 +478,7 @@ def _apply_mutations(
     wt: WriteTxn, exec_id: str, fns: Sequence[Mutation]
 ) -> tuple[bytes, tuple[int, int], bytes, Manifest]:
     """Apply ``fns`` to the stored manifest; returns what _remember keeps once the commit is done."""
-    key = ids.uuid_key(exec_id)
+    key = layout.uuid_key(exec_id)
     before = _manifest_before(wt, key, exec_id)
     manifest = before
     for fn in fns:
@@ -502,31 +492,31 @@ def _apply_mutations(
             exec_id=exec_id,
             hint="keep large data in values (kitaru.save), not in metadata or names",
         )
-    wt.put(b"manifests", key, encoded)
-    tkey = mf.time_key(manifest.started_at) + key
-    flow_key = manifest.flow_name.encode() + b"\x00" + tkey
+    wt.put(layout.MANIFESTS, key, encoded)
+    tkey = layout.summary_key(manifest.started_at, key)
+    flow_key = layout.flow_key(manifest.flow_name, tkey)
     if before is not None:
         # A changed start time or flow name moves the execution in the indexes: drop the old keys.
-        old_tkey = mf.time_key(before.started_at) + key
-        old_flow_key = before.flow_name.encode() + b"\x00" + old_tkey
+        old_tkey = layout.summary_key(before.started_at, key)
+        old_flow_key = layout.flow_key(before.flow_name, old_tkey)
         if old_tkey != tkey:
-            wt.delete(b"exec_time", old_tkey)
+            wt.delete(layout.EXEC_TIME, old_tkey)
         if old_flow_key != flow_key:
-            wt.delete(b"exec_flow", old_flow_key)
-    wt.put(b"exec_time", tkey, mf.encode_summary(mf.summarize(manifest)))
-    wt.put(b"exec_flow", flow_key, b"")
+            wt.delete(layout.EXEC_FLOW, old_flow_key)
+    wt.put(layout.EXEC_TIME, tkey, mf.encode_summary(mf.summarize(manifest)))
+    wt.put(layout.EXEC_FLOW, flow_key, b"")
     known = {e.artifact_id for e in before.entries} if before else set()
     for entry in manifest.entries:
         if entry.artifact_id not in known:
-            akey = ids.uuid_key(entry.artifact_id)
+            akey = layout.uuid_key(entry.artifact_id)
             # Artifact ids are unique in a store: checked here, in the committing transaction,
             # so that no import (nor a concurrent local write) takes over another's id.
-            if not wt.put(b"artifacts", akey, key, overwrite=False):
-                owner = wt.get(b"artifacts", akey)
+            if not wt.put(layout.ARTIFACTS, akey, key, overwrite=False):
+                owner = wt.get(layout.ARTIFACTS, akey)
                 if owner is not None and owner != key:
                     raise _artifact_taken(exec_id, entry.artifact_id, owner.hex())
     for gone in known - {e.artifact_id for e in manifest.entries}:  # replaced entries leave the index
-        wt.delete(b"artifacts", ids.uuid_key(gone))
+        wt.delete(layout.ARTIFACTS, layout.uuid_key(gone))
     return key, wt.committing(), encoded, manifest
 
 
@@ -554,7 +544,7 @@ class Repository:
         self.root = location.path
         self.readonly = readonly
         self.level = level
-        self._db_path = str(self.root / config.DB_DIR)
+        self._db_path = layout.db_dir(self.root)
         self._lock = threading.Lock()
         self._cached: tuple[int, Backend, Backend] | None = None
         self._manifests: dict[bytes, tuple[tuple[int, int], bytes, Manifest, dict[str, list[Entry]]]] = {}
@@ -595,7 +585,7 @@ class Repository:
         shared = open_backend(
             self._db_path,
             readonly=self.readonly,
-            lock_path=str(self.root / config.LOCK_DIR / "store.lock"),
+            lock_path=layout.lock_file(self.root, layout.STORE_LOCK),
         )
         # The process may share a writable handle; a read-only Repository must still refuse writes.
         backend = shared.readonly_view() if self.readonly and not shared.readonly else shared
@@ -667,28 +657,28 @@ class Repository:
         return serialization.deserialize(data, allow_pickle=allow_pickle, object_id=object_id)
 
     def has_object(self, object_id: str) -> bool:
-        key = ids.object_key(object_id)
+        key = layout.object_key(object_id)
         with self._backend().read() as rt:
-            return rt.has(b"objects", key)
+            return rt.has(layout.OBJECTS, key)
 
     def _object_key(self, object_id: str) -> bytes:
         if len(object_id) == ids.OBJECT_ID_HEX:
-            return ids.object_key(object_id.lower())
-        return ids.object_key(self.resolve_object(object_id))
+            return layout.object_key(object_id.lower())
+        return layout.object_key(self.resolve_object(object_id))
 
     def resolve_object(self, prefix: str) -> str:
         """The full object id for a unique prefix of at least 4 hex characters."""
-        return self._resolve_prefix(b"objects", prefix, ids.OBJECT_ID_HEX, "object id")
+        return self._resolve_prefix(layout.OBJECTS, prefix, ids.OBJECT_ID_HEX, "object id")
 
     def object_info(self, object_id: str) -> ObjectInfo:
         key = self._object_key(object_id)
         with self._backend().read(buffers=True) as rt:
-            record = rt.get_view(b"objects", key)
+            record = rt.get_view(layout.OBJECTS, key)
             if record is None:
                 raise ObjectNotFoundError(key.hex())
-            touched = objects.unpack_time(rt.get(b"touch", key))
+            touched = objects.unpack_time(rt.get(layout.TOUCH, key))
             chunks = objects.chunk_keys(record, key)
-            stored = len(record) + sum(len(rt.get_view(b"objects", c) or b"") for c in chunks)
+            stored = len(record) + sum(len(rt.get_view(layout.OBJECTS, c) or b"") for c in chunks)
             codec_name = codec.stored_codec_name(record)
         size = len(self.get_bytes(key.hex())) if not chunks else _index_size(record, key)
         return ObjectInfo(
@@ -712,9 +702,9 @@ class Repository:
                     if len(found) > 10:
                         break
         if not found:
-            if db == b"manifests":
+            if db == layout.MANIFESTS:
                 raise ExecutionNotFoundError(prefix)
-            if db == b"artifacts":
+            if db == layout.ARTIFACTS:
                 raise NotFoundError(
                     f"no artifact {prefix!r} in the store",
                     name=prefix,
@@ -728,7 +718,7 @@ class Repository:
     # -- executions -------------------------------------------------------------------------
 
     def resolve_execution(self, prefix: str) -> str:
-        return self._resolve_prefix(b"manifests", prefix, ids.UUID_HEX, "execution id")
+        return self._resolve_prefix(layout.MANIFESTS, prefix, ids.UUID_HEX, "execution id")
 
     def get_execution(self, exec_id: str, *, observe: bool = True) -> Manifest:
         """The execution's manifest. ``running`` with an owner that is gone reads as failed
@@ -751,13 +741,13 @@ class Repository:
         """
         cleaned = exec_id.strip().lower().replace("-", "") if isinstance(exec_id, str) else ""
         full = cleaned if len(cleaned) == ids.UUID_HEX else self.resolve_execution(exec_id)
-        key = ids.uuid_key(full)
+        key = layout.uuid_key(full)
         hit = self._manifests.get(key)
         with self._backend().read(buffers=True) as rt:
             version = rt.version()
             if hit is not None and hit[0] == version:
                 return hit[2], hit[3]
-            view = rt.get_view(b"manifests", key)
+            view = rt.get_view(layout.MANIFESTS, key)
             if view is None:
                 raise ExecutionNotFoundError(exec_id)
             tag = mf.checked_tag(view)
@@ -801,7 +791,7 @@ class Repository:
 
     def count_executions(self) -> int:
         with self._backend().read() as rt:
-            return rt.count(b"manifests")
+            return rt.count(layout.MANIFESTS)
 
     def latest_execution(self, *, flow: str | None = None) -> ExecutionSummary | None:
         return next(iter(self.iter_executions(flow=flow)), None)
@@ -820,21 +810,21 @@ class Repository:
         ``check`` sees the manifest inside the deleting transaction and may refuse by raising.
         """
         full = self.resolve_execution(exec_id)
-        key = ids.uuid_key(full)
+        key = layout.uuid_key(full)
 
         def txn(wt: WriteTxn) -> None:
-            raw = wt.get(b"manifests", key)
+            raw = wt.get(layout.MANIFESTS, key)
             if raw is None:
                 raise ExecutionNotFoundError(full)
             m = mf.decode_manifest(raw, exec_id=full)
             if check is not None:
                 check(m)
-            tkey = mf.time_key(m.started_at) + key
-            wt.delete(b"manifests", key)
-            wt.delete(b"exec_time", tkey)
-            wt.delete(b"exec_flow", m.flow_name.encode() + b"\x00" + tkey)
+            tkey = layout.summary_key(m.started_at, key)
+            wt.delete(layout.MANIFESTS, key)
+            wt.delete(layout.EXEC_TIME, tkey)
+            wt.delete(layout.EXEC_FLOW, layout.flow_key(m.flow_name, tkey))
             for e in m.entries:
-                wt.delete(b"artifacts", ids.uuid_key(e.artifact_id))
+                wt.delete(layout.ARTIFACTS, layout.uuid_key(e.artifact_id))
 
         self._backend().update(txn)
         from . import liveness
@@ -848,9 +838,9 @@ class Repository:
         return resolve(manifest, name, index=index)
 
     def get_artifact(self, artifact_id: str) -> tuple[Manifest, Entry]:
-        full = self._resolve_prefix(b"artifacts", artifact_id, ids.UUID_HEX, "artifact id")
+        full = self._resolve_prefix(layout.ARTIFACTS, artifact_id, ids.UUID_HEX, "artifact id")
         with self._backend().read() as rt:
-            exec_key = rt.get(b"artifacts", ids.uuid_key(full))
+            exec_key = rt.get(layout.ARTIFACTS, layout.uuid_key(full))
         if exec_key is None:
             raise NotFoundError(
                 f"no artifact {artifact_id!r}",
@@ -872,7 +862,7 @@ class Repository:
 
     def cache_get(self, key: bytes) -> mf.CacheRecord | None:
         with self._backend().read() as rt:
-            raw = rt.get(b"cache", key)
+            raw = rt.get(layout.CACHE, key)
         if raw is None:
             return None
         try:
@@ -881,16 +871,16 @@ class Repository:
             return None  # a damaged or newer cache record is a miss; the cache is only an optimisation
 
     def cache_put(self, key: bytes, record: mf.CacheRecord) -> None:
-        self._backend().update(lambda wt: wt.put(b"cache", key, mf.encode(record)))
+        self._backend().update(lambda wt: wt.put(layout.CACHE, key, mf.encode(record)))
 
     def cache_delete(self, key: bytes) -> None:
-        self._backend().update(lambda wt: wt.delete(b"cache", key))
+        self._backend().update(lambda wt: wt.delete(layout.CACHE, key))
 
     def cache_clear(self) -> int:
-        keys = [k for k, _ in self._backend().scan(b"cache")]
+        keys = [k for k, _ in self._backend().scan(layout.CACHE)]
 
         def txn(wt: WriteTxn) -> int:
-            return sum(wt.delete(b"cache", k) for k in keys)
+            return sum(wt.delete(layout.CACHE, k) for k in keys)
 
         return self._backend().update(txn) if keys else 0
 
@@ -905,20 +895,20 @@ class Repository:
 
         def txn(wt: WriteTxn) -> None:
             reachability.keep(wt, key, objects.pack_time(objects.now_ns()))
-            wt.put(b"refs", _pin_prefix + name.encode(), key)
+            wt.put(layout.REFS, layout.pin_ref(name), key)
 
         self._backend().update(txn)
 
     def unpin(self, name: str) -> bool:
         if not fits(name, "pin name"):
             return False  # no pin has a longer name: it would not fit its key
-        return self._backend().update(lambda wt: wt.delete(b"refs", _pin_prefix + name.encode()))
+        return self._backend().update(lambda wt: wt.delete(layout.REFS, layout.pin_ref(name)))
 
     def pins(self) -> dict[str, str]:
         with self._backend().read() as rt:
             return {
-                k[len(_pin_prefix) :].decode(): v.hex()
-                for k, v in rt.items(b"refs", _pin_prefix, _pin_prefix[:-1] + b"0")
+                layout.pin_name(k) or "": v.hex()
+                for k, v in rt.items(layout.REFS, layout.PIN_PREFIX, layout.prefix_upper(layout.PIN_PREFIX))
             }
 
     def set_ref(self, name: bytes, object_keys: Sequence[bytes]) -> None:
@@ -930,7 +920,7 @@ class Repository:
             stamp = objects.pack_time(objects.now_ns())  # inside the transaction (see gc.collect)
             for k in object_keys:
                 reachability.keep(wt, k, stamp)
-            wt.put(b"refs", name, b"".join(object_keys))
+            wt.put(layout.REFS, name, b"".join(object_keys))
 
         self._backend().update(txn)
 
@@ -963,8 +953,8 @@ class Repository:
 
 
 def _index_size(record: memoryview, key: bytes) -> int:
-    _, payload = objects._decode_checked(record, key)
-    return objects._parse_index(payload, key).size
+    _, payload = objects.decode_checked(record, key)
+    return objects.parse_index(payload, key).size
 
 
 __all__ = ["ObjectInfo", "ReadTxn", "Repository", "StoredValue", "Writer", "validate_name"]

@@ -6,7 +6,7 @@ import os
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING
 
-from . import codec, config
+from . import codec, layout
 from . import manifests as mf
 
 if TYPE_CHECKING:
@@ -43,7 +43,7 @@ class Stats:
 def compute(repo: Repository) -> Stats:
     st = Stats()
     backend = repo._backend()
-    for key, raw in backend.scan(b"manifests"):
+    for key, raw in backend.scan(layout.MANIFESTS):
         m = mf.decode_manifest(raw, exec_id=key.hex())
         st.executions += 1
         st.entries += len(m.entries)
@@ -53,7 +53,7 @@ def compute(repo: Repository) -> Stats:
         n = 0
         last = None
         with backend.read(buffers=True) as rt:
-            cur = rt.txn.cursor(db=rt._dbs[b"objects"])
+            cur = rt.txn.cursor(db=rt._dbs[layout.OBJECTS])
             ok = cur.set_range(start)
             while ok and n < 4096:
                 last = bytes(cur.key())
@@ -73,9 +73,9 @@ def compute(repo: Repository) -> Stats:
                 ok = cur.next()
         if last is None or n < 4096:
             break
-        start = last + b"\x00"
+        start = layout.key_after(last)
     try:
-        st.file_bytes = os.path.getsize(repo.root / config.DB_DIR / "data.mdb")
+        st.file_bytes = os.path.getsize(layout.data_file(repo.root))
     except OSError:
         st.file_bytes = 0
     return st

@@ -178,17 +178,17 @@ def echo(message: str, err: bool = False) -> None:
 
 def _open(store: str | None) -> Backend:
     """What ``State.repo()`` opens, read-only: a missing store is left to click to report."""
-    from kitaru_store import config
+    from kitaru_store import config, layout
     from kitaru_store.backend import open_backend
 
     loc = config.locate(store)
     if config.read_config(loc.path) is None:
         raise _Unhandled(f"no store at {loc.path}")
     return open_backend(
-        str(loc.path / config.DB_DIR),
+        layout.db_dir(loc.path),
         readonly=True,
         create=False,
-        lock_path=str(loc.path / config.LOCK_DIR / "store.lock"),
+        lock_path=layout.lock_file(loc.path, layout.STORE_LOCK),
     )
 
 

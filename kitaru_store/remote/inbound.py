@@ -61,7 +61,7 @@ def verify_record(
     except ValueError as exc:
         raise _corrupt(key, remote, f"is undecodable: {exc}", exec_id) from None
     except StoreFormatError as exc:  # a newer record format: "upgrade kitaru"
-        raise objects._naming(exc, key) from None
+        raise objects.object_format_error(exc, key) from None
     if kind == codec.KIND_DATA:
         if hashing.digest(payload) != key:
             raise _corrupt(key, remote, "does not match its id", exec_id)
@@ -78,7 +78,7 @@ def parse_index(
     """The chunk index in a remote record's payload: chunk ids of 32 bytes, each chunk 1 byte to
     codec.MAX_DATA_SIZE, adding up to the value's size."""
     try:
-        index = objects._parse_index(payload, key)
+        index = objects.parse_index(payload, key)
     except CorruptObjectError as exc:
         raise _corrupt(key, remote, f": {exc.message}", exec_id) from None
     total = 0

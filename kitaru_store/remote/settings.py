@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from kitaru_store import config
+from kitaru_store import layout
 from kitaru_store.locks import FileLock
 
 from .errors import RemoteError, RemoteNotFoundError
@@ -238,8 +238,8 @@ def _save(root: Path, remotes: dict[str, RemoteSpec]) -> None:
 
 
 def _locked(root: Path) -> FileLock:
-    (root / config.LOCK_DIR).mkdir(mode=0o700, exist_ok=True)
-    lock = FileLock(str(root / config.LOCK_DIR / LOCK_FILE))
+    (root / layout.LOCK_DIR).mkdir(mode=0o700, exist_ok=True)
+    lock = FileLock(layout.lock_file(root, LOCK_FILE))
     lock.acquire(exclusive=True, timeout=10.0, what="changing the remotes")
     return lock
 

@@ -28,7 +28,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
-from kitaru_store import codec, hashing, ids, objects
+from kitaru_store import codec, hashing, ids, layout, objects
 from kitaru_store import manifests as mf
 from kitaru_store.errors import (
     AmbiguousIdError,
@@ -371,7 +371,7 @@ class Remote:
         began = time.monotonic()
         report = PushReport(self.name, self.url)
         if exec_ids is None:
-            wanted = [key.hex() for key, _ in self.repo._backend().scan(b"manifests")]
+            wanted = [key.hex() for key, _ in self.repo._backend().scan(layout.MANIFESTS)]
         else:
             wanted = list(dict.fromkeys(self.repo.resolve_execution(e) for e in exec_ids))
         self.config(create=True)
@@ -388,7 +388,7 @@ class Remote:
 
     def _local_manifest(self, exec_id: str) -> bytes | None:
         with self.repo._backend().read() as rt:
-            return rt.get(b"manifests", ids.uuid_key(exec_id))
+            return rt.get(layout.MANIFESTS, layout.uuid_key(exec_id))
 
     def _push_one(self, exec_id: str, remote_etag: str | None, force: bool, report: PushReport) -> str:
         local = self._local_manifest(exec_id)
@@ -446,12 +446,12 @@ class Remote:
         A chunk index on the remote vouches for its chunks (they were uploaded before it), so
         the chunks of a value whose index is there already are not even looked at.
         """
-        values = sorted({ids.object_key(o) for o in mf.referenced_ids(manifest)})
+        values = sorted({layout.object_key(o) for o in mf.referenced_ids(manifest)})
         chunks_of: dict[bytes, list[bytes]] = {}
         plain: list[bytes] = []
         with self.repo._backend().read(buffers=True) as rt:
             for key in values:
-                record = rt.get_view(b"objects", key)
+                record = rt.get_view(layout.OBJECTS, key)
                 if record is None:
                     raise ObjectNotFoundError(key.hex(), exec_id=manifest.exec_id)
                 chunks = objects.chunk_keys(record, key)
@@ -486,7 +486,7 @@ class Remote:
         if self._head(key) is not None:
             return None
         with self.repo._backend().read() as rt:
-            record = rt.get(b"objects", key)
+            record = rt.get(layout.OBJECTS, key)
         if record is None:
             raise ObjectNotFoundError(key.hex())
         _check_local(record, key)  # never spread a damaged copy
@@ -590,7 +590,7 @@ class Remote:
 
     def _has_local(self, keys: Iterable[bytes]) -> set[bytes]:
         with self.repo._backend().read() as rt:
-            return {k for k in keys if rt.has(b"objects", k)}
+            return {k for k in keys if rt.has(layout.OBJECTS, k)}
 
     def _get_manifest(self, exec_id: str) -> tuple[bytes, str] | None:
         """The remote's manifest of ``exec_id`` and its ETag, read with the manifest cap."""
@@ -615,7 +615,7 @@ class Remote:
             got = self.transport.get(object_path(key), limit=limit)
         except RemoteTooLargeError as exc:
             head = exc.head
-            if limit < inbound.MAX_INDEX_RECORD and len(head) > 1 and head[1] == codec.KIND_INDEX:
+            if limit < inbound.MAX_INDEX_RECORD and codec.is_index(head):
                 return None
             raise inbound.too_large(key, self.name, limit, None) from None
         if got is None:
@@ -658,7 +658,7 @@ class Remote:
         hashed as a whole along the way; its index is staged last, once all of it checked out.
         Memory holds at most ``jobs`` records ahead, one index, and what the writer flushes.
         """
-        keys = sorted({ids.object_key(o) for o in object_ids})
+        keys = sorted({layout.object_key(o) for o in object_ids})
         local = self._has_local(keys)
         missing = [k for k in keys if k not in local]
         if report is not None:
@@ -735,7 +735,7 @@ class Remote:
 
         Raises ObjectNotFoundError if the remote does not have it either.
         """
-        key = ids.object_key(object_id)
+        key = layout.object_key(object_id)
         self.config()
         if self.transport.head(object_path(key)) is None:
             raise ObjectNotFoundError(object_id)
@@ -800,8 +800,7 @@ _BAD_REMOTE_HINT = (
 def _remote_data(exc: KitaruError) -> KitaruError:
     """The error, with a hint about the remote's copy where the local one (fsck ...) would mislead."""
     if isinstance(exc, _BAD_REMOTE_DATA):
-        exc.hint = _BAD_REMOTE_HINT
-        exc.args = (exc._render(),)
+        exc.with_hint(_BAD_REMOTE_HINT)
     return exc
 
 
@@ -829,7 +828,7 @@ def _check_local(record: bytes, key: bytes) -> None:
     except ValueError as exc:
         raise CorruptObjectError(key.hex(), f"undecodable record: {exc}") from None
     except StoreFormatError as exc:
-        raise objects._naming(exc, key) from None
+        raise objects.object_format_error(exc, key) from None
     cap = inbound.MAX_DATA_RECORD if kind == codec.KIND_DATA else inbound.MAX_INDEX_RECORD
     if len(record) > cap:
         raise RemoteError(
@@ -850,7 +849,7 @@ def _check_local(record: bytes, key: bytes) -> None:
                 key.hex(), "content does not match its id (not pushed; run `kitaru-store fsck`)"
             )
     else:
-        objects._parse_index(payload, key)
+        objects.parse_index(payload, key)
 
 
 def clone(

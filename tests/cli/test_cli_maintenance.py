@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from cli_demo import Demo, Run
 
-from kitaru_store import Repository, ids
+from kitaru_store import Repository, layout
 from kitaru_store.cli import output
 
 
@@ -106,7 +106,7 @@ def test_fsck_sample(run: Run, demo: Demo) -> None:
 
 
 def _corrupt(repo: Repository, object_id: str) -> None:
-    key = ids.object_key(object_id)
+    key = layout.object_key(object_id)
 
     def flip(wt):  # type: ignore[no-untyped-def]
         record = bytearray(wt.get(b"objects", key))
@@ -135,7 +135,7 @@ def test_fsck_finds_a_corrupt_object(run: Run, demo: Demo, repo: Repository) -> 
 
 
 def test_fsck_finds_a_missing_object(run: Run, demo: Demo, repo: Repository) -> None:
-    key = ids.object_key(demo.objects["batch"])
+    key = layout.object_key(demo.objects["batch"])
     repo._backend().update(lambda wt: wt.delete(b"objects", key))
     result = run("fsck")
     assert result.exit_code == 1

@@ -23,8 +23,8 @@ import kitaru
 from kitaru import KitaruClient, checkpoint, flow
 from kitaru.cli import recovery
 from kitaru_store import Repository
-from kitaru_store.backend import DATABASES
 from kitaru_store.cli import app
+from kitaru_store.layout import DATABASES
 
 CALLS: list[str] = []
 FAIL = {"rc_second": False}

@@ -18,7 +18,7 @@ from fuzz_helpers import FUZZ, decode_within_bounds, mutations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from kitaru_store import codec, listing, objects
+from kitaru_store import codec, layout, listing, objects
 from kitaru_store import manifests as mf
 from kitaru_store import memory as mem
 from kitaru_store.cli import quicklog
@@ -186,7 +186,7 @@ _CHUNKS = {cid: codec.encode(bytes(1 << 20)) for cid in CHUNK_IDS}
 @FUZZ
 @given(inputs(_indexes()))
 def test_chunk_index(data: bytes) -> None:
-    _all([lambda d: objects._parse_index(d, KEY)], data)
+    _all([lambda d: objects.parse_index(d, KEY)], data)
     framed = codec.encode(data, kind=codec.KIND_INDEX)
     _all([lambda d: objects.chunk_keys(d, KEY)], framed)
     # Reading the value the index describes: every size checked before the value is allocated.
@@ -201,7 +201,7 @@ def test_manifest(data: bytes) -> None:
 
 
 @FUZZ
-@given(inputs(_summaries()), st.sampled_from([listing.time_key(T0) + bytes.fromhex(EXEC), bytes(24), b"k"]))
+@given(inputs(_summaries()), st.sampled_from([layout.time_key(T0) + bytes.fromhex(EXEC), bytes(24), b"k"]))
 def test_execution_summary(data: bytes, key: bytes) -> None:
     def fast(d: bytes) -> Any:
         s = quicklog.decode_summary(d)

@@ -23,7 +23,7 @@ from fuzz_helpers import EXAMPLES, FUZZ, decode_within_bounds, mutations
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from kitaru_store import KitaruError, Repository, codec, hashing, ids, objects
+from kitaru_store import KitaruError, Repository, codec, hashing, ids, layout, objects
 from kitaru_store import manifests as mf
 from kitaru_store.backend import close_backend
 from kitaru_store.remote import inbound
@@ -186,7 +186,7 @@ def test_fuzz_remote_listing(items: list[tuple[str, str]]) -> None:
     remote.transport = _Listing(items)  # type: ignore[assignment]
     listed = decode_within_bounds(remote.list_executions, sum(len(k) + len(e) for k, e in items))
     for exec_id in listed:
-        assert len(exec_id) == ids.UUID_HEX and ids.uuid_key(exec_id).hex() == exec_id
+        assert len(exec_id) == ids.UUID_HEX and layout.uuid_key(exec_id).hex() == exec_id
 
 
 # --- mutated objects through a real pull -----------------------------------------------------
@@ -210,7 +210,7 @@ def pushed(s3_endpoint: str, bucket: str, tmp_path: Path) -> Iterator[tuple[str,
         for exec_id in made:
             keys = [manifest_path(exec_id)]
             for oid in mf.referenced_ids(a.get_execution(exec_id)):
-                key = ids.object_key(oid)
+                key = layout.object_key(oid)
                 record = rt.get_view(b"objects", key)
                 assert record is not None
                 keys += [object_path(k) for k in [key, *objects.chunk_keys(record, key)]]

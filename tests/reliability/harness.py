@@ -549,7 +549,7 @@ def run_concurrency(
 def store_snapshot(store: Path) -> dict[str, dict[bytes, bytes]]:
     """Every key and value of every sub-database (to prove that a failure changed nothing)."""
     from kitaru_store import Repository
-    from kitaru_store.backend import DATABASES
+    from kitaru_store.layout import DATABASES
 
     repo = Repository.open(store, create=False, readonly=True)
     out: dict[str, dict[bytes, bytes]] = {}
@@ -664,7 +664,7 @@ def _reads_as_newer_format(raw: bytes, key: bytes) -> bool:
     try:
         kind, payload = codec.decode(raw)
         if kind == codec.KIND_INDEX:
-            objects._parse_index(payload, key)
+            objects.parse_index(payload, key)
     except StoreFormatError:
         return True
     except Exception:

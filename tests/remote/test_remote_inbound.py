@@ -19,7 +19,7 @@ from kitaru_store import (
     InvalidNameError,
     Repository,
     codec,
-    ids,
+    layout,
 )
 from kitaru_store import manifests as mf
 from kitaru_store.errors import ManifestTooLargeError
@@ -74,7 +74,7 @@ def body_bytes(monkeypatch: pytest.MonkeyPatch) -> list[int]:
 
 
 def _replace_object(s3: Any, bucket: str, object_id: str, body: bytes) -> None:
-    s3.put_object(Bucket=bucket, Key=f"team/{object_path(ids.object_key(object_id))}", Body=body)
+    s3.put_object(Bucket=bucket, Key=f"team/{object_path(layout.object_key(object_id))}", Body=body)
 
 
 # --- caps ------------------------------------------------------------------------------------
@@ -131,7 +131,7 @@ def test_a_valid_record_followed_by_junk_is_refused(
     a, exec_id = _pushed(stores, url, s3_endpoint, {"note": "x" * 601})
     victim = a.resolve_name(exec_id, "note").object_id
     with a._backend().read() as rt:
-        record = rt.get(b"objects", ids.object_key(victim))
+        record = rt.get(b"objects", layout.object_key(victim))
     assert record is not None and codec.is_compressed(record)
     _replace_object(s3, bucket, victim, record + random.Random(1).randbytes(64 << 10))
     b = _puller(stores, url, s3_endpoint)
@@ -212,7 +212,7 @@ def test_a_chunk_index_with_impossible_sizes_is_refused(
     a, exec_id = _pushed(stores, url, s3_endpoint, {"big": random.Random(3).randbytes(1536 << 10)})
     big = a.resolve_name(exec_id, "big").object_id
     with a._backend().read() as rt:
-        record = rt.get(b"objects", ids.object_key(big))
+        record = rt.get(b"objects", layout.object_key(big))
     assert record is not None
     for bad in _mutated_chunks(record):
         _replace_object(s3, bucket, big, bad)

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from remote_helpers import T0, add_remote, good_and_bad, make_execution, pull_failure, remote_keys
 
-from kitaru_store import CorruptObjectError, ObjectNotFoundError, Repository, hashing, ids, objects
+from kitaru_store import CorruptObjectError, ObjectNotFoundError, Repository, hashing, layout, objects
 from kitaru_store import manifests as mf
 from kitaru_store.errors import IdCollisionError
 from kitaru_store.remote import (
@@ -62,7 +62,7 @@ def _needed(repo: Repository, exec_ids: list[str]) -> set[str]:
     with repo._backend().read(buffers=True) as rt:
         for exec_id in exec_ids:
             for oid in mf.referenced_ids(repo.get_execution(exec_id)):
-                key = ids.object_key(oid)
+                key = layout.object_key(oid)
                 out.add(oid)
                 record = rt.get_view(b"objects", key)
                 assert record is not None
@@ -72,7 +72,7 @@ def _needed(repo: Repository, exec_ids: list[str]) -> set[str]:
 
 def _manifest_bytes(repo: Repository, exec_id: str) -> bytes:
     with repo._backend().read() as rt:
-        raw = rt.get(b"manifests", ids.uuid_key(exec_id))
+        raw = rt.get(b"manifests", layout.uuid_key(exec_id))
     assert raw is not None
     return raw
 
@@ -254,7 +254,7 @@ def test_a_tampered_chunk_is_rejected_and_its_execution_not_imported(
 def test_push_refuses_to_spread_a_damaged_local_object(stores: Stores, url: str, s3_endpoint: str) -> None:
     a = stores("a")
     exec_id = make_execution(a, {"note": "short"})
-    key = ids.object_key(a.resolve_name(exec_id, "note").object_id)
+    key = layout.object_key(a.resolve_name(exec_id, "note").object_id)
     a._backend().update(lambda wt: wt.put(b"objects", key, b"\x01\x00\x00damaged"))
     add_remote(a, url, s3_endpoint)
     with pytest.raises(CorruptObjectError):

@@ -8,6 +8,8 @@ from __future__ import annotations
 import datetime as dt
 import os
 import random
+import subprocess
+import sys
 import time
 import uuid
 from pathlib import Path
@@ -25,6 +27,15 @@ SUBPROCESS_TIMEOUT = 60
 SAVED_KIND = next(k for k in ENTRY_KINDS if k not in ("checkpoint_output", "llm_record", "wait_input"))
 
 T0 = dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
+
+
+def fresh_python(code: str) -> list[str]:
+    """The words ``code`` prints in a fresh interpreter (for what an import loads)."""
+    probe = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=SUBPROCESS_TIMEOUT, cwd=ROOT
+    )
+    assert probe.returncode == 0, probe.stderr
+    return probe.stdout.split()
 
 
 def make_entry(
@@ -76,7 +87,7 @@ def commit_execution(
 
 def snapshot(repo: Repository) -> dict[bytes, dict[bytes, bytes]]:
     """Every key and value of every sub-database."""
-    from kitaru_store.backend import DATABASES
+    from kitaru_store.layout import DATABASES
 
     with repo.read() as rt:
         return {db: dict(rt.items(db)) for db in DATABASES}

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from store_helpers import commit_execution
 
-from kitaru_store import Repository, objects, reachability
+from kitaru_store import Repository, layout, objects, reachability
 from kitaru_store import gc as gc_module
 from kitaru_store.memory import MemoryStore, MemoryVersion, make_scope
 
@@ -29,8 +29,8 @@ def mem(repo: Repository) -> MemoryStore:
 
 def queued(repo: Repository) -> list[bytes]:
     """The object keys waiting in the erasure queue."""
-    names = [n for n, _ in repo._backend().scan(b"refs", reachability.ERASE_PREFIX, reachability.ERASE_END)]
-    return [k for k in map(reachability.erase_target, names) if k is not None]
+    names = [n for n, _ in repo._backend().scan(b"refs", layout.ERASE_PREFIX, layout.ERASE_END)]
+    return [k for k in map(layout.erase_target, names) if k is not None]
 
 
 def redact_and_die(
@@ -191,10 +191,10 @@ def test_gc_sweeps_a_kept_object_once_its_last_holder_goes(
 
 def test_an_erasure_queue_record_is_no_root(repo: Repository) -> None:
     key = bytes.fromhex(repo.put_value("queued").object_id)
-    assert reachability.erase_target(reachability.erase_ref(key)) == key
-    assert reachability.ref_roots(reachability.erase_ref(key), key, 0) == []
+    assert layout.erase_target(layout.erase_ref(key)) == key
+    assert reachability.ref_roots(layout.erase_ref(key), key, 0) == []
     for name in (b"erase/" + b"zz" * 32, b"erase/" + b"ab " * 21 + b"a", b"erase/ab", b"pin/x"):
-        assert reachability.erase_target(name) is None
+        assert layout.erase_target(name) is None
     assert reachability.ref_roots(b"erase/ab", key, 0) == [key]  # not a queue record: a ref as any
 
 

@@ -34,8 +34,8 @@ from kitaru_store import (
     StoreLockedError,
     StoreNotFoundError,
     UsageError,
+    layout,
 )
-from kitaru_store import config as cfg
 from kitaru_store import errors as errors_module
 from kitaru_store.locks import FileLock
 from kitaru_store.memory import make_scope
@@ -138,7 +138,7 @@ def _read_only(repo: Repository) -> None:
 
 
 def _store_locked(repo: Repository) -> None:
-    lock = FileLock(str(repo.root / cfg.LOCK_DIR / "gc.lock"))
+    lock = FileLock(str(repo.root / layout.LOCK_DIR / "gc.lock"))
     lock.acquire(exclusive=True)
     try:
         repo.gc()
@@ -147,7 +147,7 @@ def _store_locked(repo: Repository) -> None:
 
 
 def _store_format(repo: Repository) -> None:
-    config_file = repo.root / cfg.CONFIG_FILE
+    config_file = repo.root / layout.CONFIG_FILE
     data = json.loads(config_file.read_text())
     config_file.write_text(json.dumps({**data, "format": 99}))
     Repository.open(repo.root)

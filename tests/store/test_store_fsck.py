@@ -9,7 +9,7 @@ import msgspec
 import pytest
 from store_helpers import T0, commit_execution, delete_record, tamper
 
-from kitaru_store import CheckpointRecord, Repository
+from kitaru_store import CheckpointRecord, Repository, layout
 from kitaru_store import manifests as mf
 
 
@@ -93,12 +93,12 @@ def test_index_mismatches(repo: Repository) -> None:
     a = commit_execution(repo, "flow", {"x": 1}, started_at=T0)
     b = commit_execution(repo, "flow", {"y": 2}, started_at=T0)
     artifact = repo.get_execution(a).entries[0].artifact_id
-    tkey_b = mf.time_key(T0) + bytes.fromhex(b)
+    tkey_b = layout.time_key(T0) + bytes.fromhex(b)
 
     def damage(wt) -> None:
         wt.delete(b"artifacts", bytes.fromhex(artifact))
         wt.delete(b"exec_time", tkey_b)
-        wt.put(b"exec_time", mf.time_key(T0) + bytes(16), b"")  # names no execution
+        wt.put(b"exec_time", layout.time_key(T0) + bytes(16), b"")  # names no execution
 
     repo._backend().update(damage)
     report = repo.fsck()
@@ -207,17 +207,19 @@ def _damage_indexes(repo: Repository) -> list[str]:
     a = commit_execution(repo, "flow", {"x": 1}, started_at=T0)
     b = commit_execution(repo, "flow", {"y": 2}, started_at=T0)
     c = commit_execution(repo, "other", {"z": 3}, started_at=T0)
-    tkey_b = mf.time_key(T0) + bytes.fromhex(b)
+    tkey_b = layout.time_key(T0) + bytes.fromhex(b)
     artifact = repo.get_execution(a).entries[0].artifact_id
-    elsewhere = mf.time_key(T0 + dt.timedelta(seconds=5)) + bytes.fromhex(c)
+    elsewhere = layout.time_key(T0 + dt.timedelta(seconds=5)) + bytes.fromhex(c)
 
     def damage(wt) -> None:
         wt.delete(b"artifacts", bytes.fromhex(artifact))
         wt.delete(b"exec_time", tkey_b)
-        wt.put(b"exec_time", mf.time_key(T0) + bytes(16), b"")  # names no execution
+        wt.put(b"exec_time", layout.time_key(T0) + bytes(16), b"")  # names no execution
         wt.put(b"exec_time", elsewhere, b"")  # c's execution, at a time it did not start at
-        wt.put(b"exec_flow", b"flow\x00" + mf.time_key(T0) + bytes(16), b"")
-        wt.put(b"exec_flow", b"renamed\x00" + mf.time_key(T0) + bytes.fromhex(a), b"")  # last 24 bytes fine
+        wt.put(b"exec_flow", b"flow\x00" + layout.time_key(T0) + bytes(16), b"")
+        wt.put(
+            b"exec_flow", b"renamed\x00" + layout.time_key(T0) + bytes.fromhex(a), b""
+        )  # last 24 bytes fine
         wt.put(b"artifacts", bytes(16), bytes.fromhex(c))  # c has no such artifact
         wt.put(b"artifacts", b"\x01" * 16, bytes(16))  # an execution that does not exist
 
@@ -254,7 +256,7 @@ def test_flow_index_key_with_another_flow_name_is_not_reported(repo: Repository)
     """As before: only the last 24 bytes of a flow index key are checked (the counts differ, and
     the indexes are then read against the manifests)."""
     a = commit_execution(repo, "flow", {"x": 1}, started_at=T0)
-    key = b"renamed\x00" + mf.time_key(T0) + bytes.fromhex(a)
+    key = b"renamed\x00" + layout.time_key(T0) + bytes.fromhex(a)
     repo._backend().update(lambda wt: wt.put(b"exec_flow", key, b""))
     assert repo.fsck().ok
 
@@ -322,7 +324,7 @@ def test_fsck_finds_checkpoint_output_or_result_deleted(repo: Repository, what: 
 def test_fsck_finds_flow_index_naming_a_missing_execution(repo: Repository) -> None:
     commit_execution(repo, "flow", {"a": 1}, started_at=T0)
     ghost = os.urandom(16)
-    fkey = b"flow\x00" + mf.time_key(T0) + ghost
+    fkey = b"flow\x00" + layout.time_key(T0) + ghost
     repo._backend().update(lambda wt: wt.put(b"exec_flow", fkey, b""))
     report = repo.fsck()
     assert kinds(report) == ["index-mismatch"]

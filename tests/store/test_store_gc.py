@@ -11,10 +11,9 @@ import numpy as np
 import pytest
 from store_helpers import T0, commit_execution, make_entry, output_entry, record
 
-from kitaru_store import CheckpointRecord, Repository, StoreLockedError, objects
-from kitaru_store import config as cfg
+from kitaru_store import CheckpointRecord, Repository, StoreLockedError, layout, objects
 from kitaru_store import repository as repository_module
-from kitaru_store.gc import DEFAULT_GRACE, INFLIGHT_MAX_AGE, INFLIGHT_PREFIX, stale_inflight
+from kitaru_store.gc import DEFAULT_GRACE, INFLIGHT_MAX_AGE, stale_inflight
 from kitaru_store.locks import FileLock
 
 MiB = 1 << 20
@@ -269,7 +268,7 @@ def test_compaction_shrinks_the_file_and_keeps_data(repo: Repository, store_path
     assert report.objects_removed == len(doomed)
     assert report.compacted and report.compact_error is None
     assert report.file_size_after < report.file_size_before / 3
-    assert report.file_size_after == os.path.getsize(store_path / cfg.DB_DIR / "data.mdb")
+    assert report.file_size_after == os.path.getsize(store_path / layout.DB_DIR / "data.mdb")
     values = {e.name: repo.get_value(e.object_id) for e in repo.get_execution(keep).entries}
     assert values["a"] == "kept"
     assert np.array_equal(values["arr"], np.arange(300_000))
@@ -296,7 +295,7 @@ def test_second_concurrent_gc_is_refused(repo: Repository, store_path) -> None:
     assert len(seen) == 1
     assert seen[0].hint and "wait" in seen[0].hint
     # Another holder of the gc lock (another process, as far as flock is concerned).
-    lock = FileLock(str(store_path / cfg.LOCK_DIR / "gc.lock"))
+    lock = FileLock(str(store_path / layout.LOCK_DIR / "gc.lock"))
     lock.acquire(exclusive=True)
     try:
         with pytest.raises(StoreLockedError):
@@ -360,7 +359,7 @@ def test_gc_removes_run_locks_no_process_holds(repo: Repository) -> None:
     # a held one (a run in progress) stays, and its run still reads as alive.
     from kitaru_store import liveness
 
-    runs = repo.root / cfg.LOCK_DIR / liveness.RUNS_DIR
+    runs = repo.root / layout.LOCK_DIR / layout.RUNS_DIR
     runs.mkdir(parents=True, exist_ok=True)
     left = [runs / f"{i:032x}.lock" for i in range(3)]
     for path in left:
@@ -390,7 +389,7 @@ def test_deleting_an_execution_removes_its_free_run_lock(repo: Repository) -> No
 
 
 def inflight_name(start_ns: int) -> bytes:
-    return INFLIGHT_PREFIX + b"%016x/" % start_ns + uuid.uuid4().hex.encode()
+    return layout.inflight_ref(start_ns, uuid.uuid4().hex.encode())
 
 
 def refs(repo: Repository) -> dict[bytes, bytes]:
@@ -432,5 +431,5 @@ def test_gc_drops_stale_inflight_refs_and_sweeps_their_objects(repo: Repository)
 
 
 def test_malformed_inflight_stamp_is_kept() -> None:
-    assert not stale_inflight(INFLIGHT_PREFIX + b"not-a-time-stamp/x", objects.now_ns())
+    assert not stale_inflight(layout.INFLIGHT_PREFIX + b"not-a-time-stamp/x", objects.now_ns())
     assert not stale_inflight(b"pin/inflight/0000000000000000/x", objects.now_ns())

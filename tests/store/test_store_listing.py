@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from store_helpers import T0, commit_execution
 
-from kitaru_store import Repository
+from kitaru_store import Repository, layout
 from kitaru_store import manifests as mf
 from kitaru_store.backend import close_backend
 from kitaru_store.manifests import STATUSES
@@ -209,7 +209,7 @@ def test_damaged_summaries_are_rows_of_their_own_and_fsck_names_each(repo: Repos
     assert set(bad) == set(damaged)
     for exec_id, row in bad.items():
         assert isinstance(row, mf.DamagedSummary) and row.problem
-        assert mf.time_key(row.started_at) + bytes.fromhex(exec_id) == damaged[exec_id]
+        assert layout.time_key(row.started_at) + bytes.fromhex(exec_id) == damaged[exec_id]
         assert repo.get_execution(exec_id).exec_id == exec_id  # the manifest is intact
     assert len(expected) == 40
     # Filters: a flow's listing names its flow; a damaged row's status is unknown, so it is listed.
@@ -265,7 +265,7 @@ def exact_ns(d: dt.datetime) -> int:
 
 
 def tk(d: dt.datetime) -> int:
-    key = mf.time_key(d)
+    key = layout.time_key(d)
     assert len(key) == 8
     return int.from_bytes(key, "big")
 
@@ -293,12 +293,12 @@ def test_time_key_is_exact_integer_nanoseconds() -> None:
     assert tk(EPOCH + dt.timedelta(microseconds=1)) == 1000
     # Key order is time order.
     ordered = sorted(samples)
-    assert [mf.time_key(d) for d in ordered] == sorted(mf.time_key(d) for d in ordered)
+    assert [layout.time_key(d) for d in ordered] == sorted(layout.time_key(d) for d in ordered)
 
 
 def test_time_key_naive_is_utc_and_pre_epoch_clamps_to_zero() -> None:
     naive = dt.datetime(2024, 5, 6, 7, 8, 9, 123456)
-    assert mf.time_key(naive) == mf.time_key(naive.replace(tzinfo=dt.UTC))
+    assert layout.time_key(naive) == layout.time_key(naive.replace(tzinfo=dt.UTC))
     assert tk(naive) == exact_ns(naive.replace(tzinfo=dt.UTC))
     plus_two = dt.timezone(dt.timedelta(hours=2))
     assert tk(naive.replace(tzinfo=plus_two)) == tk(naive) - 2 * 3600 * 10**9
@@ -308,7 +308,7 @@ def test_time_key_naive_is_utc_and_pre_epoch_clamps_to_zero() -> None:
         dt.datetime(1969, 12, 31, 12, 0),  # naive
         dt.datetime.min.replace(tzinfo=dt.UTC),
     ]:
-        assert mf.time_key(before) == bytes(8)
+        assert layout.time_key(before) == bytes(8)
 
 
 def test_time_key_naive_is_utc_whatever_the_local_zone() -> None:

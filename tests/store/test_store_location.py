@@ -23,6 +23,7 @@ from kitaru_store import (
     Repository,
     StoreFormatError,
     StoreNotFoundError,
+    layout,
     locks,
 )
 from kitaru_store import config as cfg
@@ -36,7 +37,7 @@ def opened() -> Iterator[list[Path]]:
     roots: list[Path] = []
     yield roots
     for root in roots:
-        close_backend(str(root / cfg.DB_DIR))
+        close_backend(str(root / layout.DB_DIR))
 
 
 @pytest.fixture
@@ -100,7 +101,7 @@ def test_project_store_is_used_by_open(no_env: Path, monkeypatch: pytest.MonkeyP
     opened.append(repo.root)
     assert repo.root == project / cfg.PROJECT_DIR
     oid = repo.put_value("in the project").object_id
-    assert (project / cfg.PROJECT_DIR / cfg.CONFIG_FILE).is_file()
+    assert (project / cfg.PROJECT_DIR / layout.CONFIG_FILE).is_file()
     assert Repository.open(project / cfg.PROJECT_DIR).get_value(oid) == "in the project"
 
 
@@ -111,7 +112,7 @@ def test_per_user_dir_from_xdg_data_home(no_env: Path, opened) -> None:
     repo = Repository.open()
     opened.append(repo.root)
     repo.put_value(1)
-    assert (no_env / "xdg" / "kitaru" / "store" / cfg.CONFIG_FILE).is_file()
+    assert (no_env / "xdg" / "kitaru" / "store" / layout.CONFIG_FILE).is_file()
     assert not any((no_env / "home").iterdir())
 
 
@@ -139,11 +140,11 @@ def test_store_created_on_first_open_for_writing(store_path: Path) -> None:
     repo = Repository.open()
     assert repo.root == store_path
     oid = repo.put_value({"a": 1}).object_id
-    config = json.loads((store_path / cfg.CONFIG_FILE).read_text())
+    config = json.loads((store_path / layout.CONFIG_FILE).read_text())
     assert config["kind"] == "kitaru-store"
     assert config["format"] == cfg.STORE_FORMAT
     assert len(config["store_id"]) == 32
-    assert (store_path / cfg.DB_DIR / "data.mdb").is_file()
+    assert (store_path / layout.DB_DIR / "data.mdb").is_file()
     # Opening again finds the same store (same id), and the data.
     again = Repository.open(store_path)
     assert again.config["store_id"] == config["store_id"]
@@ -190,13 +191,13 @@ def test_a_config_that_appears_while_the_directory_is_scanned_is_read(
 ) -> None:
     """Another process creates the store between the config check and the scan of its entries."""
     target = tmp_path / "racing"
-    (target / cfg.DB_DIR).mkdir(parents=True)
+    (target / layout.DB_DIR).mkdir(parents=True)
     theirs = {"kind": "kitaru-store", "format": cfg.STORE_FORMAT, "store_id": "theirs"}
     real_iterdir = Path.iterdir
 
     def iterdir_while_created(self: Path) -> Iterator[Path]:
-        if self == target and not (target / cfg.CONFIG_FILE).exists():
-            (target / cfg.CONFIG_FILE).write_text(json.dumps(theirs))  # init_store links it now
+        if self == target and not (target / layout.CONFIG_FILE).exists():
+            (target / layout.CONFIG_FILE).write_text(json.dumps(theirs))  # init_store links it now
         return real_iterdir(self)
 
     monkeypatch.setattr(Path, "iterdir", iterdir_while_created)
@@ -215,12 +216,12 @@ def test_empty_directory_becomes_a_store(tmp_path: Path, opened) -> None:
     target.mkdir()
     repo = Repository.open(target)
     opened.append(target)
-    assert (target / cfg.CONFIG_FILE).is_file()
+    assert (target / layout.CONFIG_FILE).is_file()
     assert repo.get_value(repo.put_value("x").object_id) == "x"
 
 
 def test_newer_store_format_is_refused(repo: Repository, store_path: Path) -> None:
-    config_file = store_path / cfg.CONFIG_FILE
+    config_file = store_path / layout.CONFIG_FILE
     data = json.loads(config_file.read_text())
     data["format"] = cfg.STORE_FORMAT + 1
     config_file.write_text(json.dumps(data))
@@ -232,7 +233,7 @@ def test_newer_store_format_is_refused(repo: Repository, store_path: Path) -> No
 
 def test_foreign_or_garbled_config_is_not_a_store(store_path: Path) -> None:
     Repository.open()
-    config_file = store_path / cfg.CONFIG_FILE
+    config_file = store_path / layout.CONFIG_FILE
     config_file.write_text(json.dumps({"kind": "something-else", "format": 1}))
     with pytest.raises(NotAStoreError):
         Repository.open(store_path)
@@ -264,7 +265,7 @@ def test_compacted_data_file_stays_owner_only(repo: Repository, store_path: Path
     finally:
         os.umask(old)
     assert report.compacted
-    mode = stat.S_IMODE((store_path / cfg.DB_DIR / "data.mdb").stat().st_mode)
+    mode = stat.S_IMODE((store_path / layout.DB_DIR / "data.mdb").stat().st_mode)
     assert mode == 0o600, oct(mode)
 
 
@@ -419,7 +420,7 @@ def test_readonly_open_when_the_lock_file_cannot_be_opened(
 ) -> None:
     """A store on a read-only filesystem (EROFS, not a PermissionError) still opens read-only."""
     oid = repo.put_value("on a read-only filesystem").object_id
-    close_backend(str(store_path / cfg.DB_DIR))
+    close_backend(str(store_path / layout.DB_DIR))
     real_open = os.open
 
     def refuse_lock(path, flags, *args):
@@ -443,7 +444,7 @@ def test_readonly_open_when_the_lock_file_cannot_be_opened(
 def test_directory_with_only_a_config_temp_file_becomes_a_store(tmp_path: Path, opened: list[Path]) -> None:
     root = tmp_path / "being-created"
     root.mkdir()
-    tmp = root / f".{cfg.CONFIG_FILE}.{os.getpid() + 1}.{uuid.uuid4().hex[:8]}"
+    tmp = root / f".{layout.CONFIG_FILE}.{os.getpid() + 1}.{uuid.uuid4().hex[:8]}"
     tmp.write_text('{"kind": "kitaru-st')  # another process, half-way through writing its config
     assert cfg.read_config(root) is None
     opened.append(root)

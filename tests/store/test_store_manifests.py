@@ -22,6 +22,7 @@ from kitaru_store import (
     Repository,
     StoreFormatError,
     checksum,
+    layout,
 )
 from kitaru_store import manifests as mf
 from kitaru_store.manifests import Attempt
@@ -342,7 +343,7 @@ def test_summaries_do_not_decode_manifests(repo: Repository) -> None:
     exec_id = repo.create_execution("flow", started_at=T0)
     with repo.read() as rt:
         (tkey, raw), *_ = list(rt.items(b"exec_time"))
-    assert tkey == mf.time_key(T0) + bytes.fromhex(exec_id)
+    assert tkey == layout.time_key(T0) + bytes.fromhex(exec_id)
     summary = mf.decode_summary(raw)
     assert summary.exec_id == exec_id and summary.flow_name == "flow"
 

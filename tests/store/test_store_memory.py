@@ -18,10 +18,10 @@ from kitaru_store import (
     Repository,
     StoreFormatError,
     codec,
+    layout,
     objects,
 )
 from kitaru_store.memory import (
-    DB,
     MAX_KEY,
     Author,
     CorruptMemoryRecordError,
@@ -345,9 +345,9 @@ def test_records_from_a_newer_format_are_refused(repo: Repository, mem: MemorySt
     v = mem.set(NS, "k", 1)
     raw = record_key(NS, "k", 1)
     with repo.read() as rt:
-        stored = decode_record(rt.get(DB, raw))
+        stored = decode_record(rt.get(layout.MEMORY, raw))
     newer = msgspec.msgpack.encode({**msgspec.to_builtins(stored), "format_version": 2, "new_field": [1]})
-    repo._backend().update(lambda wt: wt.put(DB, raw, newer))
+    repo._backend().update(lambda wt: wt.put(layout.MEMORY, raw, newer))
     with pytest.raises(StoreFormatError, match="memory record format 2"):
         mem.get(NS, "k")
     assert v.object_id  # gc still finds the root: the probe reads any format
@@ -382,7 +382,7 @@ def test_memory_values_survive_gc_while_a_deleted_executions_objects_go(
 
 def test_gc_stops_on_an_undecodable_memory_record(repo: Repository, mem: MemoryStore) -> None:
     mem.set(NS, "k", "value")
-    repo._backend().update(lambda wt: wt.put(DB, record_key(NS, "k", 2), b"\xc1 not msgpack"))
+    repo._backend().update(lambda wt: wt.put(layout.MEMORY, record_key(NS, "k", 2), b"\xc1 not msgpack"))
     with pytest.raises(CorruptMemoryRecordError, match="cannot be decoded"):
         repo.gc(grace=0)
     assert mem.get(NS, "k", version=1) == "value"
@@ -401,8 +401,8 @@ def test_fsck_reports_missing_objects_and_bad_records(repo: Repository, mem: Mem
         ("missing-object", v.object_id, "k", "ab" * 16)
     ]
     assert "version 1 names an object that is not stored" in problems[0].detail
-    repo._backend().update(lambda wt: wt.put(DB, b"\xffjunk", b"\x00"))
-    repo._backend().update(lambda wt: wt.put(DB, record_key(NS, "x", 1), b"\xc1"))
+    repo._backend().update(lambda wt: wt.put(layout.MEMORY, b"\xffjunk", b"\x00"))
+    repo._backend().update(lambda wt: wt.put(layout.MEMORY, record_key(NS, "x", 1), b"\xc1"))
     kinds = sorted(p.kind for p in repo.fsck().problems)
     assert kinds == ["bad-memory-record", "bad-memory-record", "missing-object"]
 
@@ -410,8 +410,8 @@ def test_fsck_reports_missing_objects_and_bad_records(repo: Repository, mem: Mem
 def test_fsck_reports_a_record_under_the_wrong_version(repo: Repository, mem: MemoryStore) -> None:
     mem.set(NS, "k", 1)
     with repo.read() as rt:
-        raw = rt.get(DB, record_key(NS, "k", 1))
-    repo._backend().update(lambda wt: wt.put(DB, record_key(NS, "k", 5), raw))
+        raw = rt.get(layout.MEMORY, record_key(NS, "k", 1))
+    repo._backend().update(lambda wt: wt.put(layout.MEMORY, record_key(NS, "k", 5), raw))
     assert [p.detail for p in repo.fsck().problems] == [
         "memory namespace 'default' key 'k' version 5 holds version 1"
     ]

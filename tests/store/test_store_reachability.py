@@ -10,7 +10,7 @@ from collections.abc import Callable
 import pytest
 from store_helpers import T0, make_entry
 
-from kitaru_store import CheckpointRecord, KitaruError, ObjectNotFoundError, Repository, objects
+from kitaru_store import CheckpointRecord, KitaruError, ObjectNotFoundError, Repository, layout, objects
 from kitaru_store import gc as gc_module
 from kitaru_store.errors import IncompleteObjectError
 from kitaru_store.manifests import WaitRecord
@@ -177,7 +177,7 @@ def test_a_stale_inflight_ref_keeps_nothing_for_gc_fsck_or_redaction(
     v = mem.set(ns, "k", "held by a dead writer's in-flight list")
     assert v.object_id is not None
     stale = objects.now_ns() - int(gc_module.INFLIGHT_MAX_AGE.total_seconds() * 1e9) - 1
-    ref = gc_module.INFLIGHT_PREFIX + b"%016x/dead" % stale
+    ref = layout.inflight_ref(stale, b"dead")
     repo._backend().update(lambda wt: wt.put(b"refs", ref, bytes.fromhex(v.object_id) + bytes(32)))
     assert repo.fsck().ok  # bytes(32) names no object, but the ref is no root any more
     redacted = mem.redact(ns, "k", 1, reason="test")
