@@ -16,10 +16,11 @@ or that is empty or starts with "-", shell completion, a stdout click would re-w
 error before the first line is printed (a missing store, for one). The click command then runs
 from the start, with its usual messages and exit codes.
 
-Shared with the click command: the store's location (config), its LMDB handle (backend), the
-newest-first walk of the indexes (listing.py), the summaries' decoder (summary.py) and the text
-(text.log_pages). Its own, each compared with the original by tests/cli/test_cli_quicklog.py: the
-argument parsing, click.style's colour codes and click.echo's stripping of them off a terminal.
+Shared with the click command: the options of ``log`` (log_options.py), the store's location
+(config), its LMDB handle (backend), the newest-first walk of the indexes (listing.py), the
+summaries' decoder (summary.py) and the text and its colours (text.py). Its own: the parsing of
+the command line from that table, and an echo that paints only on a terminal, where click.echo
+takes the colour codes off elsewhere (tests/cli/test_cli_quicklog.py compares the two).
 """
 
 from __future__ import annotations
@@ -29,15 +30,14 @@ import errno
 import io
 import itertools
 import os
-import re
 import stat
 import sys
 
 from kitaru_store import listing, summary
 from kitaru_store.errors import KitaruError
-from kitaru_store.names import STATUSES
 
 from . import text
+from .log_options import FLAG, OPTIONS, accepts
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see kitaru_store/__init__.py)
 if TYPE_CHECKING:
@@ -58,9 +58,12 @@ class _Unhandled(Exception):
 
 # --- the command line ------------------------------------------------------------------------
 
-_GLOBAL_OPTIONS = {"--store": "store"}
-_LOG_OPTIONS = {"-n": "limit", "--max-count": "limit", "--flow": "flow", "--status": "status"}
-_LOG_FLAGS = {"--oneline": "oneline"}
+_GLOBAL_OPTIONS = {"--store": "store"}  # app.py's group option
+# log_options.OPTIONS by spelling: the destination and what the option takes.
+_LOG_OPTIONS = {spelling: (dest, takes) for spellings, dest, takes, *_ in OPTIONS for spelling in spellings}
+_LOG_FLAGS = {spelling: dest for spelling, (dest, takes) in _LOG_OPTIONS.items() if takes == FLAG}
+_LOG_VALUES = {spelling: dest for spelling, (dest, takes) in _LOG_OPTIONS.items() if takes != FLAG}
+_SHORT = [spelling for spelling in _LOG_VALUES if len(spelling) == 2]  # -n20 for -n 20
 
 
 def parse(argv: Sequence[str]) -> dict[str, str] | None:
@@ -72,7 +75,7 @@ def parse(argv: Sequence[str]) -> dict[str, str] | None:
         word = argv[i]
         i += 1
         if not command and word == "log":
-            table, command = _LOG_OPTIONS, True
+            table, command = _LOG_VALUES, True
             continue
         if command and word in _LOG_FLAGS:
             key, value = _LOG_FLAGS[word], ""
@@ -82,8 +85,8 @@ def parse(argv: Sequence[str]) -> dict[str, str] | None:
                 if word in table and i < len(argv):  # --name value, -n value
                     name, value = word, argv[i]
                     i += 1
-                elif command and word.startswith("-n"):  # -nvalue
-                    name, value = "-n", word[2:]
+                elif command and word[:2] in _SHORT:  # -nvalue
+                    name, value = word[:2], word[2:]
                 else:
                     return None
             key = table.get(name, "")
@@ -94,11 +97,9 @@ def parse(argv: Sequence[str]) -> dict[str, str] | None:
         found[key] = value
     if not command:
         return None
-    limit, status = found.get("limit"), found.get("status")
-    if limit is not None and not (limit.isascii() and limit.isdigit()):  # click.IntRange(min=0)
-        return None
-    if status is not None and status not in STATUSES:  # click.Choice(STATUSES)
-        return None
+    for dest, takes in _LOG_OPTIONS.values():
+        if dest in found and not accepts(takes, found[dest]):
+            return None
     return found
 
 
@@ -121,37 +122,7 @@ def _plain_streams() -> bool:
     return True
 
 
-# --- colour and echo -------------------------------------------------------------------------
-
-# click.style's codes for what `log` paints (test_cli_quicklog.py compares them with click.style).
-_SGR = {
-    "bold": "\x1b[1m",
-    "red": "\x1b[31m",
-    "green": "\x1b[32m",
-    "yellow": "\x1b[33m",
-    "magenta": "\x1b[35m",
-    "cyan": "\x1b[36m",
-}
-_RESET = "\x1b[0m"
-# What click.echo removes when the stream is not a terminal (click._compat._ansi_re).
-_ANSI = re.compile(r"\033\[[0-?]*[ -/]*[@-~]")
-
-
-def _paint(code: str) -> Callable[[str], str]:
-    before = _SGR[code]
-    return lambda s: before + s + _RESET
-
-
-def _paint_status(status: str) -> str:
-    colour = text.STATUS_COLOURS.get(status)
-    return _SGR[colour] + status + _RESET if colour else status
-
-
-def painters() -> dict[str, Callable[[str], str]]:
-    """The history.log command's painters: output.styler and output.status_text, without click."""
-    if os.environ.get("NO_COLOR"):  # output.no_color
-        return {"paint_id": str, "paint_status": str, "paint_header": str}
-    return {"paint_id": _paint("yellow"), "paint_status": _paint_status, "paint_header": _paint("bold")}
+# --- echo ------------------------------------------------------------------------------------
 
 
 def _isatty(stream: TextIO) -> bool:
@@ -161,13 +132,17 @@ def _isatty(stream: TextIO) -> bool:
         return False
 
 
+def painters() -> dict[str, Callable[[str], str]]:
+    """The colours of the click command (text.log_painters) where click.echo keeps them: on a
+    terminal and without NO_COLOR (output.no_color). Elsewhere click takes them off; this path
+    does not paint."""
+    return text.log_painters(colour=not os.environ.get("NO_COLOR") and _isatty(sys.stdout))
+
+
 def echo(message: str, err: bool = False) -> None:
-    """click.echo(message, err=err) for a text stream: colour codes come off unless on a terminal."""
+    """click.echo(message, err=err) for a text stream, of text painted by :func:`painters`."""
     stream = sys.stderr if err else sys.stdout
-    out = message + "\n"
-    if not _isatty(stream):
-        out = _ANSI.sub("", out)
-    stream.write(out)
+    stream.write(message + "\n")
     stream.flush()
 
 

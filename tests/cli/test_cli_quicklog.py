@@ -24,7 +24,7 @@ from cli_demo import Demo
 from click.testing import CliRunner
 
 from kitaru_store import Repository, checksum
-from kitaru_store.cli import quicklog
+from kitaru_store.cli import log_options, quicklog, text
 from kitaru_store.cli.app import cli
 from kitaru_store.manifests import STATUSES, decode_summary, encode
 
@@ -249,28 +249,47 @@ def test_streams_click_would_rewrap_are_left_to_click(
     assert quicklog.run(["log"]) is None
 
 
-# --- the pieces of its own -------------------------------------------------------------------
+# --- what the two share ----------------------------------------------------------------------
 
 
-def test_colour_codes_are_click_style() -> None:
-    for name, code in quicklog._SGR.items():
+def test_log_colours_are_click_style() -> None:
+    """text.py paints `log` for both paths, with the codes the other commands get from click."""
+    for name, code in text.SGR.items():
         styled = click.style("x", bold=True) if name == "bold" else click.style("x", fg=name)
-        assert styled == code + "x" + quicklog._RESET
-    for colour in quicklog.text.STATUS_COLOURS.values():
-        assert colour in quicklog._SGR
+        assert styled == code + "x" + text.RESET
+    for colour in text.STATUS_COLOURS.values():
+        assert colour in text.SGR
 
 
-def test_codes_come_off_as_click_unstyle_takes_them() -> None:
-    samples = [
-        click.style("a", fg="red", bold=True, underline=True) + " b",
-        "\x1b[38;5;208mx\x1b[0m",
-        "\x1b[2Kline\x1b[1A",
-        "\x1b]0;title\x07 keep",
-        "\x1b[ tail",
-        "plain",
-    ]
-    for sample in samples:
-        assert quicklog._ANSI.sub("", sample) == click.unstyle(sample)
+def test_the_options_are_the_click_commands(many: Repository) -> None:
+    """Every spelling of every option in log_options.OPTIONS is one of the click command's, and
+    the fast path takes each as click does."""
+    from kitaru_store.cli.history import log
+
+    clicks = {spelling for p in log.params for spelling in p.opts}
+    for spellings, _, takes, _, _ in log_options.OPTIONS:
+        assert set(spellings) <= clicks
+        for spelling in spellings:
+            args = ["log", spelling] if takes == log_options.FLAG else ["log", spelling, _VALUES[takes]]
+            got = fast(args, tty=False, no_color=False)
+            assert got[0] == 0, args
+            assert got == slow(args, tty=False, no_color=False), args
+
+
+_VALUES = {log_options.COUNT: "3", log_options.TEXT: "research", log_options.STATUS: "failed"}
+
+
+def test_control_characters_in_a_status_are_escaped(repo: Repository) -> None:
+    """A status is free text (the API does not check it): its control characters are shown as
+    escapes by both paths, on a terminal and off it, instead of reaching the terminal or being
+    taken apart by click's removal of colour codes."""
+    with repo.writer() as w:
+        w.create_execution("f", started_at=T0, status="\x1b[2Jgone\x9b")
+    for tty, no_color in DISPLAYS:
+        for args in (["log"], ["log", "--oneline"]):
+            got = fast(args, tty=tty, no_color=no_color)
+            assert "\\u001b[2Jgone\\u009b" in got[1]
+            assert got == slow(args, tty=tty, no_color=no_color)
 
 
 def test_the_walk_is_iter_executions(many: Repository) -> None:
