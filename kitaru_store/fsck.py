@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 import msgspec
 
-from . import checksum, ids, layout, memory, objects, reachability
+from . import checksum, ids, layout, memory, objects, reachability, summary
 from . import manifests as mf
 from .errors import CorruptObjectError, KitaruError, ObjectNotFoundError, StoreFormatError
 
@@ -674,8 +674,8 @@ def _memory_problems(rt: ReadTxn, _kind: str, key: bytes) -> list[Problem]:
 
 def _summary_problems(rt: ReadTxn, _kind: str, key: bytes) -> list[Problem]:
     """One execution summary (a value of the time index, what listing shows), read as listing
-    reads it, in this snapshot: it must verify (its checksum; one written before checksums: no
-    unknown field, and the very bytes its manifest encodes to) and be its key's."""
+    reads it, in this snapshot: it must verify (its digest or checksum; a MessagePack one written
+    before checksums: no unknown field, and the very bytes its manifest encodes to) and be its key's."""
     value = rt.get(layout.EXEC_TIME, key)
     if value is None:
         return []  # deleted since it was listed
@@ -686,7 +686,7 @@ def _summary_problems(rt: ReadTxn, _kind: str, key: bytes) -> list[Problem]:
         # A key no manifest accounts for is an index-mismatch, reported as such.
         owner = _manifest_at_time_key(rt, key)
         return [Problem("bad-summary", exc.message, exec_id=exec_id)] if owner is not None else []
-    if checksum.present(value):
+    if not summary.is_msgpack(value) or checksum.present(value):
         return []
     m = _manifest_at_time_key(rt, key)  # written before checksums: it must be its manifest's
     if m is not None and value != mf.encode(mf.summarize(m)):

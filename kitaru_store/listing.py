@@ -1,7 +1,8 @@
 """The newest-first walk of the execution indexes (docs/design.md 9.2), and its damaged rows.
 
 Shared by :meth:`Repository.iter_executions` and the fast path of ``kitaru-store log``
-(cli/quicklog.py), which decode the summaries each in their own way. A summary that does not
+(cli/quicklog.py), which decode the summaries with summary.py, each into its own class (an
+ExecutionSummary; a summary.PlainSummary, without msgspec). A summary that does not
 decode, or does not belong to its key, becomes a damaged row (manifests.DamagedSummary) and the
 walk goes on. Imports neither msgspec nor typing at run time: the fast path starts without them.
 """

@@ -14,6 +14,7 @@ from typing import Any, Literal, TypeVar
 import msgspec
 
 from . import checksum, listing, nesting
+from . import summary as summary_layout
 from .errors import CorruptManifestError, KitaruError, StoreFormatError
 from .listing import DAMAGED as DAMAGED  # the status of a DamagedSummary
 from .names import ARTIFACT_TYPES as ARTIFACT_TYPES  # re-exported (kitaru_store.ARTIFACT_TYPES)
@@ -364,23 +365,29 @@ def decode_cache(data: bytes | memoryview) -> CacheRecord:
 
 
 def encode_summary(s: ExecutionSummary) -> bytes:
-    """The stored form of a summary (the value of its exec_time key): its map plus the checksum pair."""
-    return checksum.seal(_encoder.encode(s))
+    """The stored form of a summary (the value of its exec_time key): summary.py's layout."""
+    return summary_layout.encode(s)
 
 
 def decode_summary(data: bytes | memoryview, *, key: bytes | None = None) -> ExecutionSummary:
-    """The summary in ``data``, verified: its checksum (a summary written before checksums: no
-    unknown field) and, given its exec_time ``key``, that it is that key's. Else CorruptSummaryError."""
+    """The summary in ``data``, verified (summary.decode) and, given its exec_time ``key``, that
+    it is that key's. Else CorruptSummaryError (StoreFormatError: a newer layout)."""
+    summary = summary_layout.decode(data, ExecutionSummary)
+    if key is not None:
+        listing.check_key(key, summary.exec_id, summary.started_at)
+    return summary
+
+
+def decode_msgpack_summary(data: bytes | memoryview) -> ExecutionSummary:
+    """A summary written before summary.py's layout: a MessagePack map, verified by its checksum
+    pair (one written before checksums: no unknown field). Only summary.decode calls this."""
     sealed = checksum.present(data)
     if sealed and checksum.checked_tag(data) is None:
         raise listing.damaged("its checksum does not match")
     try:
-        summary = (_summary_decoder if sealed else _legacy_summary_decoder).decode(data)
+        return (_summary_decoder if sealed else _legacy_summary_decoder).decode(data)
     except (msgspec.DecodeError, UnicodeDecodeError) as exc:  # bad UTF-8 is not a DecodeError
         raise listing.damaged(f"it cannot be decoded: {exc}") from None
-    if key is not None:
-        listing.check_key(key, summary.exec_id, summary.started_at)
-    return summary
 
 
 def summarize(m: Manifest) -> ExecutionSummary:

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import functools
 import itertools
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -19,7 +18,8 @@ from .common import (
     json_option,
     pass_state,
 )
-from .text import damage_warning, log_pages
+from .log_options import COUNT, FLAG, OPTIONS, STATUS
+from .text import damage_warning, log_pages, log_painters
 
 if TYPE_CHECKING:
     from kitaru_store.manifests import CheckpointRecord, Entry, ExecutionSummary, Failure, Manifest
@@ -43,15 +43,22 @@ def _warning_of_damage(summaries: Iterator[ExecutionSummary]) -> Iterator[Execut
         yield s
 
 
+_TYPES: dict[str, click.ParamType] = {COUNT: click.IntRange(min=0), STATUS: click.Choice(STATUSES)}
+
+
+def _log_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    """The options of log_options.OPTIONS, which the fast path parses too, in their order."""
+    for spellings, dest, takes, metavar, help_text in reversed(OPTIONS):
+        kind: dict[str, Any] = {"is_flag": True} if takes == FLAG else {"type": _TYPES.get(takes)}
+        f = click.option(*spellings, dest, metavar=metavar, help=help_text, **kind)(f)
+    return f
+
+
 # `kitaru-store log` without --json usually runs quicklog.py's fast path instead of this command,
-# with the same options and output (text.log_pages); tests/cli/test_cli_quicklog.py compares them.
+# with the same options (log_options.py) and output (text.py); tests/cli/test_cli_quicklog.py
+# compares them.
 @click.command(short_help="List executions, newest first.")
-@click.option(
-    "-n", "--max-count", "limit", metavar="N", type=click.IntRange(min=0), help="Show at most N executions."
-)
-@click.option("--flow", metavar="NAME", help="Only executions of this flow.")
-@click.option("--status", type=click.Choice(STATUSES), help="Only executions with this status.")
-@click.option("--oneline", is_flag=True, help="One compact line per execution, no header.")
+@_log_options
 @json_option
 @pass_state
 def log(
@@ -74,9 +81,7 @@ def log(
         summaries,
         oneline=oneline,
         filtered=bool(flow or status),
-        paint_id=out.styler(fg="yellow"),
-        paint_status=functools.lru_cache(maxsize=64)(out.status_text),
-        paint_header=out.styler(bold=True),
+        **log_painters(colour=not out.no_color()),  # click.echo takes them off where no terminal is
     ):
         click.echo(text, err=err)
 

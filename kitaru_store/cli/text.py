@@ -1,14 +1,17 @@
-"""The text of ``log``, and the formatting helpers it needs: no click, no store libraries.
+"""The text of ``log``, its colours, and the formatting helpers it needs: no click, no store libraries.
 
 ``log`` has two ways in: the click command (history.py) and the fast path (quicklog.py), which
-does without click and msgspec. Both print exactly what :func:`log_pages` returns, so the two
-cannot drift apart; they differ only in how they colour and echo it. output.py re-exports the
-helpers for the other commands.
+does without click and msgspec. Both print exactly what :func:`log_pages` returns, painted by
+:func:`log_painters`, so the two cannot drift apart; they differ only in how they echo it (click
+takes the colour codes off where there is no terminal; the fast path paints only on one).
+output.py re-exports the helpers for the other commands.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+
+from kitaru_store.names import escape, refused_character
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see kitaru_store/__init__.py)
 if TYPE_CHECKING:
@@ -16,7 +19,7 @@ if TYPE_CHECKING:
     from typing import Any, Protocol
 
     class Summary(Protocol):
-        """What ``log`` reads of an execution: a manifests.ExecutionSummary, or quicklog's copy."""
+        """What ``log`` reads of an execution: a manifests.ExecutionSummary, or a summary.PlainSummary."""
 
         @property
         def exec_id(self) -> str: ...
@@ -44,6 +47,46 @@ STATUS_COLOURS = {
     "waiting": "magenta",
     "damaged": "red",  # a row whose summary is damaged (listing.DAMAGED)
 }
+
+
+# The ANSI codes of the colours `log` paints: click.style's (tests/cli/test_cli_quicklog.py
+# compares them), so that `log` looks like the commands that colour with click.
+SGR = {
+    "bold": "\x1b[1m",
+    "red": "\x1b[31m",
+    "green": "\x1b[32m",
+    "yellow": "\x1b[33m",
+    "magenta": "\x1b[35m",
+    "cyan": "\x1b[36m",
+}
+RESET = "\x1b[0m"
+
+
+def painter(code: str) -> Callable[[str], str]:
+    before = SGR[code]
+    return lambda s: before + s + RESET
+
+
+def paint_status(status: str) -> str:
+    colour = STATUS_COLOURS.get(status)
+    return SGR[colour] + status + RESET if colour else status
+
+
+def log_painters(colour: bool) -> dict[str, Callable[[str], str]]:
+    """The ``paint_*`` arguments of :func:`log_pages`: ids yellow, statuses in their colours and
+    the header bold; or, without ``colour``, the text as it is."""
+    if not colour:
+        return {"paint_id": str, "paint_status": str, "paint_header": str}
+    return {"paint_id": painter("yellow"), "paint_status": paint_status, "paint_header": painter("bold")}
+
+
+def printable(text: str) -> str:
+    """``text`` with each control character as an escape (``\\u001b``): a status is free text
+    (only names are checked when stored), and must neither move a terminal's cursor nor be taken
+    apart where click removes colour codes."""
+    if refused_character(text) is None:
+        return text
+    return "".join(escape(c) if refused_character(c) else c for c in text)
 
 
 def short(hex_id: str | None, length: int = SHORT) -> str:
@@ -178,7 +221,8 @@ def log_pages(
     if oneline:
         for page in pages(summaries, LOG_PAGE):
             lines = [
-                f"{paint_id(short(s.exec_id))} {paint_status(s.status)} {s.flow_name} {when(s.started_at)}"
+                f"{paint_id(short(s.exec_id))} {paint_status(printable(s.status))} {s.flow_name}"
+                f" {when(s.started_at)}"
                 for s in page
             ]
             yield "\n".join(lines), False
@@ -195,7 +239,7 @@ def log_pages(
             [
                 short(s.exec_id),
                 s.flow_name,
-                s.status,
+                printable(s.status),
                 when(s.started_at),
                 duration(elapsed(s.started_at, s.ended_at)),
                 str(s.artifact_count),

@@ -22,14 +22,11 @@ import click
 import pytest
 from cli_demo import Demo
 from click.testing import CliRunner
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 from kitaru_store import Repository, checksum
-from kitaru_store.cli import quicklog
+from kitaru_store.cli import log_options, quicklog, text
 from kitaru_store.cli.app import cli
-from kitaru_store.errors import CorruptSummaryError
-from kitaru_store.manifests import STATUSES, ExecutionSummary, decode_summary, encode, encode_summary
+from kitaru_store.manifests import STATUSES, decode_summary, encode
 
 Outcome = tuple[int | None, str, str]  # exit code, stdout, stderr
 
@@ -252,28 +249,47 @@ def test_streams_click_would_rewrap_are_left_to_click(
     assert quicklog.run(["log"]) is None
 
 
-# --- the pieces of its own -------------------------------------------------------------------
+# --- what the two share ----------------------------------------------------------------------
 
 
-def test_colour_codes_are_click_style() -> None:
-    for name, code in quicklog._SGR.items():
+def test_log_colours_are_click_style() -> None:
+    """text.py paints `log` for both paths, with the codes the other commands get from click."""
+    for name, code in text.SGR.items():
         styled = click.style("x", bold=True) if name == "bold" else click.style("x", fg=name)
-        assert styled == code + "x" + quicklog._RESET
-    for colour in quicklog.text.STATUS_COLOURS.values():
-        assert colour in quicklog._SGR
+        assert styled == code + "x" + text.RESET
+    for colour in text.STATUS_COLOURS.values():
+        assert colour in text.SGR
 
 
-def test_codes_come_off_as_click_unstyle_takes_them() -> None:
-    samples = [
-        click.style("a", fg="red", bold=True, underline=True) + " b",
-        "\x1b[38;5;208mx\x1b[0m",
-        "\x1b[2Kline\x1b[1A",
-        "\x1b]0;title\x07 keep",
-        "\x1b[ tail",
-        "plain",
-    ]
-    for sample in samples:
-        assert quicklog._ANSI.sub("", sample) == click.unstyle(sample)
+def test_the_options_are_the_click_commands(many: Repository) -> None:
+    """Every spelling of every option in log_options.OPTIONS is one of the click command's, and
+    the fast path takes each as click does."""
+    from kitaru_store.cli.history import log
+
+    clicks = {spelling for p in log.params for spelling in p.opts}
+    for spellings, _, takes, _, _ in log_options.OPTIONS:
+        assert set(spellings) <= clicks
+        for spelling in spellings:
+            args = ["log", spelling] if takes == log_options.FLAG else ["log", spelling, _VALUES[takes]]
+            got = fast(args, tty=False, no_color=False)
+            assert got[0] == 0, args
+            assert got == slow(args, tty=False, no_color=False), args
+
+
+_VALUES = {log_options.COUNT: "3", log_options.TEXT: "research", log_options.STATUS: "failed"}
+
+
+def test_control_characters_in_a_status_are_escaped(repo: Repository) -> None:
+    """A status is free text (the API does not check it): its control characters are shown as
+    escapes by both paths, on a terminal and off it, instead of reaching the terminal or being
+    taken apart by click's removal of colour codes."""
+    with repo.writer() as w:
+        w.create_execution("f", started_at=T0, status="\x1b[2Jgone\x9b")
+    for tty, no_color in DISPLAYS:
+        for args in (["log"], ["log", "--oneline"]):
+            got = fast(args, tty=tty, no_color=no_color)
+            assert "\\u001b[2Jgone\\u009b" in got[1]
+            assert got == slow(args, tty=tty, no_color=no_color)
 
 
 def test_the_walk_is_iter_executions(many: Repository) -> None:
@@ -288,80 +304,26 @@ def test_the_walk_is_iter_executions(many: Repository) -> None:
     assert len(list(quicklog.newest_first(backend, flow=None, status=None))) == 324
 
 
-def _fields(summary: object) -> list[tuple[str, object, type]]:
-    return [
-        (name, value, type(value))
-        for name in ExecutionSummary.__struct_fields__
-        for value in [getattr(summary, name)]
-    ]
+def test_summaries_written_before_the_layout_are_listed(many: Repository) -> None:
+    """A store written before summary.py's layout holds MessagePack summaries (the older ones
+    without a checksum): the fast path lists them as the click command does."""
+    with many.read() as rt:
+        stored = list(rt.items(b"exec_time"))
 
+    def to_msgpack(wt: Any) -> None:
+        for i, (key, value) in enumerate(stored):
+            old = encode(decode_summary(value))
+            wt.put(b"exec_time", key, old if i % 2 else checksum.seal(old))
 
-def _same_as_msgspec(data: bytes) -> None:
-    try:
-        expected = decode_summary(data)
-    except Exception as exc:
-        with pytest.raises(type(exc)):
-            quicklog.decode_summary(data)
-        return
-    got = quicklog.decode_summary(data)
-    assert _fields(got) == _fields(expected)
-    for name in ("started_at", "ended_at"):
-        if getattr(expected, name) is not None:
-            assert getattr(got, name).tzinfo == getattr(expected, name).tzinfo
-
-
-offsets = st.builds(dt.timezone, st.integers(-23 * 60, 23 * 60).map(lambda m: dt.timedelta(minutes=m)))
-datetimes = st.datetimes(
-    min_value=dt.datetime(1, 1, 2), max_value=dt.datetime(9999, 12, 30), timezones=offsets | st.none()
-)
-summaries = st.builds(
-    ExecutionSummary,
-    exec_id=st.text(),
-    flow_name=st.text(max_size=300),
-    status=st.sampled_from(STATUSES) | st.text(),
-    started_at=datetimes,
-    ended_at=st.none() | datetimes,
-    artifact_count=st.integers(-(2**63), 2**64 - 1),
-    checkpoint_count=st.integers(0, 2**32),
-    replay_of=st.none() | st.text(),
-)
-
-
-@settings(max_examples=300, deadline=None)
-@given(summaries)
-def test_summaries_decode_as_msgspec_decodes_them(summary: ExecutionSummary) -> None:
-    _same_as_msgspec(encode(summary))  # as written before summaries had a checksum
-    _same_as_msgspec(encode_summary(summary))
-
-
-@settings(max_examples=300, deadline=None)
-@given(summaries, st.lists(st.tuples(st.integers(0, 10_000), st.integers(0, 255)), max_size=4), st.binary())
-def test_damaged_summaries_decode_as_msgspec_decodes_them(
-    summary: ExecutionSummary, changes: list[tuple[int, int]], tail: bytes
-) -> None:
-    for stored in (encode(summary), encode_summary(summary)):
-        data = bytearray(stored)
-        for where, byte in changes:
-            data[where % len(data)] = byte
-        _same_as_msgspec(bytes(data))
-        _same_as_msgspec(bytes(data[: len(data) // 2]))
-        _same_as_msgspec(bytes(data) + tail)
-
-
-def test_what_the_decoder_leaves_to_msgspec() -> None:
-    summary = ExecutionSummary(exec_id="e", flow_name="f", status="running", started_at=T0)
-    body = encode(summary)
-    unsealed = bytes([body[0] + 1]) + body[1:] + b"\xa5extra\x92\x01\x02"  # a field it does not know
-    newer = checksum.seal(unsealed)  # a newer writer's summary: checksummed, with a new field
-    naive = encode(
-        ExecutionSummary(exec_id="e", flow_name="f", status="s", started_at=dt.datetime(2020, 1, 1))
-    )
-    for data in (newer, unsealed, naive, checksum.seal(naive), b"\xc0", b""):
-        _same_as_msgspec(data)
-    assert quicklog.decode_summary(newer).exec_id == "e"
-    # Without a checksum, only an older writer's summary: it knew no other field, so this is damage.
-    with pytest.raises(CorruptSummaryError):
-        quicklog.decode_summary(unsealed)
+    many._backend().update(to_msgpack)
+    listed = {}
+    for args in (["log"], ["log", "--flow", "research", "--oneline"]):
+        got = fast(args, tty=False, no_color=False)
+        assert got[0] == 0 and got[2] == ""  # no damaged row
+        assert got == slow(args, tty=False, no_color=False)
+        listed[args[-1]] = got[1].splitlines()
+    assert len(listed["log"]) == 1 + len(stored)
+    assert len(listed["--oneline"]) == sum(" research " in line for line in listed["log"])
 
 
 # --- real processes --------------------------------------------------------------------------
