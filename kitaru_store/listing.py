@@ -50,15 +50,21 @@ def check_key(key: bytes, exec_id: str, started_at: dt.datetime) -> None:
         raise damaged("its start time is not the one its key records")
 
 
-def summary_batches(backend: Backend, *, flow: str | None = None) -> Iterator[list[tuple[bytes, bytes]]]:
+def summary_batches(
+    backend: Backend, *, flow: str | None = None, first: int = BATCH
+) -> Iterator[list[tuple[bytes, bytes]]]:
     """The stored ExecutionSummary records with their exec_time keys, newest first, in batches of
     up to BATCH.
 
     All executions: ``exec_time`` in reverse key order. One flow: ``exec_flow`` in reverse order
     within the flow's prefix, each key's 24-byte tail naming the ``exec_time`` record. Each batch is
     read in its own short read transaction; the next starts strictly below the last key seen. A
-    batch shorter than BATCH is the last.
+    batch shorter than asked for is the last.
+
+    ``first``: the size of the first batch (a caller that shows 20 rows reads about 20, not
+    BATCH); each later batch is four times larger, up to BATCH.
     """
+    size = max(1, min(first, BATCH))
     if flow is not None and not fits(flow, "flow name"):
         return  # no execution has a flow name longer than its key allows (LMDB would refuse it)
     hi: bytes | None = None
@@ -68,7 +74,7 @@ def summary_batches(backend: Backend, *, flow: str | None = None) -> Iterator[li
             if flow is None:
                 for key, value in rt.items(layout.EXEC_TIME, b"", hi, reverse=True):
                     rows.append((key, value))
-                    if len(rows) >= BATCH:
+                    if len(rows) >= size:
                         break
             else:
                 fprefix = layout.flow_prefix(flow)
@@ -78,12 +84,13 @@ def summary_batches(backend: Backend, *, flow: str | None = None) -> Iterator[li
                     summary_raw = rt.get(layout.EXEC_TIME, tkey)
                     if summary_raw is not None:
                         rows.append((tkey, summary_raw))
-                    if len(rows) >= BATCH:
+                    if len(rows) >= size:
                         break
         yield rows
-        if len(rows) < BATCH:
+        if len(rows) < size:
             return
         hi = rows[-1][0]
+        size = min(BATCH, size * 4)
 
 
 def rows(

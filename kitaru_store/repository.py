@@ -764,9 +764,11 @@ class Repository:
         return manifest, index
 
     def iter_executions(
-        self, *, flow: str | None = None, status: str | None = None
+        self, *, flow: str | None = None, status: str | None = None, expect: int = listing.BATCH
     ) -> Iterator[ExecutionSummary]:
         """Executions newest first, read from the time index in short transactions.
+
+        ``expect``: about how many rows the caller will take (the first read is that large).
 
         A damaged summary is a row of its own, a ``DamagedSummary`` (status "damaged", whatever
         ``status`` asks for), and the listing goes on.
@@ -774,14 +776,15 @@ class Repository:
         from .liveness import observe_summary
 
         observe = functools.partial(observe_summary, self)
-        for batch in listing.summary_batches(self._backend(), flow=flow):
+        for batch in listing.summary_batches(self._backend(), flow=flow, first=expect):
             yield from listing.rows(batch, mf.decode_summary, flow=flow, status=status, observe=observe)
 
     def list_executions(
         self, *, flow: str | None = None, status: str | None = None, limit: int = 50, offset: int = 0
     ) -> list[ExecutionSummary]:
         out: list[ExecutionSummary] = []
-        for i, summary in enumerate(self.iter_executions(flow=flow, status=status)):
+        rows = self.iter_executions(flow=flow, status=status, expect=offset + limit + 1)
+        for i, summary in enumerate(rows):
             if i < offset:
                 continue
             if len(out) >= limit:
@@ -794,7 +797,7 @@ class Repository:
             return rt.count(layout.MANIFESTS)
 
     def latest_execution(self, *, flow: str | None = None) -> ExecutionSummary | None:
-        return next(iter(self.iter_executions(flow=flow)), None)
+        return next(iter(self.iter_executions(flow=flow, expect=1)), None)
 
     def create_execution(self, flow_name: str, **kwargs: Any) -> str:
         with self.writer() as w:

@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from kitaru_store.listing import BATCH
+
 from . import output as out
 from .common import (
     STATUSES,
@@ -70,7 +72,10 @@ def log(
     (every named value: checkpoint outputs, saved artifacts, LLM records, wait inputs). Rows are
     printed 100 at a time; a column widens where a later page needs more room.
     """
-    summaries: Iterator[ExecutionSummary] = state.repo().iter_executions(flow=flow, status=status)
+    expect = limit + 1 if limit is not None else BATCH
+    summaries: Iterator[ExecutionSummary] = state.repo().iter_executions(
+        flow=flow, status=status, expect=expect
+    )
     if limit is not None:
         summaries = itertools.islice(summaries, limit)
     # Printed a page at a time: on a store of 100,000 executions the first rows show at once.

@@ -165,10 +165,12 @@ def _open(store: str | None) -> Backend:
     )
 
 
-def newest_first(backend: Backend, *, flow: str | None, status: str | None) -> Iterator[Summary]:
+def newest_first(
+    backend: Backend, *, flow: str | None, status: str | None, expect: int = listing.BATCH
+) -> Iterator[Summary]:
     """Repository.iter_executions without msgspec (listing.py's walk, summary.py's decoder)."""
     observe = _Observer(backend)
-    for batch in listing.summary_batches(backend, flow=flow):
+    for batch in listing.summary_batches(backend, flow=flow, first=expect):
         yield from listing.rows(batch, _decode, flow=flow, status=status, observe=observe)
 
 
@@ -232,7 +234,8 @@ def _run(argv: Sequence[str]) -> int | None:
         return None
     flow, status = opts.get("flow"), opts.get("status")
     try:
-        summaries = newest_first(_open(store), flow=flow, status=status)
+        expect = int(opts["limit"]) + 1 if "limit" in opts else listing.BATCH
+        summaries = newest_first(_open(store), flow=flow, status=status, expect=expect)
         if "limit" in opts:
             summaries = itertools.islice(summaries, int(opts["limit"]))
         pages = text.log_pages(

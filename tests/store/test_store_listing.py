@@ -99,6 +99,21 @@ def test_pagination_covers_everything_once(ro: Repository, many) -> None:
     assert ids(ro.list_executions(limit=5, offset=N - 2)) == [m[1] for m in many[-2:]]
 
 
+@pytest.mark.parametrize("flow", [None, "train"])
+def test_batches_start_at_what_the_caller_takes_and_grow(ro: Repository, many, flow: str | None) -> None:
+    """A listing of 20 rows reads about 20 summaries, not a full batch; later batches grow to
+    listing.BATCH, and together they are every row, newest first, each once."""
+    from kitaru_store import listing
+
+    batches = list(listing.summary_batches(ro._backend(), flow=flow, first=21))
+    sizes = [len(b) for b in batches]
+    assert sizes[:3] == [21, 84, listing.BATCH]
+    assert all(n == listing.BATCH for n in sizes[2:-1]) and sizes[-1] <= listing.BATCH
+    expected = [m[1] for m in many if flow is None or m[2] == flow]
+    assert [layout.summary_exec_key(k).hex() for b in batches for k, _ in b] == expected
+    assert ids(ro.list_executions(flow=flow, limit=20, offset=95)) == expected[95:115]
+
+
 @pytest.mark.parametrize("flow", FLOWS)
 def test_filter_by_flow(ro: Repository, many, flow: str) -> None:
     expected = [m[1] for m in many if m[2] == flow]
