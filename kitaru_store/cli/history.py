@@ -45,7 +45,7 @@ def _warning_of_damage(summaries: Iterator[ExecutionSummary]) -> Iterator[Execut
         yield s
 
 
-_TYPES: dict[str, click.ParamType] = {COUNT: click.IntRange(min=0), STATUS: click.Choice(STATUSES)}
+_TYPES: dict[str, click.ParamType[Any]] = {COUNT: click.IntRange(min=0), STATUS: click.Choice(STATUSES)}
 
 
 def _log_options(f: Callable[..., Any]) -> Callable[..., Any]:

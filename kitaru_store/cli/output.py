@@ -9,7 +9,7 @@ import os
 import re
 import sys
 from collections.abc import Callable, Iterable, Sequence
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import click
 
@@ -126,7 +126,15 @@ def parse_duration(text: str) -> float:
     return total
 
 
-class DurationType(click.ParamType):
+# click.ParamType is generic in click 8.2 and later only: subscripted for the type checker alone.
+if TYPE_CHECKING:
+    _FloatParam = click.ParamType[float]
+    _SampleParam = click.ParamType[int | float]
+else:
+    _FloatParam = _SampleParam = click.ParamType
+
+
+class DurationType(_FloatParam):
     name = "DURATION"
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float:
@@ -138,7 +146,7 @@ class DurationType(click.ParamType):
             self.fail(str(exc), param, ctx)
 
 
-class SampleType(click.ParamType):
+class SampleType(_SampleParam):
     """``--sample``: a count (``500``), a fraction (``0.1``) or a percentage (``10%``)."""
 
     name = "N|FRACTION"
