@@ -239,6 +239,12 @@ def erase_target(name: bytes) -> bytes | None:
     return okey if len(okey) == _OBJECT_KEY_BYTES else None  # (fromhex skips spaces)
 
 
+def reserved_ref(name: bytes) -> bool:
+    """Whether a ref name is one the store writes for itself (in-flight lists, erasure queue):
+    never a caller's (Repository.set_ref refuses it: gc reads these names by their form)."""
+    return name.startswith((INFLIGHT_PREFIX, ERASE_PREFIX))
+
+
 # --- memory record keys ----------------------------------------------------------------------
 #
 # scope kind (b"n" namespace, b"f" flow, b"e" execution) + scope name (UTF-8) + 0x00 + memory key

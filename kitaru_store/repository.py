@@ -915,8 +915,15 @@ class Repository:
             }
 
     def set_ref(self, name: bytes, object_keys: Sequence[bytes]) -> None:
-        """Low-level root: a ref holds a list of object ids that gc must keep (memory, pins)."""
+        """Low-level root: a ref holds a list of object ids that gc must keep (memory, pins).
 
+        Names under ``inflight/`` and ``erase/`` are the store's own (UsageError)."""
+        if layout.reserved_ref(name):
+            raise UsageError(
+                f"ref name {name!r} is reserved: the store writes inflight/ and erase/ refs itself",
+                name=name.decode("utf-8", "replace"),
+                hint="choose a ref name outside inflight/ and erase/, e.g. sdk/NAME",
+            )
         from . import reachability
 
         def txn(wt: WriteTxn) -> None:

@@ -12,7 +12,7 @@ from store_helpers import T0, make_entry
 
 from kitaru_store import CheckpointRecord, KitaruError, ObjectNotFoundError, Repository, layout, objects
 from kitaru_store import gc as gc_module
-from kitaru_store.errors import IncompleteObjectError
+from kitaru_store.errors import IncompleteObjectError, UsageError
 from kitaru_store.manifests import WaitRecord
 from kitaru_store.memory import MemoryStore
 from kitaru_store.repository import StoredValue
@@ -187,3 +187,14 @@ def test_a_stale_inflight_ref_keeps_nothing_for_gc_fsck_or_redaction(
 @pytest.fixture
 def mem(repo: Repository) -> MemoryStore:
     return repo.memory
+
+
+@pytest.mark.parametrize("name", [b"inflight/0000000000000001/x", b"erase/" + b"ab" * 32])
+def test_set_ref_refuses_the_stores_own_ref_names(repo: Repository, name: bytes) -> None:
+    """gc reads inflight/ and erase/ refs by their form (an old in-flight list is garbage, an
+    erasure queue keeps nothing): a caller's ref there would not keep its objects."""
+    oid = repo.put_bytes(b"kept by a ref")
+    with pytest.raises(UsageError, match="reserved"):
+        repo.set_ref(name, [bytes.fromhex(oid)])
+    with repo.read() as rt:
+        assert rt.get(layout.REFS, name) is None
