@@ -580,10 +580,19 @@ class Repository:
                 ) from exc
             raise
 
+    @classmethod
+    def open_memory(cls, path: str | os.PathLike[str] | None = None, *, level: int = 3) -> Repository:
+        """A Repository whose data lives in this process's memory, gone with it (for tests and
+        throwaway work): memory_repository.py. ``path`` holds only its lock files (default: a
+        private temporary directory)."""
+        from .memory_repository import MemoryRepository
+
+        return MemoryRepository(path, level=level)
+
     @property
     def kv(self) -> Store:
-        """The key-value store under this Repository (kv.Store). gc, fsck, stats and memory read
-        and write through it, and nothing else."""
+        """The key-value store under this Repository (kv.Store): LMDB, or MemoryKV for
+        ``open_memory``. gc, fsck, stats and memory read and write through it, and nothing else."""
         return self._backend()
 
     def _backend(self) -> Store:
