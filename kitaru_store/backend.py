@@ -1,5 +1,8 @@
 """The LMDB environment: sub-databases, transactions, map growth. The only module that imports lmdb.
 
+Backend is the LMDB implementation of kv.Store (ReadTxn and WriteTxn of kv.ReadTxn and
+kv.WriteTxn), and its own kv.Maintenance (file size, used pages, compaction).
+
 One process opens one environment per path (LMDB forbids opening the same file twice in one
 process), so environments live in a registry keyed by (pid, real path). A child created by
 fork() never uses its parent's handle: it lets go of it (see _after_fork_in_child) and opens its own.
@@ -7,6 +10,7 @@ fork() never uses its parent's handle: it lets go of it (see _after_fork_in_chil
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import errno
 import fcntl
@@ -14,6 +18,7 @@ import itertools
 import os
 import threading
 from contextlib import contextmanager
+from itertools import islice
 
 import lmdb
 
@@ -26,13 +31,14 @@ from .errors import (
     StoreFullError,
 )
 from .gate import Gate
+from .kv import SCAN_BATCH, bounds
 from .layout import DATA_FILE, DATABASES, LMDB_LOCK_FILE, key_after
 from .locks import FileLock, file_id
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see kitaru_store/__init__.py)
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator
-    from typing import TypeVar
+    from collections.abc import Callable, Iterable, Iterator
+    from typing import Any, TypeVar
 
     T = TypeVar("T")
 
@@ -40,7 +46,6 @@ if TYPE_CHECKING:
 _RESIZE_RETRIES = 10
 DEFAULT_MAP_SIZE = 1 << 36  # 64 GiB of address space; the file grows only as data arrives
 MAX_READERS = 1022
-SCAN_BATCH = 2048
 _generations = itertools.count(1)  # one per environment opened in this process (ReadTxn.version)
 
 
@@ -180,6 +185,61 @@ class ReadTxn:
             yield k, bytes(cur.value())
             if not cur.prev():
                 return
+
+    def view_items(
+        self, db: bytes, lo: bytes = b"", hi: bytes | None = None
+    ) -> Iterator[tuple[bytes, memoryview]]:
+        """Items with lo <= key < hi in key order, values as views (of the map with buffers=True)."""
+        handle = self._dbs[db]
+        if handle is None:
+            return
+        cur = self.txn.cursor(db=handle)
+        if not cur.set_range(lo):
+            return
+        for key, value in cur.iternext(keys=True, values=True):
+            k = bytes(key)
+            if hi is not None and k >= hi:
+                return
+            yield k, memoryview(value)
+
+    def present(self, db: bytes, keys: Iterable[bytes]) -> set[bytes]:
+        handle = self._dbs[db]
+        if handle is None:
+            return set()
+        set_key = self.txn.cursor(db=handle).set_key
+        return {k for k in sorted(set(keys)) if set_key(k)}
+
+    def get_many(self, db: bytes, keys: Iterable[bytes]) -> dict[bytes, bytes]:
+        handle = self._dbs[db]
+        if handle is None:
+            return {}
+        cur = self.txn.cursor(db=handle)
+        return {k: bytes(cur.value()) for k in sorted(set(keys)) if cur.set_key(k)}
+
+    def _batch(
+        self, db: bytes, lo: bytes, hi: bytes | None, batch: int, *, values: bool
+    ) -> tuple[list[Any], bytes | None]:
+        """Up to ``batch`` keys, or (key, value) pairs, in [lo, hi), and where the next batch
+        starts (None: this one is the last). The cursor passes them without a Python step per
+        record; values are views with buffers=True, else copies."""
+        if batch < 1:
+            raise ValueError("a scan batch holds at least one record")
+        handle = self._dbs[db]
+        if handle is None:
+            return [], None
+        cur = self.txn.cursor(db=handle)
+        if not cur.set_range(lo):
+            return [], None
+        found = cur.iternext(keys=True, values=True) if values else cur.iternext(keys=True, values=False)
+        rows: list[Any] = list(islice(found, batch))
+        full = len(rows) == batch
+        if values:
+            rows = [(bytes(k), v) for k, v in rows]  # keys are views too with buffers=True
+        if hi is not None and rows:
+            cut = bisect.bisect_left(rows, hi, key=_row_key if values else None)
+            full = full and cut == len(rows)
+            del rows[cut:]
+        return rows, key_after(rows[-1][0] if values else rows[-1]) if full else None
 
 
 class WriteTxn(ReadTxn):
@@ -510,25 +570,87 @@ class Backend:
             env.set_mapsize(min(current * 2, ceiling))
 
     def scan(
-        self, db: bytes, lo: bytes = b"", hi: bytes | None = None, *, batch: int = SCAN_BATCH
+        self,
+        db: bytes,
+        start: bytes = b"",
+        stop: bytes | None = None,
+        *,
+        prefix: bytes | None = None,
+        batch: int = SCAN_BATCH,
     ) -> Iterator[tuple[bytes, bytes]]:
-        """Iterate a key range in short read transactions of ``batch`` items each.
+        """kv.Store.scan: a key range in short read transactions of ``batch`` items each.
 
         A long scan (gc mark, fsck, stats) must not pin one snapshot for minutes while writers
-        run: that would keep every page they free from being reused.
+        run: that would keep every page they free from being reused. Each batch is copied and its
+        transaction ended before its first item is yielded: the caller may write meanwhile.
         """
-        start = lo
-        while True:
+        at: bytes | None
+        at, hi = bounds(start, stop, prefix)
+        while at is not None:
             with self.read() as rt:
-                items = []
-                for item in rt.items(db, start, hi):
-                    items.append(item)
-                    if len(items) >= batch:
-                        break
-            yield from items
-            if len(items) < batch:
-                return
-            start = key_after(items[-1][0])
+                rows, at = rt._batch(db, at, hi, batch, values=True)
+            yield from rows
+            del rows  # before the next batch is read: one batch in memory at a time
+
+    def batches(
+        self,
+        db: bytes,
+        start: bytes = b"",
+        stop: bytes | None = None,
+        *,
+        prefix: bytes | None = None,
+        batch: int = SCAN_BATCH,
+    ) -> Iterator[Iterator[tuple[bytes, memoryview]]]:
+        """kv.Store.batches: each batch read by one cursor as it is iterated, its values views of
+        the map, its read transaction open until the next batch is asked for."""
+        if batch < 1:
+            raise ValueError("a scan batch holds at least one record")
+        at: bytes | None
+        at, hi = bounds(start, stop, prefix)
+        while at is not None:
+            with self.read(buffers=True) as rt:
+                handle = rt._dbs[db]
+                cur = rt.txn.cursor(db=handle) if handle is not None else None
+                if cur is None or not cur.set_range(at) or (hi is not None and bytes(cur.key()) >= hi):
+                    return
+                end: list[Any] = []
+                rows = _batch_rows(cur, hi, batch, end)
+                yield rows
+                for _ in rows:  # what the caller left of the batch: passed over
+                    pass
+            count, last, cut = end
+            at = key_after(last) if count == batch and not cut else None
+
+    def key_batches(
+        self,
+        db: bytes,
+        start: bytes = b"",
+        stop: bytes | None = None,
+        *,
+        prefix: bytes | None = None,
+        batch: int = SCAN_BATCH,
+    ) -> Iterator[list[bytes]]:
+        """kv.Store.key_batches: each list read by one cursor, no value touched."""
+        at: bytes | None
+        at, hi = bounds(start, stop, prefix)
+        while at is not None:
+            with self.read() as rt:
+                keys, at = rt._batch(db, at, hi, batch, values=False)
+            if keys:
+                yield keys
+            del keys  # before the next batch is read: one batch in memory at a time
+
+    def maintenance(self) -> Backend:
+        return self
+
+    def file_size(self) -> int:
+        try:
+            return os.path.getsize(os.path.join(self.path, DATA_FILE))
+        except OSError:
+            return 0
+
+    def used_bytes(self) -> int:
+        return self.used_pages() * self.stat()["psize"]
 
     def stat(self) -> dict[str, int]:
         with self._current().gate.use():
@@ -613,6 +735,29 @@ class Backend:
                 self._open_env(s)
         finally:
             gate.reopen()
+
+
+def _row_key(row: tuple[bytes, memoryview]) -> bytes:
+    return row[0]
+
+
+def _batch_rows(
+    cur: lmdb.Cursor, hi: bytes | None, batch: int, end: list[Any]
+) -> Iterator[tuple[bytes, memoryview]]:
+    """Up to ``batch`` records below ``hi`` from where ``cur`` stands, as they are read (a list
+    of them would cost Python's cyclic gc more than the walk); then ``end`` holds how many, the
+    last key, and whether ``hi`` cut the batch short."""
+    count, key, cut = 0, b"", False
+    try:
+        for k, v in islice(cur.iternext(keys=True, values=True), batch):
+            key = bytes(k)
+            if hi is not None and key >= hi:
+                cut = True
+                return
+            count += 1
+            yield key, v  # type: ignore[misc]  # a view: the transaction has buffers=True
+    finally:
+        end[:] = [count, key, cut]
 
 
 def _create_data_file(path: str) -> None:

@@ -1,9 +1,10 @@
 """Compaction: rewrite the LMDB file without its free pages and swap the copy in (docs/design.md 10.2).
 
-Backend.compact does the coordination (this process's threads wait at its gate; other processes
-must not have the store open). This module owns the files: the space check before anything is
-written, the copy in ``db.compact/``, its sync and rename, and removing the copy after any
-failure, an interrupt included, so that a failed compaction never keeps the space it took.
+The store's kv.Maintenance (backend.Backend.compact) does the coordination (this process's
+threads wait at its gate; other processes must not have the store open). This module owns the
+files: the space check before anything is written, the copy in ``db.compact/``, its sync and
+rename, and removing the copy after any failure, an interrupt included, so that a failed
+compaction never keeps the space it took.
 """
 
 from __future__ import annotations
@@ -37,17 +38,20 @@ def discard_leftover_copy(repo: Repository) -> None:
     shutil.rmtree(repo.root / COMPACT_DIR, ignore_errors=True)
 
 
-def compact_store(repo: Repository) -> None:
+def compact_store(repo: Repository) -> bool:
     """Rewrite the LMDB file without free pages and swap it in atomically.
 
     StoreLockedError while another process has the store open; StoreFullError, before anything
-    is written, if the disk cannot hold the copy next to the current file.
+    is written, if the disk cannot hold the copy next to the current file. False (and nothing
+    done) for a store without a file (kv_memory.MemoryKV); True once compacted.
     """
-    backend = repo._backend()
+    maintenance = repo.kv.maintenance()
+    if maintenance is None:
+        return False
     db_dir = repo.root / layout.DB_DIR
     tmp_dir = repo.root / COMPACT_DIR
     discard_leftover_copy(repo)
-    need = backend.used_pages() * backend.stat()["psize"] + HEADROOM
+    need = maintenance.used_bytes() + HEADROOM
     free = free_bytes(str(repo.root))
     if free < need:
         raise StoreFullError(
@@ -74,6 +78,7 @@ def compact_store(repo: Repository) -> None:
             os.close(dfd)
 
     try:
-        backend.compact(str(tmp_dir), prepare=prepare, install=install)
+        maintenance.compact(str(tmp_dir), prepare=prepare, install=install)
     finally:
         shutil.rmtree(tmp_dir, ignore_errors=True)
+    return True

@@ -1,6 +1,6 @@
 """fsck: re-hash objects, check that every manifest entry points at a stored object, check indexes.
 
-Everything is read with cursors in short read transactions, never one long snapshot. A full
+Everything is read in short read transactions (kv.Store's batched scans), never one long snapshot. A full
 fsck checks every object, manifest and index key; with ``sample`` it checks that fraction of the
 objects, and the same fraction of the manifests and of the keys of each index, chosen at random
 (``seed`` repeats a choice) without listing every key first.
@@ -22,10 +22,9 @@ from __future__ import annotations
 import itertools
 import math
 import random
-from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
@@ -34,15 +33,15 @@ from . import manifests as mf
 from .errors import CorruptObjectError, KitaruError, ObjectNotFoundError, StoreFormatError
 
 if TYPE_CHECKING:
-    from .backend import Backend, ReadTxn
+    from .kv import ReadTxn, Store
     from .repository import Repository
 
 Progress = Callable[[str, int, int], None]
 Subject = tuple[str, bytes]  # (kind: "object", "manifest", db name of an index, "ref", "memory"; key)
 
 OBJECT_BATCH = 256  # objects re-hashed per read transaction (and subjects re-checked)
-MANIFEST_BATCH = 2048  # manifests checked per read transaction (as Backend.scan reads them)
-WALK_BATCH = 65_536  # keys a cursor passes per read transaction while picking a sample
+MANIFEST_BATCH = 2048  # manifests checked per read transaction (as kv.Store.scan reads them)
+WALK_BATCH = 16_384  # keys read per read transaction while picking a sample or counting
 
 
 @dataclass(frozen=True)
@@ -100,8 +99,8 @@ def check(
     """
     report = FsckReport()
     suspects = _Suspects()
-    backend = repo._backend()
-    with backend.read() as rt:
+    kv = repo.kv
+    with kv.read() as rt:
         n_objects = rt.count(layout.OBJECTS)
         n_manifests = rt.count(layout.MANIFESTS)
     rng = random.Random(seed)
@@ -120,39 +119,37 @@ def check(
             picks = sorted(rng.sample(range(n_objects), n))
     if picks is None:
         report.objects_total = _check_objects(
-            backend, _all_keys(backend, layout.OBJECTS, OBJECT_BATCH), n_objects, report, suspects, progress
+            kv, _all_keys(kv, layout.OBJECTS, OBJECT_BATCH), n_objects, report, suspects, progress
         )
     else:
         report.objects_total = n_objects
-        _check_objects(
-            backend, _keys_at(backend, layout.OBJECTS, picks), len(picks), report, suspects, progress
-        )
+        _check_objects(kv, _keys_at(kv, layout.OBJECTS, picks), len(picks), report, suspects, progress)
     report.manifests_total = n_manifests
     if fraction >= 1:
-        _check_manifests(backend, report, suspects, progress, n_manifests)
+        _check_manifests(kv, report, suspects, progress, n_manifests)
     else:
-        _check_sample(backend, report, suspects, progress, fraction, rng)
+        _check_sample(kv, report, suspects, progress, fraction, rng)
     for kind, db in (("ref", layout.REFS), ("memory", layout.MEMORY), ("summary", layout.EXEC_TIME)):
-        _check_each(backend, kind, _all_keys(backend, db, OBJECT_BATCH), suspects)
-    report.problems.extend(_confirm(backend, suspects))
+        _check_each(kv, kind, _all_keys(kv, db, OBJECT_BATCH), suspects)
+    report.problems.extend(_confirm(kv, suspects))
     return report
 
 
-def _confirm(backend: Backend, suspects: _Suspects) -> list[Problem]:
+def _confirm(kv: Store, suspects: _Suspects) -> list[Problem]:
     """The problems that each suspect subject shows when checked again on its own, in one fresh
     snapshot (a read transaction per OBJECT_BATCH subjects), in the order they were found."""
     confirmed: list[Problem] = []
     for chunk in _chunks(suspects.by_subject, OBJECT_BATCH):
-        with backend.read(buffers=True) as rt:
+        with kv.read(buffers=True) as rt:
             for kind, key in chunk:
                 confirmed.extend(_RECHECK[kind](rt, kind, key))
     return confirmed
 
 
-def _check_each(backend: Backend, kind: str, keys: Iterable[bytes], suspects: _Suspects) -> None:
+def _check_each(kv: Store, kind: str, keys: Iterable[bytes], suspects: _Suspects) -> None:
     """A pass that checks each key of a database on its own, OBJECT_BATCH keys per snapshot."""
     for chunk in _chunks(keys, OBJECT_BATCH):
-        with backend.read(buffers=True) as rt:
+        with kv.read(buffers=True) as rt:
             for key in chunk:
                 for problem in _RECHECK[kind](rt, kind, key):
                     suspects.add((kind, key), problem)
@@ -161,63 +158,30 @@ def _check_each(backend: Backend, kind: str, keys: Iterable[bytes], suspects: _S
 # --- walking keys ------------------------------------------------------------------------------
 
 
-def _all_keys(backend: Backend, db: bytes, batch: int) -> Iterator[bytes]:
+def _all_keys(kv: Store, db: bytes, batch: int) -> Iterator[bytes]:
     """Every key of ``db`` in order, ``batch`` keys per read transaction."""
-    start = b""
-    while True:
-        with backend.read() as rt:
-            handle = rt._dbs[db]
-            if handle is None:
-                return
-            cur = rt.txn.cursor(db=handle)
-            found = cur.iternext(keys=True, values=False) if cur.set_range(start) else iter(())
-            keys = cast("list[bytes]", list(itertools.islice(found, batch)))  # not a buffers=True read
+    for keys in kv.key_batches(db, batch=batch):
         yield from keys
-        if len(keys) < batch:
-            return
-        start = layout.key_after(keys[-1])
+        del keys  # one batch in memory at a time
 
 
-def _keys_at(backend: Backend, db: bytes, positions: Sequence[int]) -> Iterator[bytes]:
+def _keys_at(kv: Store, db: bytes, positions: Sequence[int]) -> Iterator[bytes]:
     """The keys of ``db`` at the sorted ``positions`` (0 is the first key), in order.
 
-    A cursor passes the keys in between without a Python step per key, WALK_BATCH keys per read
-    transaction. Positions past the last key are skipped (the database shrank meanwhile).
+    The keys are read WALK_BATCH per read transaction (no value is read). Positions past the
+    last key are skipped (the database shrank meanwhile).
     """
     todo = iter(positions)
     target = next(todo, None)
-    start = b""
-    pos = 0  # the position of the first key at or after ``start``
-    while target is not None:
-        picked: list[bytes] = []
-        with backend.read() as rt:
-            handle = rt._dbs[db]
-            if handle is None:
-                return
-            cur = rt.txn.cursor(db=handle)
-            if not cur.set_range(start):
-                return
-            keys = cast("Iterator[bytes]", cur.iternext(keys=True, values=False))  # not buffers=True
-            budget = WALK_BATCH
-            last = b""
-            while target is not None and budget > 0:
-                step = min(target - pos + 1, budget)  # up to and including the target, if in reach
-                tail = deque(zip(itertools.count(1), itertools.islice(keys, step)), maxlen=1)
-                if not tail:
-                    break
-                passed, last = tail[0]
-                pos += passed
-                budget -= passed
-                if passed < step:  # the end of the database
-                    target = None
-                    break
-                if pos == target + 1:
-                    picked.append(last)
-                    target = next(todo, None)
-        yield from picked
-        if target is None or not last:
+    pos = 0  # the position of the first key of ``keys``
+    for keys in kv.key_batches(db, batch=WALK_BATCH):
+        while target is not None and target < pos + len(keys):
+            yield keys[target - pos]
+            target = next(todo, None)
+        if target is None:
             return
-        start = layout.key_after(last)
+        pos += len(keys)
+        del keys  # one batch in memory at a time
 
 
 def _chunks(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
@@ -241,7 +205,7 @@ def _sample_positions(rng: random.Random, total: int, fraction: float) -> list[i
 
 
 def _check_objects(
-    backend: Backend,
+    kv: Store,
     keys: Iterator[bytes],
     total: int,
     report: FsckReport,
@@ -251,7 +215,7 @@ def _check_objects(
     """Re-hash the objects ``keys`` names; returns how many keys it went through."""
     done = 0
     for chunk in _chunks(keys, OBJECT_BATCH):
-        with backend.read(buffers=True) as rt:
+        with kv.read(buffers=True) as rt:
             for key in chunk:
                 for problem in _object_problems(rt, "object", key):
                     suspects.add(("object", key), problem)
@@ -310,26 +274,6 @@ def _malformed(key: bytes, m: mf.Manifest) -> mf.Manifest | Problem:
     if malformed:  # it decodes, but names ids that are not ids: checking it further would fail
         return Problem("bad-manifest", f"malformed ids: {', '.join(malformed[:3])}", exec_id=key.hex())
     return m
-
-
-def _present(rt: ReadTxn, db: bytes, keys: Iterable[bytes]) -> set[bytes]:
-    """Which of ``keys`` ``db`` holds, looked up in key order: a cursor moving forward through
-    the B-tree finds each next key in pages it has just read, several times faster than lookups
-    in random order."""
-    handle = rt._dbs[db]
-    if handle is None:
-        return set()
-    set_key = rt.txn.cursor(db=handle).set_key
-    return {k for k in sorted(set(keys)) if set_key(k)}
-
-
-def _values(rt: ReadTxn, db: bytes, keys: Iterable[bytes]) -> dict[bytes, bytes]:
-    """The values ``db`` holds for ``keys`` (those it has), looked up in key order."""
-    handle = rt._dbs[db]
-    if handle is None:
-        return {}
-    cur = rt.txn.cursor(db=handle)
-    return {k: bytes(cur.value()) for k in sorted(set(keys)) if cur.set_key(k)}
 
 
 @dataclass
@@ -415,11 +359,11 @@ def _check_manifest_batch(
         checked.append(d)
     decoded = [d for d in checked if isinstance(d, _Decoded)]
     chain = itertools.chain.from_iterable
-    times = _present(rt, layout.EXEC_TIME, (d.time_key for d in decoded))
-    flows = _present(rt, layout.EXEC_FLOW, (d.flow_key for d in decoded))
-    stored = _present(rt, layout.OBJECTS, chain(d.object_keys for d in decoded))
-    stored |= _present(rt, layout.OBJECTS, (o[1] for d in decoded for o in d.others))
-    owners = _values(rt, layout.ARTIFACTS, chain(d.artifact_keys for d in decoded))
+    times = rt.present(layout.EXEC_TIME, (d.time_key for d in decoded))
+    flows = rt.present(layout.EXEC_FLOW, (d.flow_key for d in decoded))
+    stored = rt.present(layout.OBJECTS, chain(d.object_keys for d in decoded))
+    stored |= rt.present(layout.OBJECTS, (o[1] for d in decoded for o in d.others))
+    owners = rt.get_many(layout.ARTIFACTS, chain(d.artifact_keys for d in decoded))
     for (key, _), d in zip(batch, checked, strict=True):
         subject = ("manifest", key)
         if isinstance(d, Problem):
@@ -478,7 +422,7 @@ def _check_manifest_batch(
 
 
 def _check_manifest_keys(
-    backend: Backend,
+    kv: Store,
     keys: Iterable[bytes],
     report: FsckReport,
     suspects: _Suspects,
@@ -488,7 +432,7 @@ def _check_manifest_keys(
     found = _Found()
     done = 0
     for chunk in _chunks(keys, MANIFEST_BATCH):
-        with backend.read(buffers=True) as rt:
+        with kv.read(buffers=True) as rt:
             batch = [(key, raw) for key in chunk if (raw := rt.get_view(layout.MANIFESTS, key)) is not None]
             _check_manifest_batch(rt, batch, report, found, suspects)  # (one deleted since listed: skipped)
         done += len(chunk)
@@ -508,11 +452,11 @@ def _manifest_problems(rt: ReadTxn, _kind: str, key: bytes) -> list[Problem]:
 
 
 def _check_manifests(
-    backend: Backend, report: FsckReport, suspects: _Suspects, progress: Progress | None, total: int
+    kv: Store, report: FsckReport, suspects: _Suspects, progress: Progress | None, total: int
 ) -> None:
     """Every manifest; then the indexes, which must name nothing the manifests do not account for."""
     found = _check_manifest_keys(
-        backend, _all_keys(backend, layout.MANIFESTS, MANIFEST_BATCH), report, suspects, progress, total
+        kv, _all_keys(kv, layout.MANIFESTS, MANIFEST_BATCH), report, suspects, progress, total
     )
     # The manifests found their own index keys and counted them (distinct keys, each in one
     # index only once): an index holding exactly that many keys, leaving out those that belong to
@@ -520,27 +464,27 @@ def _check_manifests(
     # added or deleted meanwhile) are the indexes read against the manifests key by key.
     unreadable = found.unreadable
     if not unreadable:
-        with backend.read() as rt:
+        with kv.read() as rt:
             counts = [rt.count(layout.EXEC_TIME), rt.count(layout.EXEC_FLOW), rt.count(layout.ARTIFACTS)]
     else:
         counts = [
             sum(
                 1
-                for k in _all_keys(backend, layout.EXEC_TIME, WALK_BATCH)
+                for k in _all_keys(kv, layout.EXEC_TIME, WALK_BATCH)
                 if layout.summary_exec_key(k) not in unreadable
             ),
             sum(
                 1
-                for k in _all_keys(backend, layout.EXEC_FLOW, WALK_BATCH)
+                for k in _all_keys(kv, layout.EXEC_FLOW, WALK_BATCH)
                 if layout.flow_exec_key(k) not in unreadable
             ),
-            sum(1 for _, v in backend.scan(layout.ARTIFACTS) if v not in unreadable),
+            sum(1 for _, v in kv.scan(layout.ARTIFACTS) if v not in unreadable),
         ]
     if counts != [found.time_keys, found.flow_keys, found.artifact_keys]:
-        _check_indexes_exactly(backend, suspects)
+        _check_indexes_exactly(kv, suspects)
 
 
-def _check_indexes_exactly(backend: Backend, suspects: _Suspects) -> None:
+def _check_indexes_exactly(kv: Store, suspects: _Suspects) -> None:
     """Every index key against the set of keys the manifests account for (memory: O(entries)).
 
     The manifests and the index keys are read in different transactions: a key that is not
@@ -549,20 +493,20 @@ def _check_indexes_exactly(backend: Backend, suspects: _Suspects) -> None:
     time_keys: set[bytes] = set()
     unreadable: set[bytes] = set()  # their time keys are not "missing": the manifest is there
     artifact_ids: set[bytes] = set()
-    for key, raw in backend.scan(layout.MANIFESTS):
+    for key, raw in kv.scan(layout.MANIFESTS):
         m = _decode(key, raw)
         if isinstance(m, Problem):
             unreadable.add(key)
             continue
         time_keys.add(layout.summary_key(m.started_at, key))
         artifact_ids.update(layout.uuid_key(e.artifact_id) for e in m.entries)
-    for tkey in _all_keys(backend, layout.EXEC_TIME, WALK_BATCH):
+    for tkey in _all_keys(kv, layout.EXEC_TIME, WALK_BATCH):
         if tkey not in time_keys and layout.summary_exec_key(tkey) not in unreadable:
             suspects.add(("exec_time", tkey), _index_problem(layout.EXEC_TIME, tkey))
-    for fkey in _all_keys(backend, layout.EXEC_FLOW, WALK_BATCH):
+    for fkey in _all_keys(kv, layout.EXEC_FLOW, WALK_BATCH):
         if layout.flow_summary_key(fkey) not in time_keys and layout.flow_exec_key(fkey) not in unreadable:
             suspects.add(("exec_flow", fkey), _index_problem(layout.EXEC_FLOW, fkey))
-    for akey, exec_key in backend.scan(layout.ARTIFACTS):
+    for akey, exec_key in kv.scan(layout.ARTIFACTS):
         if akey not in artifact_ids and exec_key not in unreadable:
             suspects.add(("artifacts", akey), _index_problem(layout.ARTIFACTS, akey))
 
@@ -603,7 +547,7 @@ def _index_key_problems(rt: ReadTxn, kind: str, key: bytes) -> list[Problem]:
 
 
 def _check_sample(
-    backend: Backend,
+    kv: Store,
     report: FsckReport,
     suspects: _Suspects,
     progress: Progress | None,
@@ -612,18 +556,16 @@ def _check_sample(
 ) -> None:
     """A sample of the manifests, checked as a full fsck checks each; then a sample of each
     index's keys, each looked up in the manifest it names."""
-    with backend.read() as rt:
+    with kv.read() as rt:
         counts = {
             db: rt.count(db)
             for db in (layout.MANIFESTS, layout.EXEC_TIME, layout.EXEC_FLOW, layout.ARTIFACTS)
         }
     picks = _sample_positions(rng, counts[layout.MANIFESTS], fraction)
-    _check_manifest_keys(
-        backend, _keys_at(backend, layout.MANIFESTS, picks), report, suspects, progress, len(picks)
-    )
+    _check_manifest_keys(kv, _keys_at(kv, layout.MANIFESTS, picks), report, suspects, progress, len(picks))
     for db in (layout.EXEC_TIME, layout.EXEC_FLOW, layout.ARTIFACTS):
-        keys = _keys_at(backend, db, _sample_positions(rng, counts[db], fraction))
-        _check_each(backend, db.decode(), keys, suspects)
+        keys = _keys_at(kv, db, _sample_positions(rng, counts[db], fraction))
+        _check_each(kv, db.decode(), keys, suspects)
 
 
 def _lookup(rt: ReadTxn, key: bytes) -> _Decoded | Problem | None:

@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
-import itertools
-import os
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -30,7 +28,6 @@ from typing import TYPE_CHECKING
 import msgspec
 
 from . import codec, layout, liveness, memory, objects, reachability
-from .backend import WriteTxn
 from .compaction import compact_store, discard_leftover_copy
 from .errors import (
     CorruptObjectError,
@@ -44,6 +41,7 @@ from .reachability import INFLIGHT_MAX_AGE as INFLIGHT_MAX_AGE  # re-exported: g
 from .reachability import stale_inflight
 
 if TYPE_CHECKING:
+    from .kv import WriteTxn
     from .repository import Repository
 
 DEFAULT_GRACE = dt.timedelta(hours=1)
@@ -76,31 +74,20 @@ class GCReport:
         return asdict(self)
 
 
-def data_file(repo: Repository) -> str:
-    return layout.data_file(repo.root)
-
-
 def _file_size(repo: Repository) -> int:
-    try:
-        return os.path.getsize(data_file(repo))
-    except OSError:
-        return 0
+    maintenance = repo.kv.maintenance()
+    return maintenance.file_size() if maintenance is not None else 0
 
 
 def _drop_stale_inflight(repo: Repository) -> int:
     before = reachability.inflight_stale_before()
-    names = [
-        n
-        for n, _ in repo._backend().scan(
-            layout.REFS, layout.INFLIGHT_PREFIX, layout.prefix_upper(layout.INFLIGHT_PREFIX)
-        )
-    ]
+    names = [n for n, _ in repo.kv.scan(layout.REFS, prefix=layout.INFLIGHT_PREFIX)]
     stale = [n for n in names if stale_inflight(n, before)]
 
     def txn(wt: WriteTxn) -> int:
         return sum(wt.delete(layout.REFS, n) for n in stale)
 
-    return repo._backend().update(txn) if stale else 0
+    return repo.kv.update(txn) if stale else 0
 
 
 def mark(repo: Repository, progress: Progress | None = None) -> set[bytes]:
@@ -109,7 +96,7 @@ def mark(repo: Repository, progress: Progress | None = None) -> set[bytes]:
     The chunks of the chunked values among them are added by ``_candidates``, which reads every
     record's header anyway: finding the chunk indexes here would cost a random read per root.
     """
-    return reachability.root_keys(repo._backend(), progress, repo.count_executions())
+    return reachability.root_keys(repo.kv, progress, repo.count_executions())
 
 
 def _candidates(
@@ -118,52 +105,40 @@ def _candidates(
     """The objects to sweep: neither live nor touched since ``cutoff_ns``, nor a chunk of a value
     kept for its touch time; with their sizes, chunk indexes first (then key order).
 
-    One cursor scan of ``objects`` in key order, SCAN_BATCH records per read transaction, also
+    One batched scan of ``objects`` in key order, SCAN_BATCH records per read transaction, also
     finds the chunk indexes among the live objects (by the kind byte of their record's header)
     and adds their chunks to ``live``, and notes the chunks of the other indexes. A chunk can
     come before its index in key order, so an object is judged only after the scan: then
     ``live`` holds every chunk of a live value, and the touch times of the others are read, in
     key order too.
     """
-    backend = repo._backend()
+    kv = repo.kv
     unmarked: list[tuple[bytes, int]] = []  # not live when scanned: (key, record size)
     unmarked_chunks: dict[bytes, list[bytes]] = {}  # unmarked index -> its chunks
-    start = b""
-    with backend.read() as rt:
+    with kv.read() as rt:
         total = rt.count(layout.OBJECTS)
     seen = 0
-    while True:
-        batch = 0
-        last = None
-        with backend.read(buffers=True) as rt:
-            cur = rt.txn.cursor(db=rt._dbs[layout.OBJECTS])
-            records = cur.iternext(keys=True, values=True) if cur.set_range(start) else iter(())
-            for raw_key, record in itertools.islice(records, SCAN_BATCH):
-                key = bytes(raw_key)
-                batch += 1
-                is_index = codec.is_index(record)
-                if key not in live:
-                    unmarked.append((key, len(record)))
-                    if is_index:
-                        unmarked_chunks[key] = _chunks_if_readable(record, key)
-                elif is_index:
-                    # A live chunked value: its chunks are live. A damaged or newer index raises
-                    # (CorruptObjectError, StoreFormatError): gc never sweeps on a partial mark.
-                    live.update(objects.chunk_keys(record, key))
-                last = key
-        seen += batch
+    for batch in kv.batches(layout.OBJECTS, batch=SCAN_BATCH):
+        for key, record in batch:
+            seen += 1
+            is_index = codec.is_index(record)
+            if key not in live:
+                unmarked.append((key, len(record)))
+                if is_index:
+                    unmarked_chunks[key] = _chunks_if_readable(record, key)
+            elif is_index:
+                # A live chunked value: its chunks are live. A damaged or newer index raises
+                # (CorruptObjectError, StoreFormatError): gc never sweeps on a partial mark.
+                live.update(objects.chunk_keys(record, key))
         report.objects_total = seen
         if progress:
             progress("scan", seen, total)
-        if last is None or batch < SCAN_BATCH:
-            break
-        start = layout.key_after(last)
     indexes: list[tuple[bytes, int]] = []
     found: list[tuple[bytes, int]] = []
     kept: set[bytes] = set()  # chunks of the values kept for their touch time
     pending = [item for item in unmarked if item[0] not in live]
     for i in range(0, len(pending), SCAN_BATCH):
-        with backend.read() as rt:
+        with kv.read() as rt:
             for key, size in pending[i : i + SCAN_BATCH]:
                 if objects.unpack_time(rt.get(layout.TOUCH, key)) >= cutoff_ns:
                     report.objects_in_grace += 1
@@ -226,8 +201,9 @@ def collect(
             liveness.remove_free_locks(repo)  # killed runs leave their run lock files
             if compact:
                 try:
-                    compact_store(repo)
-                    report.compacted = True
+                    report.compacted = compact_store(repo)
+                    if not report.compacted:
+                        report.compact_error = "an in-memory store has no file to compact"
                 except StoreLockedError as exc:
                     report.compact_error = exc.message
         report.file_size_after = _file_size(repo)
@@ -246,9 +222,9 @@ def _wait_for_writers(repo: Repository) -> None:
     empty write transaction taken after the cutoff waits for that writer's commit, so every
     stamp before the cutoff belongs to a commit the mark sees. (An empty commit writes nothing.)
     """
-    backend = repo._backend()
-    if not backend.readonly:
-        backend.update(lambda wt: None)
+    kv = repo.kv
+    if not kv.readonly:
+        kv.update(lambda wt: None)
 
 
 def _sweep(
@@ -267,7 +243,7 @@ def _sweep(
     fails) until a put stores the index again, touching the chunks. ``progress`` is called
     between batches (the tests' hook point).
     """
-    backend = repo._backend()
+    kv = repo.kv
     start, size = 0, DELETE_BATCH
     while start < len(doomed):
         batch = doomed[start : start + size]
@@ -282,7 +258,7 @@ def _sweep(
             return n, removed
 
         try:
-            n, removed = backend.update(txn)
+            n, removed = kv.update(txn)
         except StoreFullError:
             if size == 1:
                 raise
@@ -377,8 +353,8 @@ def erase_queued(repo: Repository) -> list[Erasure]:
     that references it in its commit touches it, ``reachability.keep``), and records the outcome
     in the waiting memory records.
     """
-    backend = repo._backend()
-    names = [n for n, _ in backend.scan(layout.REFS, layout.ERASE_PREFIX, layout.ERASE_END)]
+    kv = repo.kv
+    names = [n for n, _ in kv.scan(layout.REFS, prefix=layout.ERASE_PREFIX)]
     if not names:
         return []
     cutoff_ns = objects.now_ns()
@@ -391,7 +367,7 @@ def erase_queued(repo: Repository) -> list[Erasure]:
         plan = _plan(repo, name, key)
         if plan is None:
             continue  # another eraser got there first
-        outcome = backend.update(functools.partial(_erase_planned, plan=plan, cutoff_ns=cutoff_ns))
+        outcome = kv.update(functools.partial(_erase_planned, plan=plan, cutoff_ns=cutoff_ns))
         if outcome is not None:
             done.append(outcome)
     return done
@@ -399,7 +375,7 @@ def erase_queued(repo: Repository) -> list[Erasure]:
 
 def _plan(repo: Repository, name: bytes, key: bytes) -> _Plan | None:
     """Read, in one snapshot, the queue record and what holds its object (None: it is gone)."""
-    with repo._backend().read(buffers=True) as rt:
+    with repo.kv.read(buffers=True) as rt:
         raw = rt.get(layout.REFS, name)
         if raw is None:
             return None
@@ -452,12 +428,8 @@ def _erase_planned(wt: WriteTxn, plan: _Plan, cutoff_ns: int) -> Erasure | None:
 def _process_queue(repo: Repository, report: GCReport) -> None:
     """gc's first step: the erasures a redaction queued and did not finish (it died)."""
     if report.dry_run:
-        backend = repo._backend()
-        report.erasures = sum(
-            1
-            for n, _ in backend.scan(layout.REFS, layout.ERASE_PREFIX, layout.ERASE_END)
-            if layout.erase_target(n) is not None
-        )
+        queued = repo.kv.scan(layout.REFS, prefix=layout.ERASE_PREFIX)
+        report.erasures = sum(1 for n, _ in queued if layout.erase_target(n) is not None)
         return
     for done in erase_queued(repo):
         report.erasures += 1

@@ -20,8 +20,8 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
     from typing import TypeVar
 
-    from .backend import Backend
     from .cli.text import Summary
+    from .kv import Store
     from .manifests import DamagedSummary
 
     S = TypeVar("S", bound=Summary)
@@ -51,7 +51,7 @@ def check_key(key: bytes, exec_id: str, started_at: dt.datetime) -> None:
 
 
 def summary_batches(
-    backend: Backend, *, flow: str | None = None, first: int = BATCH
+    backend: Store, *, flow: str | None = None, first: int = BATCH
 ) -> Iterator[list[tuple[bytes, bytes]]]:
     """The stored ExecutionSummary records with their exec_time keys, newest first, in batches of
     up to BATCH.

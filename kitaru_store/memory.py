@@ -51,7 +51,7 @@ from .errors import (
 from .names import MEMORY_KEY_BYTES, refused_character, utf8, validate_name
 
 if TYPE_CHECKING:
-    from .backend import Backend, ReadTxn, WriteTxn
+    from .kv import ReadTxn, Store, WriteTxn
     from .repository import Repository
 
 MEMORY_FORMAT = 1  # major version of MemoryRecord; a reader refuses a newer one
@@ -504,16 +504,20 @@ def _item(scope: Scope, key: str, r: MemoryRecord, repo: Repository | None) -> M
 # --- low-level reads -------------------------------------------------------------------------
 
 
-def _available(backend: Backend) -> bool:
-    """False for a store opened read-only that predates the memory sub-database."""
-    return backend._dbs.get(layout.MEMORY) is not None
-
-
 def _last(rt: ReadTxn, scope: Scope, key: str) -> tuple[bytes, MemoryRecord] | None:
     lo, hi = _versions_range(scope, key)
     for k, raw in rt.items(layout.MEMORY, lo, hi, reverse=True):
         return k, decode_record(raw, where=f"{scope}/{key}")
     return None
+
+
+def _find(rt: ReadTxn, scope: Scope, key: str, version: int | None) -> tuple[bytes, MemoryRecord] | None:
+    """The record of ``version`` of ``key`` (None: the latest), with its record key, if stored."""
+    if version is None:
+        return _last(rt, scope, key)
+    rkey = record_key(scope, key, version)
+    raw = rt.get(layout.MEMORY, rkey)
+    return None if raw is None else (rkey, decode_record(raw, where=f"{scope}/{key} version {version}"))
 
 
 def describe_version(k: bytes) -> str:
@@ -537,8 +541,9 @@ class MemoryStore:
     def __init__(self, repo: Repository) -> None:
         self.repo = repo
 
-    def _backend(self) -> Backend:
-        return self.repo._backend()
+    @property
+    def _kv(self) -> Store:
+        return self.repo.kv
 
     def scope(self, kind: str, name: str, *, must_exist: bool = False) -> Scope:
         """A validated scope; an execution may be given by a unique id prefix (4+ characters).
@@ -614,7 +619,7 @@ class MemoryStore:
             wt.put(layout.MEMORY, record_key(scope, key, record.version), encode_record(record))
             return previous, record
 
-        previous, record = self._backend().update(txn)
+        previous, record = self._kv.update(txn)
         if record is None:
             raise self._not_found(scope, key, deleted=previous)
         return _version(scope, key, record, self.repo)
@@ -667,13 +672,13 @@ class MemoryStore:
             wt.put(layout.MEMORY, rkey, encode_record(redacted))
             return "ok", redacted
 
-        status, record = self._backend().update(txn)
+        status, record = self._kv.update(txn)
         if status == "missing":
             raise self._not_found(scope, key, version=version)
         assert record is not None
         if status == "ok" and record.bytes_erased is None:
             gc.erase_queued(self.repo)
-            with self._backend().read() as rt:
+            with self._kv.read() as rt:
                 raw = rt.get(layout.MEMORY, rkey)
             record = decode_record(raw, where=where) if raw is not None else record
         found = _version(scope, key, record, self.repo)
@@ -703,17 +708,8 @@ class MemoryStore:
         validate_key(key, scope)
         if version is not None:
             _check_version(version)
-        backend = self._backend()
-        found: tuple[bytes, MemoryRecord] | None = None
-        if _available(backend):
-            with backend.read() as rt:
-                if version is None:
-                    found = _last(rt, scope, key)
-                else:
-                    rkey = record_key(scope, key, version)
-                    raw = rt.get(layout.MEMORY, rkey)
-                    if raw is not None:
-                        found = rkey, decode_record(raw, where=f"{scope}/{key} version {version}")
+        with self._kv.read() as rt:
+            found = _find(rt, scope, key, version)
         if found is None:
             raise self._not_found(scope, key, version=version)
         record = found[1]
@@ -739,20 +735,11 @@ class MemoryStore:
         validate_key(key, scope)
         if version is not None:
             _check_version(version)
-        backend = self._backend()
-        found: tuple[bytes, MemoryRecord] | None = None
         data: bytes | bytearray | None = None
-        if _available(backend):
-            with backend.read(buffers=True) as rt:
-                if version is None:
-                    found = _last(rt, scope, key)
-                else:
-                    rkey = record_key(scope, key, version)
-                    raw = rt.get(layout.MEMORY, rkey)
-                    if raw is not None:
-                        found = rkey, decode_record(raw, where=f"{scope}/{key} version {version}")
-                if found is not None and found[1].object_id and found[1].redacted_at is None:
-                    data = objects.read(rt, layout.object_key(found[1].object_id))
+        with self._kv.read(buffers=True) as rt:
+            found = _find(rt, scope, key, version)
+            if found is not None and found[1].object_id and found[1].redacted_at is None:
+                data = objects.read(rt, layout.object_key(found[1].object_id))
         if found is None:
             raise self._not_found(scope, key, version=version)
         record = found[1]
@@ -801,13 +788,10 @@ class MemoryStore:
     def scopes(self) -> builtins.list[Scope]:
         """Every scope that holds at least one record: namespaces, then flows, then executions,
         each by name."""
-        backend = self._backend()
-        if not _available(backend):
-            return []
         found: list[Scope] = []
         start = b""
         while True:
-            with backend.read() as rt:
+            with self._kv.read() as rt:
                 k = next((k for k, _ in rt.items(layout.MEMORY, start)), None)
             if k is None:
                 return sorted(found, key=lambda s: (SCOPES.index(s.kind), s.name))
@@ -822,34 +806,28 @@ class MemoryStore:
     def scopes_with(self, key: str) -> builtins.list[Scope]:
         """The scopes in which ``key`` is live."""
         out = []
-        backend = self._backend()
         for scope in self.scopes():
             try:
                 validate_key(key, scope)
             except InvalidNameError:
                 continue
-            with backend.read() as rt:
+            with self._kv.read() as rt:
                 last = _last(rt, scope, key)
             if last is not None and last[1].op != "delete":
                 out.append(scope)
         return out
 
     def _scan(self, lo: bytes, hi: bytes) -> Iterator[tuple[bytes, bytes]]:
-        backend = self._backend()
-        if _available(backend):
-            yield from backend.scan(layout.MEMORY, lo, hi)
+        yield from self._kv.scan(layout.MEMORY, lo, hi)
 
     def _latest(self, scope: Scope, lo: bytes, batch: int = 512) -> Iterator[tuple[str, MemoryRecord]]:
         """(key, latest record) for every key of ``scope`` whose encoded key starts at ``lo``,
         jumping from key to key (never reading old versions), ``batch`` keys per read transaction."""
-        backend = self._backend()
-        if not _available(backend):
-            return
         hi = scope.upper
         start = lo
         while True:
             found: list[tuple[str, MemoryRecord]] = []
-            with backend.read() as rt:
+            with self._kv.read() as rt:
                 while len(found) < batch:
                     first = next((k for k, _ in rt.items(layout.MEMORY, start, hi)), None)
                     if first is None or not first.startswith(lo):

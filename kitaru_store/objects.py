@@ -11,13 +11,12 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Literal, overload
+from typing import TYPE_CHECKING, Literal, overload
 
 import msgspec
 from pyfastcdc import FastCDC
 
 from . import buffers, codec, hashing, ids, layout, parallel
-from .backend import ReadTxn, WriteTxn
 from .errors import (
     CorruptObjectError,
     CorruptRecordError,
@@ -25,6 +24,9 @@ from .errors import (
     SerializationError,
     StoreFormatError,
 )
+
+if TYPE_CHECKING:
+    from .kv import ReadTxn, WriteTxn
 
 # Values up to 1 MiB (plus room for a serializer header) are one record; larger ones are chunked.
 CHUNK_THRESHOLD = (1 << 20) + (64 << 10)

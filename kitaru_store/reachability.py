@@ -28,7 +28,7 @@ from . import manifests as mf
 from .errors import KitaruError, ObjectNotFoundError
 
 if TYPE_CHECKING:
-    from .backend import Backend, ReadTxn, WriteTxn
+    from .kv import ReadTxn, Store, WriteTxn
 
 # A writer that flushed objects early names them in an in-flight ref until it commits. One that
 # died leaves the ref behind; after this long it is taken for dead and its objects are garbage.
@@ -117,7 +117,7 @@ def memory_root(raw: bytes | memoryview) -> str | None:
 # --- walking the roots ---------------------------------------------------------------------------
 
 
-def root_keys(backend: Backend, progress: Any = None, total: int = 0) -> set[bytes]:
+def root_keys(kv: Store, progress: Any = None, total: int = 0) -> set[bytes]:
     """Every root's object key, read in short read transactions (the gc mark).
 
     An undecodable manifest or memory record raises: the root set would be incomplete.
@@ -125,15 +125,15 @@ def root_keys(backend: Backend, progress: Any = None, total: int = 0) -> set[byt
     from .memory import CorruptMemoryRecordError, describe_version
 
     live: set[bytes] = set()
-    for n, (key, raw) in enumerate(backend.scan(layout.MANIFESTS), 1):
+    for n, (key, raw) in enumerate(kv.scan(layout.MANIFESTS), 1):
         manifest = mf.decode_manifest(raw, exec_id=key.hex())
         live.update(_object_keys([r[0] for r in manifest_roots(manifest)]))
         if progress and n % 1000 == 0:
             progress("mark", n, total)
     stale_before = inflight_stale_before()
-    for name, raw in backend.scan(layout.REFS):
+    for name, raw in kv.scan(layout.REFS):
         live.update(ref_roots(name, raw, stale_before))
-    for k, raw in backend.scan(layout.MEMORY):
+    for k, raw in kv.scan(layout.MEMORY):
         try:
             object_id = memory_root(raw)
         except msgspec.DecodeError as exc:
@@ -206,13 +206,9 @@ def _indexes(rt: ReadTxn) -> Iterator[tuple[bytes, list[bytes]]]:
     from . import codec
     from .errors import CorruptObjectError, StoreFormatError
 
-    handle = rt._dbs[layout.OBJECTS]
-    if handle is None:
-        return
-    for k, v in rt.txn.cursor(db=handle).iternext(keys=True, values=True):
+    for key, v in rt.view_items(layout.OBJECTS):
         if not codec.is_index(v):
             continue
-        key = bytes(k)
         try:
             yield key, objects.chunk_keys(v, key)
         except (CorruptObjectError, StoreFormatError):

@@ -16,7 +16,7 @@ import msgspec
 
 from . import config, ids, layout, listing
 from . import manifests as mf
-from .backend import Backend, ReadTxn, WriteTxn, open_backend
+from .backend import Backend, open_backend
 from .errors import (
     AmbiguousIdError,
     CorruptionError,
@@ -30,6 +30,7 @@ from .errors import (
     StoreNotFoundError,
     UsageError,
 )
+from .kv import ReadTxn, WriteTxn
 from .lazy import lazy_module
 from .manifests import Entry, ExecutionSummary, Manifest
 from .names import fits, validate_name
@@ -37,6 +38,7 @@ from .resolve import name_index, resolve
 
 if TYPE_CHECKING:
     from . import codec, objects, serialization
+    from .kv import Store
     from .memory import MemoryStore
 else:
     # Imported on first use: listing and reading manifests (``kitaru-store log``, ``show``) thus
@@ -578,7 +580,22 @@ class Repository:
                 ) from exc
             raise
 
-    def _backend(self) -> Backend:
+    @classmethod
+    def open_memory(cls, path: str | os.PathLike[str] | None = None, *, level: int = 3) -> Repository:
+        """A Repository whose data lives in this process's memory, gone with it (for tests and
+        throwaway work): memory_repository.py. ``path`` holds only its lock files (default: a
+        private temporary directory)."""
+        from .memory_repository import MemoryRepository
+
+        return MemoryRepository(path, level=level)
+
+    @property
+    def kv(self) -> Store:
+        """The key-value store under this Repository (kv.Store): LMDB, or MemoryKV for
+        ``open_memory``. gc, fsck, stats and memory read and write through it, and nothing else."""
+        return self._backend()
+
+    def _backend(self) -> Store:
         cached = self._cached
         if cached is not None and cached[0] == os.getpid() and cached[2].is_open:
             return cached[1]  # hot path: no realpath, no registry lock

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING
 
@@ -11,6 +10,8 @@ from . import manifests as mf
 
 if TYPE_CHECKING:
     from .repository import Repository
+
+SCAN_BATCH = 4096  # object records per read transaction
 
 
 @dataclass
@@ -22,7 +23,7 @@ class Stats:
     logical_bytes: int = 0  # sum of the sizes of every entry of every execution
     unique_bytes: int = 0  # uncompressed bytes of every stored data record (after dedup)
     stored_bytes: int = 0  # bytes of the records as stored (after compression)
-    file_bytes: int = 0  # size of the LMDB data file
+    file_bytes: int = 0  # size of the LMDB data file (0 for an in-memory store)
     compressed_objects: int = 0
 
     @property
@@ -42,40 +43,25 @@ class Stats:
 
 def compute(repo: Repository) -> Stats:
     st = Stats()
-    backend = repo._backend()
-    for key, raw in backend.scan(layout.MANIFESTS):
+    kv = repo.kv
+    for key, raw in kv.scan(layout.MANIFESTS):
         m = mf.decode_manifest(raw, exec_id=key.hex())
         st.executions += 1
         st.entries += len(m.entries)
         st.logical_bytes += sum(e.size for e in m.entries)
-    start = b""
-    while True:
-        n = 0
-        last = None
-        with backend.read(buffers=True) as rt:
-            cur = rt.txn.cursor(db=rt._dbs[layout.OBJECTS])
-            ok = cur.set_range(start)
-            while ok and n < 4096:
-                last = bytes(cur.key())
-                record = cur.value()
-                st.objects += 1
-                st.stored_bytes += len(record)
-                try:
-                    kind, codec_id = codec.header(record)
-                    if kind == codec.KIND_INDEX:
-                        st.chunked_values += 1
-                    else:
-                        st.unique_bytes += codec.content_size(record)
-                        st.compressed_objects += codec_id == codec.CODEC_ZSTD
-                except ValueError:
-                    pass  # fsck reports damaged records
-                n += 1
-                ok = cur.next()
-        if last is None or n < 4096:
-            break
-        start = layout.key_after(last)
-    try:
-        st.file_bytes = os.path.getsize(layout.data_file(repo.root))
-    except OSError:
-        st.file_bytes = 0
+    for batch in kv.batches(layout.OBJECTS, batch=SCAN_BATCH):
+        for _, record in batch:
+            st.objects += 1
+            st.stored_bytes += len(record)
+            try:
+                kind, codec_id = codec.header(record)
+                if kind == codec.KIND_INDEX:
+                    st.chunked_values += 1
+                else:
+                    st.unique_bytes += codec.content_size(record)
+                    st.compressed_objects += codec_id == codec.CODEC_ZSTD
+            except ValueError:
+                pass  # fsck reports damaged records
+    maintenance = kv.maintenance()
+    st.file_bytes = maintenance.file_size() if maintenance is not None else 0
     return st

@@ -371,7 +371,7 @@ class Remote:
         began = time.monotonic()
         report = PushReport(self.name, self.url)
         if exec_ids is None:
-            wanted = [key.hex() for key, _ in self.repo._backend().scan(layout.MANIFESTS)]
+            wanted = [key.hex() for key, _ in self.repo.kv.scan(layout.MANIFESTS)]
         else:
             wanted = list(dict.fromkeys(self.repo.resolve_execution(e) for e in exec_ids))
         self.config(create=True)
@@ -387,7 +387,7 @@ class Remote:
         return report
 
     def _local_manifest(self, exec_id: str) -> bytes | None:
-        with self.repo._backend().read() as rt:
+        with self.repo.kv.read() as rt:
             return rt.get(layout.MANIFESTS, layout.uuid_key(exec_id))
 
     def _push_one(self, exec_id: str, remote_etag: str | None, force: bool, report: PushReport) -> str:
@@ -449,7 +449,7 @@ class Remote:
         values = sorted({layout.object_key(o) for o in mf.referenced_ids(manifest)})
         chunks_of: dict[bytes, list[bytes]] = {}
         plain: list[bytes] = []
-        with self.repo._backend().read(buffers=True) as rt:
+        with self.repo.kv.read(buffers=True) as rt:
             for key in values:
                 record = rt.get_view(layout.OBJECTS, key)
                 if record is None:
@@ -485,7 +485,7 @@ class Remote:
         path = object_path(key)
         if self._head(key) is not None:
             return None
-        with self.repo._backend().read() as rt:
+        with self.repo.kv.read() as rt:
             record = rt.get(layout.OBJECTS, key)
         if record is None:
             raise ObjectNotFoundError(key.hex())
@@ -589,7 +589,7 @@ class Remote:
         return "fetched" if local is None else "updated"
 
     def _has_local(self, keys: Iterable[bytes]) -> set[bytes]:
-        with self.repo._backend().read() as rt:
+        with self.repo.kv.read() as rt:
             return {k for k in keys if rt.has(layout.OBJECTS, k)}
 
     def _get_manifest(self, exec_id: str) -> tuple[bytes, str] | None:
@@ -697,7 +697,7 @@ class Remote:
                 data: bytes | bytearray | memoryview
                 if ckey in present or ckey in staged:
                     writer.flush_objects()  # a chunk staged earlier is readable once flushed
-                    with self.repo._backend().read(buffers=True) as rt:
+                    with self.repo.kv.read(buffers=True) as rt:
                         data = bytes(objects.read(rt, ckey))
                 else:
                     got_key, crecord = next(fetched)
