@@ -40,7 +40,8 @@ DATABASES = (
     b"meta",  # reserved for store-level records; the store's settings live in its config file
     b"objects",  # object id (32 bytes) -> record (codec.py)
     b"touch",  # object id -> last put or reference time, ns since epoch (8 bytes, big-endian)
-    b"manifests",  # execution id (16 bytes) -> Manifest (msgpack)
+    b"manifests",  # execution id (16 bytes) -> head (format 2), or whole Manifest (format 1) (msgpack)
+    b"parts",  # execution id + family + position -> entry, checkpoint or wait record (manifest_store.py)
     b"exec_time",  # started_at ns (8) + execution id (16) -> ExecutionSummary (msgpack)
     b"exec_flow",  # flow name (utf-8) + 0x00 + started_at ns (8) + execution id (16) -> b""
     b"artifacts",  # artifact id (16 bytes) -> execution id (16 bytes)

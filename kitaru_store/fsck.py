@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any, cast
 import msgspec
 
 from . import checksum, ids, memory, objects, reachability
+from . import manifest_store as ms
 from . import manifests as mf
 from .errors import CorruptObjectError, KitaruError, ObjectNotFoundError, StoreFormatError
 
@@ -293,14 +294,26 @@ class _Found:
     unreadable: set[bytes] = field(default_factory=set)  # undecodable manifests: not held against
 
 
-def _decode(key: bytes, raw: bytes | memoryview, *, check_ids: bool = True) -> mf.Manifest | Problem:
-    """The manifest, or the bad-manifest problem that keeps it from being checked."""
-    exec_id = key.hex()
+def _decode(rt: ReadTxn, key: bytes, raw: memoryview) -> mf.Manifest | Problem:
+    """The manifest (its head ``raw`` and its part records), or the bad-manifest problem that
+    keeps it from being checked."""
     try:
-        m = mf.decode_manifest(raw, exec_id=exec_id)
+        return ms.from_view(rt, key, raw, key.hex())
     except (msgspec.DecodeError, KitaruError) as exc:
-        return Problem("bad-manifest", f"undecodable manifest: {exc}", exec_id=exec_id)
-    return _malformed(key, m) if check_ids else m
+        return _unreadable(key, exc)
+
+
+def _unreadable(key: bytes, exc: Exception) -> Problem:
+    return Problem("bad-manifest", f"undecodable manifest: {exc}", exec_id=key.hex())
+
+
+def _record_problems(rt: ReadTxn, key: bytes, problem: Problem) -> list[Problem]:
+    """The problem of an unreadable manifest, as one problem per damaged part record when its
+    head reads and several of its records are damaged."""
+    damaged = ms.damaged_parts(rt, key, key.hex())
+    if len(damaged) < 2:
+        return [problem]
+    return [Problem("bad-manifest", f"undecodable manifest: {what}", exec_id=key.hex()) for what in damaged]
 
 
 def _malformed(key: bytes, m: mf.Manifest) -> mf.Manifest | Problem:
@@ -406,7 +419,7 @@ def _check_manifest_batch(
     per database in key order; the problems are listed manifest by manifest, as found."""
     checked: list[_Decoded | Problem] = []
     for key, raw in batch:
-        m = _decode(key, raw, check_ids=False)
+        m = _decode(rt, key, raw)
         d = m if isinstance(m, Problem) else _ids_of(key, m)
         if isinstance(d, Problem):
             found.unreadable.add(key)
@@ -421,7 +434,8 @@ def _check_manifest_batch(
     for (key, _), d in zip(batch, checked, strict=True):
         subject = ("manifest", key)
         if isinstance(d, Problem):
-            suspects.add(subject, d)
+            for p in _record_problems(rt, key, d) if d.kind == "bad-manifest" else [d]:
+                suspects.add(subject, p)
             continue
         exec_id = d.key.hex()
         report.manifests_checked += 1
@@ -539,8 +553,8 @@ def _check_indexes_exactly(backend: Backend, suspects: _Suspects) -> None:
     time_keys: set[bytes] = set()
     unreadable: set[bytes] = set()  # their time keys are not "missing": the manifest is there
     artifact_ids: set[bytes] = set()
-    for key, raw in backend.scan(b"manifests"):
-        m = _decode(key, raw)
+    for key, found in ms.walk(backend):
+        m = _unreadable(key, found) if isinstance(found, KitaruError) else _malformed(key, found)
         if isinstance(m, Problem):
             unreadable.add(key)
             continue
@@ -610,10 +624,10 @@ def _check_sample(
 def _lookup(rt: ReadTxn, key: bytes) -> _Decoded | Problem | None:
     """The manifest ``key`` as the checks see it: None if there is none, a Problem if it is
     unreadable."""
-    raw = rt.get_view(b"manifests", key)
+    raw = rt.get_view(ms.MANIFESTS, key)
     if raw is None:
         return None
-    m = _decode(key, raw, check_ids=False)
+    m = _decode(rt, key, raw)
     return m if isinstance(m, Problem) else _ids_of(key, m)
 
 
@@ -691,6 +705,6 @@ _RECHECK: dict[str, Callable[[ReadTxn, str, bytes], list[Problem]]] = {
 
 def _manifest_at_time_key(rt: ReadTxn, key: bytes) -> mf.Manifest | None:
     """The stored manifest whose exec_time key is ``key``, if there is one and it decodes."""
-    raw = rt.get_view(b"manifests", key[8:])
-    m = None if raw is None else _decode(key[8:], raw, check_ids=False)
+    raw = rt.get_view(ms.MANIFESTS, key[8:])
+    m = None if raw is None else _decode(rt, key[8:], raw)
     return m if isinstance(m, mf.Manifest) and mf.time_key(m.started_at) + key[8:] == key else None

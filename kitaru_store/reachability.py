@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from . import ids, objects
+from . import manifest_store as ms
 from . import manifests as mf
 from .errors import KitaruError, ObjectNotFoundError
 
@@ -132,8 +133,9 @@ def root_keys(backend: Backend, progress: Any = None, total: int = 0) -> set[byt
     from .memory import CorruptMemoryRecordError, _describe_version
 
     live: set[bytes] = set()
-    for n, (key, raw) in enumerate(backend.scan(b"manifests"), 1):
-        manifest = mf.decode_manifest(raw, exec_id=key.hex())
+    for n, (_, manifest) in enumerate(ms.walk(backend), 1):
+        if isinstance(manifest, KitaruError):
+            raise manifest
         live.update(_object_keys([r[0] for r in manifest_roots(manifest)]))
         if progress and n % 1000 == 0:
             progress("mark", n, total)
@@ -175,10 +177,10 @@ def holders(rt: ReadTxn, okey: bytes, *, skip_memory: bytes | None = None) -> li
     found.extend(
         describe_ref(name) for name, raw in rt.items(b"refs") if okey in ref_roots(name, raw, stale_before)
     )
-    for k, raw in rt.items(b"manifests"):
+    for k, raw in rt.items(ms.MANIFESTS):
         exec_id = k.hex()
         try:
-            m = mf.decode_manifest(raw, exec_id=exec_id)
+            m = ms.from_view(rt, k, memoryview(raw), exec_id)
         except (msgspec.DecodeError, KitaruError):  # its roots are unknown: it may hold this one
             found.append(f"the undecodable manifest of execution {exec_id} (run `kitaru-store fsck`)")
             continue

@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING
 
 from . import codec, config
-from . import manifests as mf
+from . import manifest_store as ms
 
 if TYPE_CHECKING:
     from .repository import Repository
@@ -43,8 +43,9 @@ class Stats:
 def compute(repo: Repository) -> Stats:
     st = Stats()
     backend = repo._backend()
-    for key, raw in backend.scan(b"manifests"):
-        m = mf.decode_manifest(raw, exec_id=key.hex())
+    for _, m in ms.walk(backend):
+        if isinstance(m, Exception):
+            raise m
         st.executions += 1
         st.entries += len(m.entries)
         st.logical_bytes += sum(e.size for e in m.entries)
