@@ -466,7 +466,7 @@ class Repository:
         self._db_path = str(self.root / config.DB_DIR)
         self._lock = threading.Lock()
         self._cached: tuple[int, Backend, Backend] | None = None
-        self._manifests: dict[bytes, tuple[bytes, Manifest, dict[str, list[Entry]]]] = {}
+        self._manifests: dict[bytes, tuple[tuple[int, int], bytes, Manifest, dict[str, list[Entry]]]] = {}
         self.config = config.read_config(self.root) or {}
         self._remotes: Any = None  # kitaru_store.remote.hooks.SdkRemotes, or False: none apply
         self._backend()
@@ -668,26 +668,31 @@ class Repository:
         """The manifest and its name index, read once per version of the execution.
 
         kitaru.load() by name asks for the same manifest again and again; assembling one of
-        thousands of entries takes milliseconds. A cached copy serves while the stored head is
-        the very head it was read with (its checksum): every commit that changes an execution
-        writes a new head (with a new random ``rev``), so a change by any writer, or damage to
-        the head, is never missed. Reading the head costs the same whatever the flow's length.
+        thousands of entries takes milliseconds. A cached copy is current if nothing at all was
+        committed since it was read (ReadTxn.version); otherwise it serves while the stored
+        head is the very head it was read with (its checksum): every commit that changes an
+        execution writes a new head (with a new random ``rev``), so a change by any writer, or
+        damage to the head, is never missed. Either check costs the same whatever the flow's length.
         """
         full = self._full_exec_id(exec_id)
         key = ids.uuid_key(full)
         hit = self._manifests.get(key)
         with self._backend().read(buffers=True) as rt:
+            version = rt.version()
+            if hit is not None and hit[0] == version:
+                return hit[2], hit[3]
             view = rt.get_view(ms.MANIFESTS, key)
             if view is None:
                 raise ExecutionNotFoundError(exec_id)
             tag = mf.checked_tag(view)
-            if hit is not None and tag is not None and tag == hit[0]:
-                return hit[1], hit[2]
-            manifest = ms.from_view(rt, key, view, full)
-        index = name_index(manifest)
+            if hit is not None and tag is not None and tag == hit[1]:
+                manifest, index = hit[2], hit[3]
+            else:
+                manifest = ms.from_view(rt, key, view, full)
+                index = name_index(manifest)
         with self._lock:  # checkpoints on a thread pool share this Repository
             if tag is not None:
-                _keep(self._manifests, key, (tag, manifest, index), _MANIFEST_CACHE)
+                _keep(self._manifests, key, (version, tag, manifest, index), _MANIFEST_CACHE)
             else:
                 self._manifests.pop(key, None)
         return manifest, index
