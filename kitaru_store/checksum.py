@@ -60,3 +60,18 @@ def checked_tag(data: bytes | memoryview) -> bytes | None:
         return None
     tag = bytes(view[-32:])
     return tag if _digest(view[:-32]) == tag else None
+
+
+def first_damaged(records: list[bytes]) -> int | None:
+    """The index of the first of ``records`` whose checksum pair is missing or does not match
+    (checked_tag of each, in one loop: a manifest's part records are verified thousands at a time)."""
+    from .hashing import digest
+
+    for i, record in enumerate(records):
+        if (
+            len(record) <= SIZE
+            or record[-SIZE:-32] != TAIL
+            or digest(record[:-32], threaded=False) != record[-32:]
+        ):
+            return i
+    return None

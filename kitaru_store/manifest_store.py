@@ -139,6 +139,13 @@ _part_decoders: dict[bytes, msgspec.msgpack.Decoder[Any]] = {
 }
 
 
+_array_decoders: dict[bytes, msgspec.msgpack.Decoder[Any]] = {
+    ENTRY: msgspec.msgpack.Decoder(list[Entry]),
+    CHECKPOINT: msgspec.msgpack.Decoder(list[CheckpointRecord]),
+    WAIT: msgspec.msgpack.Decoder(list[WaitRecord]),
+}
+
+
 def identity(family: bytes, part: Any) -> bytes:
     """What makes a part the one a later write replaces (see the module docstring)."""
     if family == ENTRY:
@@ -223,17 +230,35 @@ def head_only(m: Manifest) -> Manifest:
 
 
 def read_parts(rt: ReadTxn, exec_key: bytes, family: bytes, exec_id: str) -> tuple[list[int], list[Any]]:
-    """One family's part records of an execution, in order, with their positions."""
-    positions: list[int] = []
-    parts: list[Any] = []
-    lo, hi = family_range(exec_key, family)
-    for key, value in rt.items(PARTS, lo, hi):
-        pos = key_position(key)
-        if len(key) != len(exec_key) + 1 + _POS:
-            raise mf.corrupt(exec_id, f"has a {_WHAT[family]} under a malformed key {key.hex()}")
-        positions.append(pos)
-        parts.append(decode_part(value, family, pos, exec_id))
-    return positions, parts
+    """One family's part records of an execution, in order, with their positions.
+
+    Each record's checksum is verified on its own; the records are then decoded in one call, as
+    the elements of one MessagePack array (their maps concatenated after an array header: the
+    checksum pair is an unknown field there, and ignored). Should that fail, each record is
+    decoded on its own, to name the one that does not decode.
+    """
+    keys: list[bytes] = []
+    records: list[bytes] = []
+    for key, value in rt.items(PARTS, *family_range(exec_key, family)):
+        keys.append(key)
+        records.append(value)
+    size = len(exec_key) + 1 + _POS
+    if any(len(k) != size for k in keys):
+        bad_key = next(k for k in keys if len(k) != size)
+        raise mf.corrupt(exec_id, f"has a {_WHAT[family]} under a malformed key {bad_key.hex()}")
+    positions = [int.from_bytes(k[-_POS:], "big") for k in keys]
+    bad = checksum.first_damaged(records)
+    if bad is not None:
+        raise mf.corrupt(
+            exec_id, f"has a damaged {_WHAT[family]} {positions[bad]}: its checksum does not match"
+        )
+    array = b"\xdd" + len(records).to_bytes(4, "big") + b"".join(records)
+    try:
+        return positions, nesting.on_fresh_stack(lambda: _array_decoders[family].decode(array))
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
+        for pos, record in zip(positions, records, strict=True):
+            decode_part(record, family, pos, exec_id)  # raises for the record that does not decode
+        raise
 
 
 def assemble(rt: ReadTxn, exec_key: bytes, head: Head) -> tuple[Manifest, dict[bytes, list[int]]]:

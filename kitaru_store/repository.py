@@ -62,7 +62,7 @@ else:
 # A writer commits the objects it holds once they pass this many bytes (objects before manifest).
 FLUSH_BYTES = 64 << 20
 _pin_prefix = b"pin/"
-_MANIFEST_CACHE = 64  # manifests kept per Repository for load by name (checked against their head)
+_MANIFEST_CACHE = 64  # manifests kept per process for load by name (checked against their head)
 _inflight_prefix = b"inflight/"
 # Fields a caller may set through update_execution; entries and checkpoints have their own calls.
 _UPDATABLE = frozenset(
@@ -443,7 +443,13 @@ class Writer:
             self.abort()
 
 
-def _keep(cache: dict[bytes, Any], key: bytes, value: Any, limit: int) -> None:
+# Assembled manifests and their name indexes, shared by every Repository of the process (a flow
+# run opens its own): (LMDB path, execution key) -> (version, head checksum, manifest, index).
+_manifests: dict[tuple[str, bytes], tuple[tuple[int, int], bytes, Manifest, dict[str, list[Entry]]]] = {}
+_manifests_lock = threading.Lock()
+
+
+def _keep(cache: dict[Any, Any], key: Any, value: Any, limit: int) -> None:
     """Put ``value`` in ``cache`` as its newest entry, dropping the oldest beyond ``limit``."""
     cache.pop(key, None)
     if len(cache) >= limit:
@@ -466,7 +472,6 @@ class Repository:
         self._db_path = str(self.root / config.DB_DIR)
         self._lock = threading.Lock()
         self._cached: tuple[int, Backend, Backend] | None = None
-        self._manifests: dict[bytes, tuple[tuple[int, int], bytes, Manifest, dict[str, list[Entry]]]] = {}
         self.config = config.read_config(self.root) or {}
         self._remotes: Any = None  # kitaru_store.remote.hooks.SdkRemotes, or False: none apply
         self._backend()
@@ -676,7 +681,8 @@ class Repository:
         """
         full = self._full_exec_id(exec_id)
         key = ids.uuid_key(full)
-        hit = self._manifests.get(key)
+        slot = (self._db_path, key)
+        hit = _manifests.get(slot)
         with self._backend().read(buffers=True) as rt:
             version = rt.version()
             if hit is not None and hit[0] == version:
@@ -690,11 +696,11 @@ class Repository:
             else:
                 manifest = ms.from_view(rt, key, view, full)
                 index = name_index(manifest)
-        with self._lock:  # checkpoints on a thread pool share this Repository
+        with _manifests_lock:  # checkpoints on a thread pool, and every Repository of the process
             if tag is not None:
-                _keep(self._manifests, key, (version, tag, manifest, index), _MANIFEST_CACHE)
+                _keep(_manifests, slot, (version, tag, manifest, index), _MANIFEST_CACHE)
             else:
-                self._manifests.pop(key, None)
+                _manifests.pop(slot, None)
         return manifest, index
 
     def iter_executions(
