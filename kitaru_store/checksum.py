@@ -11,9 +11,9 @@ from __future__ import annotations
 
 
 def _digest(data: bytes | bytearray | memoryview) -> bytes:
-    from . import hashing
+    from .hashing import digest  # here, not at import time (see above)
 
-    return hashing.digest(data)
+    return digest(data, threaded=False)
 
 
 TAIL = b"\xa8checksum\xc4\x20"  # fixstr(8) "checksum", then bin8 of 32 bytes
@@ -22,10 +22,8 @@ SIZE = len(TAIL) + 32  # what the pair adds to a record
 
 def seal(body: bytes) -> bytes:
     """``body`` (a MessagePack map) with the checksum pair appended."""
-    out = bytearray(_one_more_pair(body))
-    out += TAIL
-    out += _digest(out)
-    return bytes(out)
+    out = _one_more_pair(body) + TAIL
+    return out + _digest(out)
 
 
 def _one_more_pair(body: bytes) -> bytes:

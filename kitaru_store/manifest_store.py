@@ -165,7 +165,11 @@ def seal(obj: msgspec.Struct, trees: Iterator[Any], exec_id: str) -> bytes:
     levels (NestingTooDeepError) so that any reader can decode it, plus the checksum pair."""
     for tree in trees:
         nesting.require_within(tree, f"metadata of execution {exec_id}", exec_id=exec_id)
-    return checksum.seal(nesting.on_fresh_stack(lambda: mf.encode(obj)))
+    try:
+        body = mf.encode(obj)
+    except RecursionError:
+        body = nesting.on_fresh_stack(lambda: mf.encode(obj))
+    return checksum.seal(body)
 
 
 def _version(view: bytes | memoryview) -> int:
@@ -355,6 +359,11 @@ class Staged:
     head: Head | None = None
     before: tuple[dt.datetime, str] | None = None  # started_at and flow name as stored (indexes)
     _positions: dict[bytes, list[int]] = field(default_factory=dict)
+    # The head's counters as this transaction changes them (``head`` holds the scalars): kept
+    # apart, so that adding a part does not copy the head.
+    _counts: dict[bytes, int] = field(default_factory=dict)
+    _next: dict[bytes, int] = field(default_factory=dict)
+    _size: int = 0
 
     def __post_init__(self) -> None:
         self.key = ids.uuid_key(self.exec_id)
@@ -363,7 +372,25 @@ class Staged:
             return
         stored = decode_stored(view, self.exec_id)
         self.before = (stored.started_at, stored.flow_name)
-        self.head = self._convert(stored) if isinstance(stored, Manifest) else stored
+        if isinstance(stored, Manifest):
+            self._convert(stored)
+        else:
+            self._adopt(stored)
+
+    def _adopt(self, head: Head) -> None:
+        self.head = head
+        self._counts = {f: getattr(head, _COUNT[f]) for f in FAMILIES}
+        self._next = {f: getattr(head, _NEXT[f]) for f in FAMILIES}
+        self._size = head.size
+
+    def _synced(self) -> Head:
+        """The head with this transaction's counters."""
+        return msgspec.structs.replace(
+            self.current(),
+            size=self._size,
+            **{_COUNT[f]: n for f, n in self._counts.items()},
+            **{_NEXT[f]: n for f, n in self._next.items()},
+        )
 
     # -- reading the execution as it is now (this transaction's changes included)
 
@@ -376,7 +403,7 @@ class Staged:
         """The whole manifest as it is now (reads every part: for the rare changes only)."""
         if self.head is None:
             return None
-        m, self._positions = assemble(self.wt, self.key, self.head)
+        m, self._positions = assemble(self.wt, self.key, self._synced())
         return m
 
     def _find(self, family: bytes, ident: bytes) -> list[tuple[int, Any]]:
@@ -396,7 +423,7 @@ class Staged:
     # -- changes
 
     def create(self, m: Manifest) -> None:
-        self.head = _head_of(m)
+        self._adopt(_head_of(m))
 
     def update(self, **changes: Any) -> None:
         self.head = msgspec.structs.replace(self.current(), **changes)
@@ -405,46 +432,38 @@ class Staged:
         return identity_prefix(self.key, family, identity(family, part)) + pos.to_bytes(_POS, "big")
 
     def _append(self, family: bytes, part: Any) -> None:
-        head = self.current()
-        pos = getattr(head, _NEXT[family])
+        pos = self._next[family]
         record = seal(part, _trees(family, part), self.exec_id)
         self.wt.put(PARTS, part_key(self.key, family, pos), record)
         self.wt.put(PARTS, self._identity_key(family, part, pos), b"")
-        self.head = msgspec.structs.replace(
-            head,
-            size=head.size + _stored_size(record),
-            **{_NEXT[family]: pos + 1, _COUNT[family]: getattr(head, _COUNT[family]) + 1},
-        )
+        self._next[family] = pos + 1
+        self._counts[family] += 1
+        self._size += _stored_size(record)
 
     def _remove(self, family: bytes, pos: int, part: Any) -> None:
-        head = self.current()
         pk = part_key(self.key, family, pos)
         old = self.wt.get_view(PARTS, pk)
         self.wt.delete(PARTS, pk)
         self.wt.delete(PARTS, self._identity_key(family, part, pos))
-        self.head = msgspec.structs.replace(
-            head,
-            size=head.size - (_stored_size(old) if old is not None else 0),
-            **{_COUNT[family]: getattr(head, _COUNT[family]) - 1},
-        )
+        self._counts[family] -= 1
+        self._size -= _stored_size(old) if old is not None else 0
 
     def _overwrite(self, family: bytes, pos: int, part: Any) -> None:
         """Replace the part at ``pos`` by one of the same identity (in place)."""
-        head = self.current()
         pk = part_key(self.key, family, pos)
         old = self.wt.get_view(PARTS, pk)
-        old_size = _stored_size(old) if old is not None else 0
         record = seal(part, _trees(family, part), self.exec_id)
         self.wt.put(PARTS, pk, record)
-        self.head = msgspec.structs.replace(head, size=head.size - old_size + _stored_size(record))
+        self._size += _stored_size(record) - (_stored_size(old) if old is not None else 0)
 
     def add_entries(self, batch: dict[object, Entry]) -> None:
         """Apply a writer's batch of entries: each keyed by a (name, kind, invocation) triple
         replaces the stored entries of that triple; then all are appended, in batch order."""
         self.current()
         removed: set[str] = set()
+        stored = self._counts[ENTRY] > 0  # else there is nothing to replace: no lookups
         for k in batch:
-            if isinstance(k, tuple):
+            if stored and isinstance(k, tuple):
                 for pos, old in self._find(ENTRY, mf.encode_identity(k)):
                     self._remove(ENTRY, pos, old)
                     removed.add(old.artifact_id)
@@ -507,18 +526,17 @@ class Staged:
             if owner is not None and owner != self.key:
                 raise artifact_taken(self.exec_id, artifact_id, owner.hex())
 
-    def _convert(self, m: Manifest) -> Head:
-        """Write a format-1 manifest's parts (its artifact index stays as it is); its head."""
-        self.head = _head_of(m)
+    def _convert(self, m: Manifest) -> None:
+        """Adopt a format-1 manifest: write its parts (its artifact index stays as it is)."""
+        self._adopt(_head_of(m))
         for family, parts in ((ENTRY, m.entries), (CHECKPOINT, m.checkpoints), (WAIT, m.waits)):
             for part in parts:
                 self._append(family, part)
-        return self.head
 
     def finish(self) -> None:
         """Write the head, the summary and the index keys (the time and flow index move with a
         changed start time or flow name)."""
-        head = msgspec.structs.replace(self.current(), rev=new_rev(), format_version=mf.MANIFEST_FORMAT)
+        head = msgspec.structs.replace(self._synced(), rev=new_rev(), format_version=mf.MANIFEST_FORMAT)
         encoded = seal(head, iter((head.metadata,)), self.exec_id)
         total = head.size + len(encoded)
         if total > mf.MAX_MANIFEST_SIZE:
@@ -540,7 +558,7 @@ class Staged:
                 self.wt.delete(b"exec_flow", old_flow_key)
         self.wt.put(b"exec_time", tkey, mf.encode_summary(summary(head)))
         self.wt.put(b"exec_flow", flow_key, b"")
-        self.head = head
+        self._adopt(head)
 
 
 def _head_of(m: Manifest) -> Head:
