@@ -150,7 +150,8 @@ def identity(family: bytes, part: Any) -> bytes:
     """What makes a part the one a later write replaces (see the module docstring)."""
     if family == ENTRY:
         return mf.encode_identity((part.name, part.kind, part.invocation_id))
-    return (part.invocation_id if family == CHECKPOINT else part.name).encode()
+    name: str = part.invocation_id if family == CHECKPOINT else part.name
+    return name.encode()
 
 
 def _trees(family: bytes, part: Any) -> Iterator[Any]:
