@@ -4,6 +4,9 @@
   (best of N), divided by 100 (target < 1 ms). Each call commits once; the baseline is one
   synced LMDB commit of one small record, on the same disk with the store's flags. The
   marginal cost, (flow of 100 - flow of 0) / 100, is shown too.
+* flow length: ms per checkpoint in flows of 200 and of 3,000 trivial checkpoints, each in a
+  fresh store, interleaved (best of N): the cost of a checkpoint must not grow with the flow
+  (target: the 3,000-checkpoint flow's at most 1.3 times the 200-checkpoint flow's).
 * import kitaru: in a fresh interpreter, the time of the ``import kitaru`` statement (median of
   N; target < 150 ms); and the wall time of ``python -c "import kitaru"`` against ``python -c pass``.
 * kitaru-store --help and kitaru-store log -n 20 (a store of 20 executions): wall time of the
@@ -36,6 +39,8 @@ from common import (
 )
 
 CHECKPOINT_TARGET_MS = 1.0
+FLOW_LENGTHS = (200, 3000)
+FLOW_LENGTH_TARGET = 1.3  # ms/checkpoint of the longer flow over that of the shorter, at most
 IMPORT_TARGET_MS = 150.0
 CLI_TARGET_MS = 150.0
 IMPORT_PROBE = "import time; t = time.perf_counter(); import kitaru; print(time.perf_counter() - t)"
@@ -78,6 +83,30 @@ def measure_checkpoints(ctx: Context, n: int, reps: int) -> dict[str, Any]:
     }
 
 
+def measure_flow_lengths(ctx: Context, lengths: tuple[int, ...], reps: int) -> dict[str, Any]:
+    """ms per checkpoint of a flow of each length (best of ``reps``, each run in a fresh store).
+
+    The lengths are interleaved within each repetition, so that the disk's other users weigh on
+    every length alike (a commit's fsync costs what they leave it).
+    """
+    import flows
+
+    times: dict[int, list[float]] = {n: [] for n in lengths}
+    for _ in range(reps):
+        for n in lengths:
+            path = ctx.tmp.new()
+            with store_env(path):
+                flows.run(flows.bench_checkpoints, 2)  # the store's first open, lazy imports
+                times[n].append(timed(lambda n=n: flows.run(flows.bench_checkpoints, n))[0])
+            ctx.tmp.drop(path)
+    return {
+        "reps": reps,
+        "flow_s": {str(n): t for n, t in times.items()},
+        "per_checkpoint_ms": {str(n): best(t) / n * 1e3 for n, t in times.items()},
+        "per_checkpoint_ms_median": {str(n): median(t) / n * 1e3 for n, t in times.items()},
+    }
+
+
 def measure_import(env: dict[str, str], runs: int) -> dict[str, Any]:
     probe = [sys.executable, "-c", IMPORT_PROBE]
     subprocess.run(probe, check=True, capture_output=True, env=env)  # warm-up (writes bytecode caches)
@@ -115,6 +144,8 @@ def run(ctx: Context, report: SectionReport) -> None:
     runs = 5 if ctx.quick else 15
     log("  overhead: 100-checkpoint flow")
     cp = measure_checkpoints(ctx, 100, reps)
+    log(f"  overhead: flows of {' and '.join(map(str, FLOW_LENGTHS))} checkpoints")
+    lengths = measure_flow_lengths(ctx, FLOW_LENGTHS, 3 if ctx.quick else 5)
     log("  overhead: import kitaru, kitaru-store --help / log")
     store = ctx.tmp.new()
     with store_env(store):
@@ -129,7 +160,7 @@ def run(ctx: Context, report: SectionReport) -> None:
     for name, env in variants.items():
         startup[name] = {"import": measure_import(env, runs), "cli": measure_cli(ctx, env, runs, store)}
     ctx.tmp.drop(store)
-    report.data.update(checkpoints=cp, startup=startup)
+    report.data.update(checkpoints=cp, startup=startup, flow_lengths=lengths)
 
     t = Table("overhead", ["measure", "value", "baseline", "ratio", "target"])
     commit = cp["synced_commit_ms"]
@@ -150,6 +181,33 @@ def run(ctx: Context, report: SectionReport) -> None:
         ],
         ["  flow of 0 checkpoints (start + end)", fmt(cp["empty_flow_ms"], "ms"), "", "", ""],
     ]
+    short, long = (str(n) for n in FLOW_LENGTHS)
+    per, medians = lengths["per_checkpoint_ms"], lengths["per_checkpoint_ms_median"]
+    growth = per[long] / per[short]
+    t.rows += [
+        [f"flow of {short} trivial checkpoints, per checkpoint", fmt(per[short], "ms"), "", "", ""],
+        [
+            f"flow of {long} trivial checkpoints, per checkpoint",
+            fmt(per[long], "ms"),
+            fmt(per[short], "ms") + f" (flow of {short})",
+            fmt_ratio(growth),
+            f"<= {FLOW_LENGTH_TARGET}",
+        ],
+    ]
+    report.results.append(
+        Result(
+            "overhead",
+            f"per checkpoint, flow of {long} over flow of {short}",
+            per[long],
+            "ms",
+            per[short],
+            "ms",
+            f"flow of {short}",
+            growth,
+            f"<= {FLOW_LENGTH_TARGET}",
+            growth <= FLOW_LENGTH_TARGET,
+        )
+    )
     for name, st in startup.items():
         imp, cli = st["import"], st["cli"]
         bare = imp["interpreter_ms"]
@@ -203,6 +261,8 @@ def run(ctx: Context, report: SectionReport) -> None:
     t.notes = [
         f"checkpoints: best of {reps} flows (median per checkpoint {cp['per_checkpoint_ms_median']:.3f} ms);"
         f" start-up: median of {runs} runs after a warm-up run.",
+        f"flows of {short} and {long}: best of {lengths['reps']}, interleaved, each in a fresh store"
+        f" (median per checkpoint {medians[short]:.3f} / {medians[long]:.3f} ms).",
         "[cached]: bytecode caches on (PYTHONPYCACHEPREFIX under the temporary root), as for an installed",
         "package. [no bytecode cache]: as this environment runs Python (PYTHONDONTWRITEBYTECODE=1), every",
         "kitaru module compiled at every start.",

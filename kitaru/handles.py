@@ -105,7 +105,7 @@ class FlowHandle:
     @property
     def status(self) -> str:
         """running, waiting, completed, failed or cancelled (as persisted)."""
-        self._status = self._repo.get_execution(self.exec_id).status
+        self._status = self._repo.get_execution_head(self.exec_id).status
         return self._status
 
     def wait(self) -> Any:

@@ -69,7 +69,7 @@ def _create(
         owner = liveness.this_owner()
         with repo.writer() as w:
             w.create_execution(flow.name, exec_id=exec_id, metadata=metadata, **extra)
-            w.mutate(exec_id, lambda m: msgspec.structs.replace(m, owner=owner))
+            w.mutate(exec_id, lambda m: msgspec.structs.replace(m, owner=owner), head_only=True)
             try:
                 stored_inputs = w.put_value({"args": list(args), "kwargs": kwargs})
                 w.update_execution(exec_id, input_object_id=stored_inputs.object_id)
@@ -319,7 +319,7 @@ def _run_body(
             else:
                 value = unwrap(result, [], [])  # handles inside a returned list, tuple or dict
                 result_id = w.put_value(value).object_id if value is not None else None
-            w.mutate(exec_id, _ended("completed", ended_at=now(), result_object_id=result_id))
+            w.mutate(exec_id, _ended("completed", ended_at=now(), result_object_id=result_id), head_only=True)
     except KitaruError as exc:
         failure = failure_of(exc)
         _finish(repo, exec_id, "failed", failure=failure)
@@ -348,6 +348,6 @@ def _finish(repo: Repository, exec_id: str, status: str, *, ended: bool = True, 
         changes["ended_at"] = now()
     try:
         with repo.writer() as w:
-            w.mutate(exec_id, _ended(status, **changes))
+            w.mutate(exec_id, _ended(status, **changes), head_only=True)
     except ExecutionNotFoundError:
         pass  # deleted while it ran (executions.delete(force=True)): nothing left to record

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from . import checksum, ids, layout, memory, objects, reachability, summary
+from . import manifest_store as ms
 from . import manifests as mf
 from .errors import CorruptObjectError, KitaruError, ObjectNotFoundError, StoreFormatError
 
@@ -259,14 +260,26 @@ class _Found:
     unreadable: set[bytes] = field(default_factory=set)  # undecodable manifests: not held against
 
 
-def _decode(key: bytes, raw: bytes | memoryview, *, check_ids: bool = True) -> mf.Manifest | Problem:
-    """The manifest, or the bad-manifest problem that keeps it from being checked."""
-    exec_id = key.hex()
+def _decode(rt: ReadTxn, key: bytes, raw: memoryview) -> mf.Manifest | Problem:
+    """The manifest (its head ``raw`` and its part records), or the bad-manifest problem that
+    keeps it from being checked."""
     try:
-        m = mf.decode_manifest(raw, exec_id=exec_id)
+        return ms.from_view(rt, key, raw, key.hex())
     except (msgspec.DecodeError, KitaruError) as exc:
-        return Problem("bad-manifest", f"undecodable manifest: {exc}", exec_id=exec_id)
-    return _malformed(key, m) if check_ids else m
+        return _unreadable(key, exc)
+
+
+def _unreadable(key: bytes, exc: Exception) -> Problem:
+    return Problem("bad-manifest", f"undecodable manifest: {exc}", exec_id=key.hex())
+
+
+def _record_problems(rt: ReadTxn, key: bytes, problem: Problem) -> list[Problem]:
+    """The problem of an unreadable manifest, as one problem per damaged part record when its
+    head reads and several of its records are damaged."""
+    damaged = ms.damaged_parts(rt, key, key.hex())
+    if len(damaged) < 2:
+        return [problem]
+    return [Problem("bad-manifest", f"undecodable manifest: {what}", exec_id=key.hex()) for what in damaged]
 
 
 def _malformed(key: bytes, m: mf.Manifest) -> mf.Manifest | Problem:
@@ -352,7 +365,7 @@ def _check_manifest_batch(
     per database in key order; the problems are listed manifest by manifest, as found."""
     checked: list[_Decoded | Problem] = []
     for key, raw in batch:
-        m = _decode(key, raw, check_ids=False)
+        m = _decode(rt, key, raw)
         d = m if isinstance(m, Problem) else _ids_of(key, m)
         if isinstance(d, Problem):
             found.unreadable.add(key)
@@ -367,7 +380,8 @@ def _check_manifest_batch(
     for (key, _), d in zip(batch, checked, strict=True):
         subject = ("manifest", key)
         if isinstance(d, Problem):
-            suspects.add(subject, d)
+            for p in _record_problems(rt, key, d) if d.kind == "bad-manifest" else [d]:
+                suspects.add(subject, p)
             continue
         exec_id = d.key.hex()
         report.manifests_checked += 1
@@ -493,8 +507,8 @@ def _check_indexes_exactly(kv: Store, suspects: _Suspects) -> None:
     time_keys: set[bytes] = set()
     unreadable: set[bytes] = set()  # their time keys are not "missing": the manifest is there
     artifact_ids: set[bytes] = set()
-    for key, raw in kv.scan(layout.MANIFESTS):
-        m = _decode(key, raw)
+    for key, found in ms.walk(kv):
+        m = _unreadable(key, found) if isinstance(found, KitaruError) else _malformed(key, found)
         if isinstance(m, Problem):
             unreadable.add(key)
             continue
@@ -574,7 +588,7 @@ def _lookup(rt: ReadTxn, key: bytes) -> _Decoded | Problem | None:
     raw = rt.get_view(layout.MANIFESTS, key)
     if raw is None:
         return None
-    m = _decode(key, raw, check_ids=False)
+    m = _decode(rt, key, raw)
     return m if isinstance(m, Problem) else _ids_of(key, m)
 
 
@@ -654,5 +668,5 @@ def _manifest_at_time_key(rt: ReadTxn, key: bytes) -> mf.Manifest | None:
     """The stored manifest whose exec_time key is ``key``, if there is one and it decodes."""
     exec_key = layout.summary_exec_key(key)
     raw = rt.get_view(layout.MANIFESTS, exec_key)
-    m = None if raw is None else _decode(exec_key, raw, check_ids=False)
+    m = None if raw is None else _decode(rt, exec_key, raw)
     return m if isinstance(m, mf.Manifest) and layout.summary_key(m.started_at, exec_key) == key else None

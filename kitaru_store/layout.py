@@ -67,14 +67,15 @@ def run_lock_exec_id(file_name: str) -> str | None:
 META = b"meta"  # reserved for store-level records; the store's settings live in its config file
 OBJECTS = b"objects"  # object key -> record (codec.py)
 TOUCH = b"touch"  # object key -> last put or reference time, ns since epoch (8 bytes, big-endian)
-MANIFESTS = b"manifests"  # execution key -> Manifest (msgpack, manifests.py)
+MANIFESTS = b"manifests"  # execution key -> head (format 2) or whole Manifest (format 1) (manifest_store.py)
+PARTS = b"parts"  # part key -> entry, checkpoint or wait record; identity keys -> b"" (manifest_store.py)
 EXEC_TIME = b"exec_time"  # summary key -> ExecutionSummary (fixed layout, summary.py)
 EXEC_FLOW = b"exec_flow"  # flow key -> b""
 ARTIFACTS = b"artifacts"  # artifact key -> execution key
 REFS = b"refs"  # ref name ("pin/NAME", "inflight/...") -> object keys (32 bytes each, concatenated)
 CACHE = b"cache"  # checkpoint cache key (32-byte digest, kitaru/calls.py) -> CacheRecord; not a gc root
 MEMORY = b"memory"  # memory record key -> MemoryRecord (msgpack, memory.py)
-DATABASES = (META, OBJECTS, TOUCH, MANIFESTS, EXEC_TIME, EXEC_FLOW, ARTIFACTS, REFS, CACHE, MEMORY)
+DATABASES = (META, OBJECTS, TOUCH, MANIFESTS, PARTS, EXEC_TIME, EXEC_FLOW, ARTIFACTS, REFS, CACHE, MEMORY)
 
 
 def key_after(key: bytes) -> bytes:
@@ -176,6 +177,47 @@ def flow_summary_key(key: bytes) -> bytes:
 def flow_exec_key(key: bytes) -> bytes:
     """The execution key at the end of an EXEC_FLOW key."""
     return key[-UUID_BYTES:]
+
+
+# --- manifest part keys (format 2, manifest_store.py) ----------------------------------------
+#
+# A record: exec key (16) + family (1: E entry, C checkpoint, W wait) + position (8, big-endian).
+# An identity key: exec key + family in lower case + BLAKE2b-128 of the identity + position -> b"".
+
+PART_ENTRY, PART_CHECKPOINT, PART_WAIT = b"E", b"C", b"W"
+PART_FAMILIES = (PART_ENTRY, PART_CHECKPOINT, PART_WAIT)
+POSITION_BYTES = 8
+PART_KEY_BYTES = UUID_BYTES + 1 + POSITION_BYTES
+
+
+def part_key(exec_key: bytes, family: bytes, pos: int) -> bytes:
+    return exec_key + family + pos.to_bytes(POSITION_BYTES, "big")
+
+
+def part_family_range(exec_key: bytes, family: bytes) -> tuple[bytes, bytes]:
+    """The key range of one family's records (or identity keys) of one execution."""
+    return exec_key + family, exec_key + bytes((family[0] + 1,))
+
+
+def part_exec_range(exec_key: bytes) -> tuple[bytes, bytes]:
+    """Every key of one execution in PARTS (records and identity keys)."""
+    return exec_key, exec_key + b"\xff"
+
+
+def part_identity_prefix(exec_key: bytes, family: bytes, identity: bytes) -> bytes:
+    import hashlib  # not at import time: the fast path of `log` never builds one
+
+    return exec_key + family.lower() + hashlib.blake2b(identity, digest_size=16).digest()
+
+
+def part_identity_range(prefix: bytes) -> tuple[bytes, bytes]:
+    """The identity keys under ``prefix`` (part_identity_prefix): one per position."""
+    return prefix, prefix + b"\xff" * (POSITION_BYTES + 1)
+
+
+def part_position(key: bytes) -> int:
+    """The position at the end of a part record or identity key."""
+    return int.from_bytes(key[-POSITION_BYTES:], "big")
 
 
 # --- ref names -------------------------------------------------------------------------------

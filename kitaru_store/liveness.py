@@ -145,7 +145,7 @@ def release(repo: Repository, exec_id: str) -> None:
 
 def _left_running(repo: Repository, exec_id: str) -> bool:
     try:
-        m = repo.get_execution(exec_id, observe=False)
+        m = repo.get_execution_head(exec_id, observe=False)
     except KitaruError:
         return False
     return m.status == "running" and m.owner is not None and m.owner.pid == os.getpid()
@@ -192,7 +192,7 @@ def remove_free_locks(repo: Repository) -> int:
         if exec_id is None:
             continue
         try:
-            if repo.get_execution(exec_id).status == "running":  # observes
+            if repo.get_execution_head(exec_id).status == "running":  # observes
                 continue
         except ExecutionNotFoundError:
             pass  # killed before its first commit, or deleted
@@ -320,6 +320,10 @@ def observe(repo: Repository, m: Manifest) -> Manifest:
     owner = m.owner
     if m.status != "running" or owner is None or alive(repo, m.exec_id, owner) is not False:
         return m
+    if not (m.entries or m.checkpoints or m.waits):  # maybe a head only: the failure names a checkpoint
+        m = repo.get_execution(m.exec_id, observe=False)
+        if m.status != "running" or m.owner != owner:
+            return m
     view = crashed_view(m)
     if repo.readonly or holds(repo, m.exec_id):
         return view  # read-only; or this process holds the lock to claim the run itself
@@ -347,7 +351,7 @@ def observe_summary(repo: Repository, summary: Any) -> Any:
     if summary.status != "running":
         return summary
     try:
-        m = repo.get_execution(summary.exec_id)  # observes
+        m = repo.get_execution_head(summary.exec_id)  # observes
     except KitaruError:
         return summary
     if m.status == summary.status:
@@ -370,30 +374,15 @@ DELETED: Any = object()  # what poll_cancel returns for an execution that is no 
 
 def poll_cancel(repo: Repository, exec_id: str, seen: list[Any]) -> Any:
     """The execution's cancel request (a CancelRequest), DELETED, or None; cheap enough for
-    every checkpoint boundary.
+    every checkpoint boundary: it reads the execution's head, one small record whatever the
+    flow's length. ``seen`` (kept by the caller) holds the request found last."""
+    from .errors import ExecutionNotFoundError
 
-    The stored manifest's checksum (its last 32 bytes) is compared with that of the manifest
-    this process committed last (the writer remembers it) and with the one seen at the previous
-    poll (``seen``: [checksum, request], kept by the caller): the manifest is decoded only when
-    another process (or thread) changed it.
-    """
-    from . import manifests as mf
-    from .repository import recent
-
-    key = layout.uuid_key(exec_id)
-    with repo.read(buffers=True) as rt:
-        view = rt.get_view(layout.MANIFESTS, key)
-        if view is None:
-            return DELETED
-        tag = bytes(view[-32:])
-    hit = recent(key)
-    if hit is not None and mf.stored_tag(hit[1]) == tag:
-        return hit[2].cancel_request
-    if seen and seen[0] == tag:
-        return seen[1]
     try:
-        request = repo.get_execution(exec_id, observe=False).cancel_request
+        request = repo.get_execution_head(exec_id, observe=False).cancel_request
+    except ExecutionNotFoundError:
+        return DELETED
     except KitaruError:
         return None  # damage is for the run's own reads to report
-    seen[:] = [tag, request]
+    seen[:] = [request]
     return request

@@ -1,15 +1,16 @@
 """Execution manifests: the persisted record of one execution. msgspec Structs, MessagePack on disk.
 
-A manifest maps checkpoint and artifact names to object ids. It is rewritten whole in the write
-transaction that adds entries to it; readers decode it with unknown fields ignored, so a newer
-minor format stays readable, and refuse a newer major format.
+A manifest maps checkpoint and artifact names to object ids. The store keeps it as a head and one
+record per part (manifest_store.py, format 2); this module has the Structs and their whole-manifest
+encoding, which format-1 stores hold and remotes exchange. Readers decode with unknown fields
+ignored, so a newer minor format stays readable, and refuse a newer major format.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterator
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal
 
 import msgspec
 
@@ -20,7 +21,9 @@ from .listing import DAMAGED as DAMAGED  # the status of a DamagedSummary
 from .names import ARTIFACT_TYPES as ARTIFACT_TYPES  # re-exported (kitaru_store.ARTIFACT_TYPES)
 from .names import STATUSES as STATUSES  # re-exported (kitaru_store.STATUSES)
 
-MANIFEST_FORMAT = 1  # major version; bump only for changes an older reader would misread
+MANIFEST_FORMAT = 2  # major version; bump only for changes an older reader would misread
+# Format 1 stored each manifest whole; format 2 stores a head plus part records (manifest_store.py).
+LAST_WHOLE_FORMAT = 1
 # The most a stored manifest may hold (encoded): refused on write, and the cap on one fetched from
 # a remote. Some 50,000 entries; values live in objects, a manifest only names them.
 MAX_MANIFEST_SIZE = 16 << 20
@@ -253,42 +256,28 @@ CHECKSUM_TAIL = checksum.TAIL
 checked_tag = checksum.checked_tag
 
 
-def encode_manifest(m: Manifest, *, unchanged_since: Manifest | None = None) -> bytes:
-    """The stored form of a manifest: its MessagePack map plus the checksum pair.
+def encode_manifest(m: Manifest) -> bytes:
+    """The whole-manifest form (a remote's copy): its MessagePack map plus the checksum pair.
 
     Its metadata trees nest at most nesting.MAX_DEPTH levels (NestingTooDeepError), so that any
-    reader can decode it. ``unchanged_since``: a manifest whose trees were checked (or stored)
-    already; the entries, checkpoints and waits ``m`` shares with it (the same objects: manifests
-    are immutable, and a commit replaces only what it changes) are not walked again, so that a
-    checkpoint's commit costs what it changes, not the whole flow's metadata.
+    reader can decode it.
     """
-    for tree in _trees_to_check(m, unchanged_since):
+    for tree in _trees(m):
         nesting.require_within(tree, f"metadata of execution {m.exec_id}", exec_id=m.exec_id)
     return checksum.seal(nesting.on_fresh_stack(lambda: _encoder.encode(m)))
 
 
-def _trees_to_check(m: Manifest, since: Manifest | None) -> Iterator[Any]:
-    if since is None or m.metadata is not since.metadata:
-        yield m.metadata
-    for e in _new_parts(m.entries, since.entries if since else ()):
-        if e.metadata:
-            yield e.metadata
-    for c in _new_parts(m.checkpoints, since.checkpoints if since else ()):
-        if c.metadata:
-            yield c.metadata
-    for w in _new_parts(m.waits, since.waits if since else ()):
+def _trees(m: Manifest) -> Iterator[Any]:
+    yield m.metadata
+    yield from (e.metadata for e in m.entries if e.metadata)
+    yield from (c.metadata for c in m.checkpoints if c.metadata)
+    for w in m.waits:
         yield from (w.schema, w.json_schema or {}, w.metadata, w.answered_by)
 
 
-_Part = TypeVar("_Part")
-
-
-def _new_parts(parts: tuple[_Part, ...], old: tuple[_Part, ...]) -> Iterator[_Part]:
-    """The parts that are not the very object at the same place in ``old`` (a commit appends
-    or replaces in place; anything else is only walked again)."""
-    for i, part in enumerate(parts):
-        if i >= len(old) or old[i] is not part:
-            yield part
+def encode_identity(triple: tuple[str, str, str | None]) -> bytes:
+    """An entry's (name, kind, invocation id), as the identity index hashes it (manifest_store)."""
+    return _encoder.encode(triple)
 
 
 def _check_checksum(data: bytes | memoryview, exec_id: str | None) -> None:
@@ -296,29 +285,22 @@ def _check_checksum(data: bytes | memoryview, exec_id: str | None) -> None:
     with no unknown field (see _LegacyManifest)."""
     if checksum.present(data):
         if checked_tag(data) is None:
-            raise _corrupt(exec_id, "is damaged: its checksum does not match")
+            raise corrupt(exec_id, "is damaged: its checksum does not match")
         return
     try:
         legacy = nesting.on_fresh_stack(lambda: _legacy_manifest_decoder.decode(data))
     except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as exc:  # bad UTF-8: no DecodeError
         raise _undecodable(data, exec_id, exc, "has no checksum and cannot be decoded") from exc
     if LAST_FORMAT_WITHOUT_CHECKSUM < legacy.format_version <= MANIFEST_FORMAT:
-        raise _corrupt(
-            exec_id, f"has no checksum, which every manifest of format {legacy.format_version} has"
-        )
+        raise corrupt(exec_id, f"has no checksum, which every manifest of format {legacy.format_version} has")
 
 
-def _corrupt(exec_id: str | None, what: str) -> CorruptManifestError:
+def corrupt(exec_id: str | None, what: str) -> CorruptManifestError:
     return CorruptManifestError(
         f"the manifest of execution {exec_id} {what}",
         exec_id=exec_id,
         hint="run `kitaru-store fsck`; the execution's objects are still in the store",
     )
-
-
-def stored_tag(encoded: bytes) -> bytes:
-    """The tag (checked_tag) of a manifest this process has just encoded, without hashing again."""
-    return encoded[-32:]
 
 
 def decode_manifest(
@@ -332,7 +314,7 @@ def decode_manifest(
     except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as exc:  # bad UTF-8: no DecodeError
         raise _undecodable(data, exec_id, exc, "cannot be decoded") from exc
     if manifest.format_version > MANIFEST_FORMAT:
-        raise _newer(manifest.format_version, exec_id)
+        raise newer_format(manifest.format_version, exec_id)
     return manifest
 
 
@@ -340,8 +322,8 @@ def _undecodable(data: bytes | memoryview, exec_id: str | None, exc: Exception, 
     """StoreFormatError if ``data`` still says it is of a newer format, else CorruptManifestError."""
     version = _probe_version(data)
     if version is not None and version > MANIFEST_FORMAT:
-        return _newer(version, exec_id)
-    return _corrupt(exec_id, f"{what}: {exc}")
+        return newer_format(version, exec_id)
+    return corrupt(exec_id, f"{what}: {exc}")
 
 
 def _probe_version(data: bytes | memoryview) -> int | None:
@@ -352,7 +334,7 @@ def _probe_version(data: bytes | memoryview) -> int | None:
     return version if isinstance(version, int) else None
 
 
-def _newer(version: int, exec_id: str | None) -> StoreFormatError:
+def newer_format(version: int, exec_id: str | None) -> StoreFormatError:
     return StoreFormatError(
         f"manifest format {version} is newer than this kitaru understands ({MANIFEST_FORMAT})",
         exec_id=exec_id,
@@ -401,6 +383,13 @@ def summarize(m: Manifest) -> ExecutionSummary:
         checkpoint_count=len(m.checkpoints),
         replay_of=m.replay_of,
     )
+
+
+def same_content(a: Manifest | None, b: Manifest | None) -> bool:
+    """Whether two manifests say the same, whatever format each was read from."""
+    if a is None or b is None:
+        return a is b
+    return a == msgspec.structs.replace(b, format_version=a.format_version)
 
 
 def referenced_ids(m: Manifest) -> set[str]:

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from . import ids, layout, objects
+from . import manifest_store as ms
 from . import manifests as mf
 from .errors import KitaruError, ObjectNotFoundError
 
@@ -125,8 +126,9 @@ def root_keys(kv: Store, progress: Any = None, total: int = 0) -> set[bytes]:
     from .memory import CorruptMemoryRecordError, describe_version
 
     live: set[bytes] = set()
-    for n, (key, raw) in enumerate(kv.scan(layout.MANIFESTS), 1):
-        manifest = mf.decode_manifest(raw, exec_id=key.hex())
+    for n, (_, manifest) in enumerate(ms.walk(kv), 1):
+        if isinstance(manifest, KitaruError):
+            raise manifest
         live.update(_object_keys([r[0] for r in manifest_roots(manifest)]))
         if progress and n % 1000 == 0:
             progress("mark", n, total)
@@ -173,7 +175,7 @@ def holders(rt: ReadTxn, okey: bytes, *, skip_memory: bytes | None = None) -> li
     for k, raw in rt.items(layout.MANIFESTS):
         exec_id = k.hex()
         try:
-            m = mf.decode_manifest(raw, exec_id=exec_id)
+            m = ms.from_view(rt, k, memoryview(raw), exec_id)
         except (msgspec.DecodeError, KitaruError):  # its roots are unknown: it may hold this one
             found.append(f"the undecodable manifest of execution {exec_id} (run `kitaru-store fsck`)")
             continue

@@ -10,11 +10,12 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
 from . import config, ids, layout, listing
+from . import manifest_store as ms
 from . import manifests as mf
 from .backend import Backend, open_backend
 from .errors import (
@@ -22,7 +23,6 @@ from .errors import (
     CorruptionError,
     ExecutionNotFoundError,
     IdCollisionError,
-    ManifestTooLargeError,
     NotFoundError,
     ObjectNotFoundError,
     ReadOnlyStoreError,
@@ -49,7 +49,7 @@ else:
 
 # A writer commits the objects it holds once they pass this many bytes (objects before manifest).
 FLUSH_BYTES = 64 << 20
-_MANIFEST_CACHE = 64  # decoded manifests kept per Repository (checked against their bytes)
+_MANIFEST_CACHE = 64  # manifests kept per process for load by name (checked against their head)
 # Fields a caller may set through update_execution; entries and checkpoints have their own calls.
 _UPDATABLE = frozenset(
     {
@@ -83,7 +83,8 @@ class ObjectInfo:
     touched_at: dt.datetime | None
 
 
-Mutation = Callable[[Manifest | None], Manifest]
+# A change to one execution, applied inside the commit's write transaction (manifest_store.Staged).
+Mutation = Callable[[ms.Staged], None]
 
 
 @dataclass
@@ -188,14 +189,14 @@ class Writer:
             metadata=dict(metadata or {}),
         )
 
-        def create(current: Manifest | None) -> Manifest:
-            if current is not None:
+        def create(st: ms.Staged) -> None:
+            if st.head is not None:
                 raise StateError(
                     f"execution {exec_id} exists already",
                     exec_id=exec_id,
                     hint="let create_execution pick a new id, or update the existing execution",
                 )
-            return manifest
+            st.create(manifest)
 
         self._mutations.setdefault(exec_id, []).insert(0, create)
         return exec_id
@@ -222,8 +223,8 @@ class Writer:
         for object_id in mf.referenced_ids(manifest):
             self._referenced(object_id)
 
-        def apply(current: Manifest | None) -> Manifest:
-            if current != expect:
+        def apply(st: ms.Staged) -> None:
+            if not mf.same_content(st.manifest(), expect):
                 raise IdCollisionError(
                     f"execution {exec_id} "
                     + ("was created" if expect is None else "changed")
@@ -231,17 +232,40 @@ class Writer:
                     exec_id=exec_id,
                     hint="run the pull again",
                 )
-            return manifest
+            st.replace_whole(manifest)
 
         self._mutations.setdefault(exec_id, []).append(apply)
 
-    def mutate(self, exec_id: str, fn: Callable[[Manifest], Manifest]) -> None:
-        def apply(current: Manifest | None) -> Manifest:
-            if current is None:
-                raise ExecutionNotFoundError(exec_id)
-            return fn(current)
+    def mutate(self, exec_id: str, fn: Callable[[Manifest], Manifest], *, head_only: bool = False) -> None:
+        """Change an execution at commit by ``fn(manifest) -> manifest``; the stored manifest
+        becomes what ``fn`` returns (only what differs is written).
+
+        Reading the whole manifest costs what the flow has grown to; ``head_only=True`` hands
+        ``fn`` the head alone (its entries, checkpoints and waits empty), for a change of
+        scalar fields (status, owner, times) whose cost then does not grow with the flow. ``fn``
+        must then return a manifest whose part tuples are still empty.
+        """
+
+        def apply(st: ms.Staged) -> None:
+            if not head_only:
+                current = st.manifest()
+                if current is None:
+                    raise ExecutionNotFoundError(exec_id)
+                st.replace_whole(fn(current))
+                return
+            new = fn(ms.as_manifest(st.current()))
+            if new.entries or new.checkpoints or new.waits:
+                raise UsageError(
+                    "a head_only mutation returned entries, checkpoints or waits",
+                    exec_id=exec_id,
+                    hint="change parts with add_entry, set_checkpoint or set_wait, or mutate the whole",
+                )
+            st.update(**{f: getattr(new, f) for f in ms.SCALARS})
 
         self._mutations.setdefault(exec_id, []).append(apply)
+
+    def _change(self, exec_id: str, fn: Mutation) -> None:
+        self._mutations.setdefault(exec_id, []).append(fn)
 
     def _referenced(self, object_id: str) -> None:
         key = layout.object_key(object_id)
@@ -258,13 +282,7 @@ class Writer:
         if batch is None:
             batch = self._entries[exec_id] = {}
             new = batch
-
-            def apply(m: Manifest) -> Manifest:
-                replaced = {k for k in new if isinstance(k, tuple)}
-                kept = [e for e in m.entries if (e.name, e.kind, e.invocation_id) not in replaced]
-                return msgspec.structs.replace(m, entries=(*kept, *new.values()))
-
-            self.mutate(exec_id, apply)
+            self._change(exec_id, lambda st: st.add_entries(new))
         return batch
 
     def add_entry(self, exec_id: str, entry: Entry) -> None:
@@ -287,17 +305,11 @@ class Writer:
         """Insert or replace one wait record (by name)."""
         if record.value_object_id:
             self._referenced(record.value_object_id)
-
-        def apply(m: Manifest) -> Manifest:
-            waits = {w.name: w for w in m.waits}
-            waits[record.name] = record
-            return msgspec.structs.replace(m, waits=tuple(waits.values()))
-
-        self.mutate(exec_id, apply)
+        self._change(exec_id, lambda st: st.set_parts(ms.WAIT, iter((record,))))
 
     def merge_metadata(self, exec_id: str, metadata: dict[str, Any]) -> None:
         """Add keys to the execution's metadata (later values win), read and written at commit."""
-        self.mutate(exec_id, lambda m: msgspec.structs.replace(m, metadata={**m.metadata, **metadata}))
+        self._change(exec_id, lambda st: st.update(metadata={**st.current().metadata, **metadata}))
 
     def set_checkpoint(self, exec_id: str, record: mf.CheckpointRecord) -> None:
         """Insert or replace the record of one checkpoint invocation."""
@@ -307,13 +319,7 @@ class Writer:
         if batch is None:
             batch = self._checkpoints[exec_id] = {}
             new = batch
-
-            def apply(m: Manifest) -> Manifest:
-                cps = {c.invocation_id: c for c in m.checkpoints}
-                cps.update(new)
-                return msgspec.structs.replace(m, checkpoints=tuple(cps.values()))
-
-            self.mutate(exec_id, apply)
+            self._change(exec_id, lambda st: st.set_parts(ms.CHECKPOINT, iter(new.values())))
         batch[record.invocation_id] = record
 
     def update_execution(self, exec_id: str, **changes: Any) -> None:
@@ -332,7 +338,7 @@ class Writer:
             object_id = changes.get(field_name)
             if object_id:
                 self._referenced(object_id)
-        self.mutate(exec_id, lambda m: msgspec.structs.replace(m, **changes))
+        self._change(exec_id, lambda st: st.update(**changes))
 
     def on_commit(self, fn: Callable[[WriteTxn], None]) -> None:
         """Run ``fn`` inside the commit's write transaction, after the objects and manifests.
@@ -381,24 +387,23 @@ class Writer:
         level = self._repo.level
         from . import reachability  # with the object engine: not at import time
 
-        written: list[tuple[bytes, tuple[int, int], bytes, Manifest]] = []
-
         def txn(wt: WriteTxn) -> None:
-            written.clear()  # the transaction may run again (map growth): only its last run counts
             stamp = objects.pack_time(objects.now_ns())
             for prepared in pending.values:
                 objects.write(wt, prepared, stamp=stamp, level=level)
             for key in touch:
                 reachability.keep(wt, key, stamp)  # stored and whole, or nothing commits
             for exec_id, fns in mutations.items():
-                written.append(_apply_mutations(wt, exec_id, fns))
+                staged = ms.Staged(wt, exec_id)
+                for fn in fns:
+                    fn(staged)
+                staged.finish()
             for hook in hooks:
                 hook(wt)
             for token in inflight:
                 wt.delete(layout.REFS, token)
 
         self._repo._backend().update(txn)
-        _remember(written)  # only now: an aborted transaction's manifests were never stored
         if mutations and self.remote_sync:
             self._repo._after_commit(list(mutations))
 
@@ -424,114 +429,18 @@ class Writer:
             self.abort()
 
 
-# The manifest this process committed last per execution: key -> (version after that commit,
-# the stored bytes, the manifest they were encoded from). A flow commits its manifest at every
-# checkpoint; decoding it each time costs O(entries), about twice what encoding costs. An entry is
-# remembered only once its transaction has committed (Writer.commit), and it serves only when the
-# stored bytes are its bytes (nothing committed since, or else the stored checksum verifies and is
-# its checksum) and the manifest still encodes to them: a caller may have changed a dict it handed
-# to the writer (metadata) since. Anything else decodes the stored bytes.
-V = TypeVar("V")
-_recent: dict[bytes, tuple[tuple[int, int], bytes, Manifest]] = {}
-_recent_lock = threading.Lock()
-_RECENT = 64
+# Assembled manifests and their name indexes, shared by every Repository of the process (a flow
+# run opens its own): (LMDB path, execution key) -> (version, head checksum, manifest, index).
+_manifests: dict[tuple[str, bytes], tuple[tuple[int, int], bytes, Manifest, dict[str, list[Entry]]]] = {}
+_manifests_lock = threading.Lock()
 
 
-def _keep(cache: dict[bytes, V], key: bytes, value: V, limit: int) -> None:
+def _keep(cache: dict[Any, Any], key: Any, value: Any, limit: int) -> None:
     """Put ``value`` in ``cache`` as its newest entry, dropping the oldest beyond ``limit``."""
     cache.pop(key, None)
     if len(cache) >= limit:
         cache.pop(next(iter(cache)))
     cache[key] = value
-
-
-def recent(key: bytes) -> tuple[tuple[int, int], bytes, Manifest] | None:
-    """What this process remembers of the manifest it last committed under ``key``:
-    (version, stored bytes, manifest), or None."""
-    return _recent.get(key)
-
-
-def _remember(done: list[tuple[bytes, tuple[int, int], bytes, Manifest]]) -> None:
-    with _recent_lock:
-        for key, version, encoded, manifest in done:
-            _keep(_recent, key, (version, encoded, manifest), _RECENT)
-
-
-def _manifest_before(wt: WriteTxn, key: bytes, exec_id: str) -> Manifest | None:
-    """The stored manifest of ``key``, decoded, or what _recent remembers of the same bytes."""
-    hit = _recent.get(key)
-    view = None
-    if hit is None or hit[0] != wt.version():  # something was committed since: look
-        view = wt.get_view(layout.MANIFESTS, key)
-        if view is None:
-            return None
-        tag = mf.checked_tag(view)
-        if hit is None or tag != mf.stored_tag(hit[1]):
-            return mf.decode_manifest(view, exec_id=exec_id, checked=tag is not None)
-    # The stored bytes are the remembered bytes: the remembered manifest serves if it still
-    # encodes to them (nobody changed a dict inside it since).
-    if mf.encode_manifest(hit[2], unchanged_since=hit[2]) == hit[1]:
-        return hit[2]
-    stored = view if view is not None else wt.get_view(layout.MANIFESTS, key)
-    return mf.decode_manifest(stored, exec_id=exec_id) if stored is not None else None
-
-
-def _apply_mutations(
-    wt: WriteTxn, exec_id: str, fns: Sequence[Mutation]
-) -> tuple[bytes, tuple[int, int], bytes, Manifest]:
-    """Apply ``fns`` to the stored manifest; returns what _remember keeps once the commit is done."""
-    key = layout.uuid_key(exec_id)
-    before = _manifest_before(wt, key, exec_id)
-    manifest = before
-    for fn in fns:
-        manifest = fn(manifest)
-    assert manifest is not None
-    encoded = mf.encode_manifest(manifest, unchanged_since=before)
-    if len(encoded) > mf.MAX_MANIFEST_SIZE:
-        raise ManifestTooLargeError(
-            f"the manifest of execution {exec_id} would take {len(encoded)} bytes, more than a"
-            f" manifest may ({mf.MAX_MANIFEST_SIZE}); nothing of this change was stored",
-            exec_id=exec_id,
-            hint="keep large data in values (kitaru.save), not in metadata or names",
-        )
-    wt.put(layout.MANIFESTS, key, encoded)
-    tkey = layout.summary_key(manifest.started_at, key)
-    flow_key = layout.flow_key(manifest.flow_name, tkey)
-    if before is not None:
-        # A changed start time or flow name moves the execution in the indexes: drop the old keys.
-        old_tkey = layout.summary_key(before.started_at, key)
-        old_flow_key = layout.flow_key(before.flow_name, old_tkey)
-        if old_tkey != tkey:
-            wt.delete(layout.EXEC_TIME, old_tkey)
-        if old_flow_key != flow_key:
-            wt.delete(layout.EXEC_FLOW, old_flow_key)
-    wt.put(layout.EXEC_TIME, tkey, mf.encode_summary(mf.summarize(manifest)))
-    wt.put(layout.EXEC_FLOW, flow_key, b"")
-    known = {e.artifact_id for e in before.entries} if before else set()
-    for entry in manifest.entries:
-        if entry.artifact_id not in known:
-            akey = layout.uuid_key(entry.artifact_id)
-            # Artifact ids are unique in a store: checked here, in the committing transaction,
-            # so that no import (nor a concurrent local write) takes over another's id.
-            if not wt.put(layout.ARTIFACTS, akey, key, overwrite=False):
-                owner = wt.get(layout.ARTIFACTS, akey)
-                if owner is not None and owner != key:
-                    raise _artifact_taken(exec_id, entry.artifact_id, owner.hex())
-    for gone in known - {e.artifact_id for e in manifest.entries}:  # replaced entries leave the index
-        wt.delete(layout.ARTIFACTS, layout.uuid_key(gone))
-    return key, wt.committing(), encoded, manifest
-
-
-def _artifact_taken(exec_id: str, artifact_id: str, owner: str) -> IdCollisionError:
-    return IdCollisionError(
-        f"artifact id {artifact_id} of execution {exec_id} belongs to execution {owner} in this"
-        f" store; execution {exec_id} was not stored",
-        exec_id=exec_id,
-        artifact_id=artifact_id,
-        owner=owner,
-        hint="artifact ids are unique in a store: the other copy was made outside kitaru or"
-        " edited by hand; delete one of the two executions to keep the other",
-    )
 
 
 class Repository:
@@ -549,7 +458,6 @@ class Repository:
         self._db_path = layout.db_dir(self.root)
         self._lock = threading.Lock()
         self._cached: tuple[int, Backend, Backend] | None = None
-        self._manifests: dict[bytes, tuple[tuple[int, int], bytes, Manifest, dict[str, list[Entry]]]] = {}
         self.config = config.read_config(self.root) or {}
         self._remotes: Any = None  # kitaru_store.remote.hooks.SdkRemotes, or False: none apply
         self._backend()
@@ -740,26 +648,42 @@ class Repository:
     def get_execution(self, exec_id: str, *, observe: bool = True) -> Manifest:
         """The execution's manifest. ``running`` with an owner that is gone reads as failed
         (Crashed), recorded if the store is writable (liveness.py); ``observe=False``: as stored."""
-        manifest = self._cached_manifest(exec_id)[0]
+        return self._observed(self._cached_manifest(exec_id)[0], observe)
+
+    def get_execution_head(self, exec_id: str, *, observe: bool = True) -> Manifest:
+        """The execution's manifest without its entries, checkpoints and waits (empty tuples):
+        status, owner, cancel request and the other scalars, read from one record whatever the
+        flow's length (a cancel poll, a handle's status)."""
+        full = self._full_exec_id(exec_id)
+        with self._backend().read(buffers=True) as rt:
+            manifest = ms.load(rt, layout.uuid_key(full), full, parts=False)
+        return self._observed(manifest, observe)
+
+    def _observed(self, manifest: Manifest, observe: bool) -> Manifest:
         if observe and manifest.status == "running" and manifest.owner is not None:
             from . import liveness
 
             manifest = liveness.observe(self, manifest)
         return manifest
 
-    def _cached_manifest(self, exec_id: str) -> tuple[Manifest, dict[str, list[Entry]]]:
-        """The manifest and its name index, decoded once per version.
-
-        A manifest of thousands of entries takes milliseconds to decode; kitaru.load() by name
-        asks for the same one again and again. A cached copy is current if nothing was committed
-        since it was read (ReadTxn.version); otherwise the stored bytes are hashed and it serves
-        only if their checksum verifies and equals the copy's, so another writer's change, or
-        damage, is never missed.
-        """
+    def _full_exec_id(self, exec_id: str) -> str:
         cleaned = exec_id.strip().lower().replace("-", "") if isinstance(exec_id, str) else ""
-        full = cleaned if len(cleaned) == ids.UUID_HEX else self.resolve_execution(exec_id)
+        return cleaned if len(cleaned) == ids.UUID_HEX else self.resolve_execution(exec_id)
+
+    def _cached_manifest(self, exec_id: str) -> tuple[Manifest, dict[str, list[Entry]]]:
+        """The manifest and its name index, read once per version of the execution.
+
+        kitaru.load() by name asks for the same manifest again and again; assembling one of
+        thousands of entries takes milliseconds. A cached copy is current if nothing at all was
+        committed since it was read (ReadTxn.version); otherwise it serves while the stored
+        head is the very head it was read with (its checksum): every commit that changes an
+        execution writes a new head (with a new random ``rev``), so a change by any writer, or
+        damage to the head, is never missed. Either check costs the same whatever the flow's length.
+        """
+        full = self._full_exec_id(exec_id)
         key = layout.uuid_key(full)
-        hit = self._manifests.get(key)
+        slot = (self._db_path, key)
+        hit = _manifests.get(slot)
         with self._backend().read(buffers=True) as rt:
             version = rt.version()
             if hit is not None and hit[0] == version:
@@ -771,13 +695,13 @@ class Repository:
             if hit is not None and tag is not None and tag == hit[1]:
                 manifest, index = hit[2], hit[3]
             else:
-                manifest = mf.decode_manifest(view, exec_id=full, checked=tag is not None)
+                manifest = ms.from_view(rt, key, view, full)
                 index = name_index(manifest)
-        with self._lock:  # checkpoints on a thread pool share this Repository
+        with _manifests_lock:  # checkpoints on a thread pool, and every Repository of the process
             if tag is not None:
-                _keep(self._manifests, key, (version, tag, manifest, index), _MANIFEST_CACHE)
+                _keep(_manifests, slot, (version, tag, manifest, index), _MANIFEST_CACHE)
             else:
-                self._manifests.pop(key, None)
+                _manifests.pop(slot, None)
         return manifest, index
 
     def iter_executions(
@@ -832,21 +756,7 @@ class Repository:
         full = self.resolve_execution(exec_id)
         key = layout.uuid_key(full)
 
-        def txn(wt: WriteTxn) -> None:
-            raw = wt.get(layout.MANIFESTS, key)
-            if raw is None:
-                raise ExecutionNotFoundError(full)
-            m = mf.decode_manifest(raw, exec_id=full)
-            if check is not None:
-                check(m)
-            tkey = layout.summary_key(m.started_at, key)
-            wt.delete(layout.MANIFESTS, key)
-            wt.delete(layout.EXEC_TIME, tkey)
-            wt.delete(layout.EXEC_FLOW, layout.flow_key(m.flow_name, tkey))
-            for e in m.entries:
-                wt.delete(layout.ARTIFACTS, layout.uuid_key(e.artifact_id))
-
-        self._backend().update(txn)
+        self._backend().update(lambda wt: ms.delete(wt, key, full, check))
         from . import liveness
 
         liveness.remove_free(liveness.lock_path(self.root, full))  # a killed run's, if it left one

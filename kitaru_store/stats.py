@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING
 
 from . import codec, layout
-from . import manifests as mf
+from . import manifest_store as ms
 
 if TYPE_CHECKING:
     from .repository import Repository
@@ -44,8 +44,9 @@ class Stats:
 def compute(repo: Repository) -> Stats:
     st = Stats()
     kv = repo.kv
-    for key, raw in kv.scan(layout.MANIFESTS):
-        m = mf.decode_manifest(raw, exec_id=key.hex())
+    for _, m in ms.walk(kv):
+        if isinstance(m, Exception):
+            raise m
         st.executions += 1
         st.entries += len(m.entries)
         st.logical_bytes += sum(e.size for e in m.entries)

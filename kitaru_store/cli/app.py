@@ -24,7 +24,7 @@ CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 COMMAND_MODULES = {
     **dict.fromkeys(("log", "show", "ls", "diff"), "history"),
     **dict.fromkeys(("cat", "pin", "unpin", "pins"), "values"),
-    **dict.fromkeys(("init", "gc", "fsck", "stats", "path"), "maintenance"),
+    **dict.fromkeys(("init", "gc", "fsck", "stats", "path", "migrate"), "maintenance"),
     "memory": "memory",
     **dict.fromkeys(("remote", "push", "pull", "clone"), "remote"),
     **dict.fromkeys(("retry", "resume", "input", "abort-wait", "replay"), "kitaru.cli.recovery"),

@@ -245,4 +245,45 @@ def path(state: State, as_json: bool) -> None:
         raise Failed()
 
 
-COMMANDS = [init, gc, fsck, stats, path]
+@click.command(short_help="Convert executions of an older manifest format to the current one.")
+@json_option
+@pass_state
+def migrate(state: State, as_json: bool) -> None:
+    """Store every execution of manifest format 1 (one whole record) as format 2 (a head and a
+    record per entry, checkpoint and wait). Each is converted in a transaction of its own; running
+    it again converts nothing. Kitaru reads both formats, and converts an execution when it writes
+    to it: this converts the rest at once.
+
+    A damaged execution is left as it is and listed; the command then exits with 1.
+    """
+    from kitaru_store import manifest_store
+    from kitaru_store.errors import CorruptManifestError
+
+    report = manifest_store.migrate(state.repo().kv)
+    if as_json:
+        out.echo_json(
+            {
+                "converted": report.converted,
+                "current": report.current,
+                "damaged": [{"exec_id": e, "problem": p} for e, p in report.damaged],
+            }
+        )
+        if report.damaged:
+            raise Failed()
+        return
+    for exec_id, _ in report.damaged:
+        click.echo(f"{out.style('damaged', fg='red')}: execution {exec_id} was left as it is")
+    click.echo(
+        f"converted {len(report.converted)} execution{'s' if len(report.converted) != 1 else ''}"
+        f" to manifest format 2; {report.current} had it already"
+    )
+    if report.damaged:
+        exec_id, problem = report.damaged[0]
+        raise CorruptManifestError(
+            f"{len(report.damaged)} execution(s) could not be converted; the first: {problem}",
+            exec_id=exec_id,
+            hint="run `kitaru-store fsck`; the damaged executions were left as they are",
+        )
+
+
+COMMANDS = [init, gc, fsck, stats, path, migrate]

@@ -34,6 +34,7 @@ from kitaru_store.errors import (
     AmbiguousIdError,
     CorruptManifestError,
     CorruptObjectError,
+    ExecutionNotFoundError,
     IdCollisionError,
     InvalidIdError,
     InvalidNameError,
@@ -210,8 +211,11 @@ def compare(local: bytes, remote: bytes, exec_id: str) -> Verdict:
     """Which of two versions of one execution's manifest is newer (by progress_key)."""
     if local == remote:
         return "same"
-    a = progress_key(mf.decode_manifest(local, exec_id=exec_id))
-    b = progress_key(mf.decode_manifest(remote, exec_id=exec_id))
+    mine = mf.decode_manifest(local, exec_id=exec_id)
+    theirs = mf.decode_manifest(remote, exec_id=exec_id)
+    if mf.same_content(mine, theirs):  # one of another format (a pull before manifest format 2)
+        return "same"
+    a, b = progress_key(mine), progress_key(theirs)
     if a > b:
         return "local"
     if a < b:
@@ -387,8 +391,11 @@ class Remote:
         return report
 
     def _local_manifest(self, exec_id: str) -> bytes | None:
-        with self.repo.kv.read() as rt:
-            return rt.get(layout.MANIFESTS, layout.uuid_key(exec_id))
+        """The local manifest in the remote's (whole-manifest) form; None if there is none."""
+        try:
+            return mf.encode_manifest(self.repo.get_execution(exec_id, observe=False))
+        except ExecutionNotFoundError:
+            return None
 
     def _push_one(self, exec_id: str, remote_etag: str | None, force: bool, report: PushReport) -> str:
         local = self._local_manifest(exec_id)

@@ -103,6 +103,7 @@ def test_help_and_version(run: Run) -> None:
         "fsck",
         "stats",
         "path",
+        "migrate",
         "pin",
         "unpin",
         "pins",

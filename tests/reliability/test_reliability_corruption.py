@@ -248,7 +248,8 @@ def test_a_later_save_repairs_instead_of_deduplicating(
 def test_damaged_manifest_without_a_checksum_is_still_a_corrupt_manifest_error(repo: Repository) -> None:
     """Manifests written before checksums: bad UTF-8 used to escape as a bare UnicodeDecodeError."""
     exec_id = saving.run("x", 1).exec_id
-    legacy = bytearray(mf.encode(repo.get_execution(exec_id)))  # no checksum pair
+    manifest = repo.get_execution(exec_id)
+    legacy = bytearray(mf.encode(msgspec.structs.replace(manifest, format_version=1)))  # no checksum pair
     at = legacy.index(b"saving") + 1
     legacy[at] = 0xFF  # not UTF-8
     repo._backend().update(lambda wt: wt.put(b"manifests", bytes.fromhex(exec_id), bytes(legacy)))
@@ -262,7 +263,8 @@ def test_fsck_lists_malformed_ids_instead_of_crashing(repo: Repository) -> None:
     exec_id = saving.run("x", 1).exec_id
     manifest = repo.get_execution(exec_id)
     entry = msgspec.structs.replace(manifest.entries[0], object_id="z" * 64)
-    damaged = mf.encode(msgspec.structs.replace(manifest, entries=(entry,)))  # legacy: no checksum
+    # A format-1 manifest written before checksums (none to fail first)
+    damaged = mf.encode(msgspec.structs.replace(manifest, entries=(entry,), format_version=1))
     repo._backend().update(lambda wt: wt.put(b"manifests", bytes.fromhex(exec_id), damaged))
     problems = repo.fsck().problems
     assert [(p.kind, p.exec_id) for p in problems] == [("bad-manifest", exec_id)], problems

@@ -447,7 +447,9 @@ def test_store_of_a_newer_format(populated: Repository, store_path: Path) -> Non
 def test_manifest_of_a_newer_format(populated: Repository, store_path: Path) -> None:
     repo = populated
     exec_id = repo.list_executions()[0].exec_id
-    newer = mf.encode_manifest(msgspec.structs.replace(repo.get_execution(exec_id), format_version=2))
+    newer = mf.encode_manifest(
+        msgspec.structs.replace(repo.get_execution(exec_id), format_version=mf.MANIFEST_FORMAT + 1)
+    )
     repo._backend().update(lambda wt: wt.put(b"manifests", bytes.fromhex(exec_id), newer))
     before = snapshot(store_path)
     for call in (

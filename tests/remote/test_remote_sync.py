@@ -71,10 +71,8 @@ def _needed(repo: Repository, exec_ids: list[str]) -> set[str]:
 
 
 def _manifest_bytes(repo: Repository, exec_id: str) -> bytes:
-    with repo._backend().read() as rt:
-        raw = rt.get(b"manifests", layout.uuid_key(exec_id))
-    assert raw is not None
-    return raw
+    """The local manifest in its whole form, which a remote holds (the store keeps head and parts)."""
+    return mf.encode_manifest(repo.get_execution(exec_id, observe=False))
 
 
 # --- push and clone --------------------------------------------------------------------------
@@ -99,7 +97,7 @@ def test_push_lays_out_the_remote_and_clone_copies_everything(
     assert {k for k in keys if k.startswith("objects/")} == {f"objects/{k[:2]}/{k}" for k in needed}
     config = s3.get_object(Bucket=bucket, Key="team/config")["Body"].read()
     assert b'"kind": "kitaru-remote"' in config and b'"store_id"' in config
-    # The remote manifest is the local manifest, byte for byte; records are the LMDB records.
+    # The remote manifest is the local manifest's whole form, byte for byte; records are the LMDB records.
     body = s3.get_object(Bucket=bucket, Key=f"team/manifests/{e2}")["Body"].read()
     assert body == _manifest_bytes(a, e2)
     big_id = a.resolve_name(e2, "big").object_id
@@ -519,7 +517,7 @@ def test_progress_key_orders_versions() -> None:
 def mf_compare(x: mf.Manifest, y: mf.Manifest) -> str:
     from kitaru_store.remote.sync import compare
 
-    return compare(mf.encode(x), mf.encode(y), x.exec_id)
+    return compare(mf.encode_manifest(x), mf.encode_manifest(y), x.exec_id)
 
 
 def test_tracking_files(stores: Stores, url: str, s3_endpoint: str) -> None:

@@ -117,26 +117,34 @@ def _record(name: str, metadata: dict[str, Any]) -> mf.CheckpointRecord:
     )
 
 
-def test_a_commit_checks_the_parts_it_changes_and_only_those() -> None:
+def test_a_commit_checks_the_parts_it_changes_and_only_those(
+    repo: Repository, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A checkpoint's commit walks the metadata of what it adds or replaces, not the whole flow's
-    (a 3,000-checkpoint flow would otherwise walk every tree at every commit): a deep tree in a
-    new checkpoint is refused; one the stored manifest already held (written before the bound)
-    does not stop a later commit; a replaced part is checked again."""
+    (it writes only those records): a deep tree in a new checkpoint is refused; one the store
+    already held (written before the bound) does not stop a later commit; a replaced part is
+    checked again, and so is the execution's own metadata."""
     deep = {"tree": nested(LIMIT)}
-    old = msgspec.structs.replace(_manifest({}), checkpoints=(_record("a", deep),))
-    with pytest.raises(NestingTooDeepError):
-        mf.encode_manifest(old)
+    exec_id = repo.create_execution("f")
+    with pytest.raises(NestingTooDeepError), repo.writer() as w:
+        w.set_checkpoint(exec_id, _record("a", deep))
+    with monkeypatch.context() as m:  # as a writer before the bound stored it
+        m.setattr(nesting, "depth_exceeds", lambda tree, limit=0: False)
+        with repo.writer() as w:
+            w.set_checkpoint(exec_id, _record("a", deep))
     ok = _record("b", {"x": 1})
-    appended = msgspec.structs.replace(old, checkpoints=(*old.checkpoints, ok))
-    assert mf.decode_manifest(mf.encode_manifest(appended, unchanged_since=old)).checkpoints[1] == ok
+    with repo.writer() as w:
+        w.set_checkpoint(exec_id, ok)
+    assert repo.get_execution(exec_id).checkpoints[1] == ok
     bad_new = msgspec.structs.replace(ok, metadata=deep)
-    for grown in (
-        msgspec.structs.replace(old, checkpoints=(*old.checkpoints, bad_new)),  # appended
-        msgspec.structs.replace(old, checkpoints=(bad_new,)),  # replaced in place
-        msgspec.structs.replace(old, metadata=deep),  # the execution's own
+    for change in (
+        lambda w: w.set_checkpoint(exec_id, msgspec.structs.replace(bad_new, invocation_id="c")),  # appended
+        lambda w: w.set_checkpoint(exec_id, bad_new),  # replaced in place
+        lambda w: w.merge_metadata(exec_id, deep),  # the execution's own
     ):
-        with pytest.raises(NestingTooDeepError):
-            mf.encode_manifest(grown, unchanged_since=old)
+        with pytest.raises(NestingTooDeepError), repo.writer() as w:
+            change(w)
+    assert [c.invocation_id for c in repo.get_execution(exec_id).checkpoints] == ["a", "b"]
 
 
 def test_a_manifest_nested_beyond_any_stack_is_a_corrupt_manifest() -> None:

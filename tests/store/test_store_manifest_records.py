@@ -1,0 +1,147 @@
+"""Manifest format 2: an execution is a head plus one record per entry, checkpoint and wait."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import msgspec
+import pytest
+from store_helpers import make_entry
+
+from kitaru_store import Repository, layout
+from kitaru_store import manifest_store as ms
+from kitaru_store import manifests as mf
+from kitaru_store.errors import CorruptManifestError, ExecutionNotFoundError, ManifestTooLargeError
+
+T0 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+INDEXED = (ms.MANIFESTS, ms.PARTS, b"exec_time", b"exec_flow", b"artifacts")
+
+
+def _checkpoint(n: int, status: str = "completed") -> mf.CheckpointRecord:
+    return mf.CheckpointRecord(invocation_id=f"step_{n}", name="step", status=status, started_at=T0, seq=n)
+
+
+def _flow(repo: Repository, checkpoints: int) -> str:
+    exec_id = repo.create_execution("flow", started_at=T0)
+    for n in range(checkpoints):
+        with repo.writer() as w:
+            w.add_entry(exec_id, make_entry(w.put_value(n), "output", invocation_id=f"step_{n}"))
+            w.set_checkpoint(exec_id, _checkpoint(n))
+    return exec_id
+
+
+def _state(repo: Repository) -> dict[tuple[bytes, bytes], bytes]:
+    with repo.read() as rt:
+        return {(db, k): v for db in INDEXED for k, v in rt.items(db)}
+
+
+@pytest.mark.parametrize("length", [3, 60])
+def test_a_checkpoint_commit_writes_the_same_few_keys_whatever_the_flows_length(
+    repo: Repository, length: int
+) -> None:
+    exec_id = _flow(repo, length)
+    before = _state(repo)
+    with repo.writer() as w:
+        w.add_entry(exec_id, make_entry(w.put_value("last"), "output", invocation_id="last"))
+        w.set_checkpoint(exec_id, _checkpoint(length))
+        w.set_checkpoint(exec_id, _checkpoint(0, status="overridden"))  # one replaced in place
+    after = _state(repo)
+    changed = {k for k in before.keys() | after.keys() if before.get(k) != after.get(k)}
+    # The head, the summary; the new entry's record, identity key and artifact key; the new
+    # checkpoint's record and identity key; the replaced checkpoint's record.
+    assert sorted(db for db, _ in changed) == sorted(
+        [ms.MANIFESTS, b"exec_time", ms.PARTS, ms.PARTS, b"artifacts", ms.PARTS, ms.PARTS, ms.PARTS]
+    )
+    m = repo.get_execution(exec_id)
+    assert [c.invocation_id for c in m.checkpoints] == [f"step_{n}" for n in range(length + 1)]
+    assert m.checkpoints[0].status == "overridden" and len(m.entries) == length + 1
+
+
+def test_parts_keep_the_order_of_the_whole_manifest(repo: Repository) -> None:
+    """replace_entry drops the earlier entries of its (name, kind, invocation) and appends;
+    set_checkpoint and set_wait replace in place."""
+    exec_id = _flow(repo, 3)
+    wait = mf.WaitRecord(name="w1", status="pending", created_at=T0)
+    with repo.writer() as w:
+        w.set_wait(exec_id, wait)
+        w.set_wait(exec_id, msgspec.structs.replace(wait, name="w2"))
+    with repo.writer() as w:
+        w.replace_entry(exec_id, make_entry(w.put_value("again"), "output", invocation_id="step_1"))
+        w.set_checkpoint(exec_id, _checkpoint(1, status="failed"))
+        w.set_wait(exec_id, msgspec.structs.replace(wait, status="answered"))
+    m = repo.get_execution(exec_id)
+    assert [e.invocation_id for e in m.entries] == ["step_0", "step_2", "step_1"]
+    assert [(c.invocation_id, c.status) for c in m.checkpoints][1] == ("step_1", "failed")
+    assert [(x.name, x.status) for x in m.waits] == [("w1", "answered"), ("w2", "pending")]
+    assert repo.fsck().problems == []
+
+
+def _part_keys(repo: Repository, exec_id: str, family: bytes) -> list[bytes]:
+    with repo.read() as rt:
+        return [k for k, _ in rt.items(ms.PARTS, *ms.family_range(layout.uuid_key(exec_id), family))]
+
+
+def test_a_damaged_part_record_is_a_corrupt_manifest_and_fsck_names_each(repo: Repository) -> None:
+    exec_id = _flow(repo, 4)
+    keys = _part_keys(repo, exec_id, ms.CHECKPOINT)
+    with repo.read() as rt:
+        records = [bytearray(rt.get(ms.PARTS, k) or b"") for k in keys[1:3]]
+    for key, record in zip(keys[1:3], records, strict=True):
+        record[len(record) // 2] ^= 0x01
+        repo._backend().update(lambda wt, k=key, r=bytes(record): wt.put(ms.PARTS, k, r))
+    with pytest.raises(CorruptManifestError, match="damaged checkpoint record 1") as info:
+        repo.get_execution(exec_id)
+    assert info.value.exec_id == exec_id
+    assert repo.get_execution_head(exec_id).status == "running"  # the head alone still reads
+    problems = repo.fsck().problems
+    assert [(p.kind, p.exec_id) for p in problems] == [("bad-manifest", exec_id)] * 2
+    assert "checkpoint record 1" in problems[0].detail and "checkpoint record 2" in problems[1].detail
+
+
+def test_a_missing_part_record_is_a_corrupt_manifest(repo: Repository) -> None:
+    exec_id = _flow(repo, 2)
+    key = _part_keys(repo, exec_id, ms.ENTRY)[0]
+    repo._backend().update(lambda wt: wt.delete(ms.PARTS, key))
+    with pytest.raises(CorruptManifestError, match="has 1 stored entries where its head counts 2"):
+        repo.get_execution(exec_id)
+    assert [p.kind for p in repo.fsck().problems] == ["bad-manifest"]
+
+
+def test_an_execution_is_bounded_in_total_and_a_refused_commit_stores_nothing(
+    repo: Repository, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(mf, "MAX_MANIFEST_SIZE", 8 << 10)
+    exec_id = repo.create_execution("flow", started_at=T0)
+    with pytest.raises(ManifestTooLargeError) as info:
+        for n in range(1000):
+            with repo.writer() as w:
+                w.set_checkpoint(exec_id, msgspec.structs.replace(_checkpoint(n), metadata={"x": "y" * 100}))
+    assert info.value.exec_id == exec_id
+    stored = repo.get_execution(exec_id)
+    assert 0 < len(stored.checkpoints) < 1000
+    assert len(mf.encode_manifest(stored)) <= mf.MAX_MANIFEST_SIZE  # its whole form fits a remote's cap
+    assert repo.fsck().problems == []
+
+
+def test_deleting_an_execution_deletes_every_record(repo: Repository) -> None:
+    keep = _flow(repo, 2)
+    exec_id = _flow(repo, 3)
+    repo.delete_execution(exec_id)
+    with pytest.raises(ExecutionNotFoundError):
+        repo.get_execution(exec_id)
+    with repo.read() as rt:
+        assert [k for k, _ in rt.items(ms.PARTS, *ms.exec_range(layout.uuid_key(exec_id)))] == []
+        assert rt.count(ms.PARTS) == 2 * (2 + 2)  # the other's records and identity keys
+    assert len(repo.get_execution(keep).entries) == 2
+    assert repo.fsck().problems == []
+
+
+def test_load_by_name_serves_a_cached_manifest_only_while_its_head_is_unchanged(repo: Repository) -> None:
+    exec_id = _flow(repo, 3)
+    first = repo.get_execution(exec_id)
+    assert repo.get_execution(exec_id) is first  # the head is unchanged: the cached copy
+    other = Repository.open(repo.path)  # another handle, as another process holds one
+    with other.writer() as w:
+        w.add_entry(exec_id, make_entry(w.put_value("new"), "late"))
+    assert repo.resolve_name(exec_id, "late").object_id == other.resolve_name(exec_id, "late").object_id
+    assert repo.get_execution(exec_id) == other.get_execution(exec_id) != first
