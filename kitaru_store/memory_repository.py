@@ -37,5 +37,5 @@ class MemoryRepository(Repository):
         (path / layout.LOCK_DIR).mkdir(mode=0o700, parents=True, exist_ok=True)
         super().__init__(config.Location(path, "memory"), level=level)
 
-    def _backend(self) -> Store:
+    def _connect(self) -> Store:
         return self._memory_kv
