@@ -17,14 +17,16 @@ from __future__ import annotations
 
 import errno
 import os
+import threading
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Concatenate, Generic, ParamSpec, Self, TypeVar, overload
 
 from . import config, layout
-from .backend import Backend, open_backend
-from .errors import ReadOnlyStoreError, StoreNotFoundError
+from .backend import Backend, close_backend, open_backend
+from .errors import ReadOnlyStoreError, StateError, StoreNotFoundError
 from .executions import Executions
 from .kv import ReadTxn
 from .maintenance import Maintenance
@@ -87,11 +89,18 @@ class _Via(Generic[PartT, P, R]):
         return bound
 
 
+# The Repository objects of this process not yet closed, per LMDB path: the environment of a
+# path is closed when the last of them closes (objects collected unclosed simply drop out).
+_open: dict[str, weakref.WeakSet[Repository]] = {}
+_open_lock = threading.Lock()
+
+
 class Repository:
     """A kitaru store: content-addressed objects plus one manifest per execution.
 
-    Open it with :meth:`open`. Instances are cheap; the LMDB environment behind them is shared
-    by every Repository on the same path in the process.
+    Open it with :meth:`open` (or ``with Repository.open(...) as repo:``). Instances are cheap;
+    the LMDB environment behind them is shared by every Repository on the same path in the
+    process, and closed when the last of them is closed.
     """
 
     def __init__(self, location: config.Location, *, readonly: bool = False, level: int = 3) -> None:
@@ -101,6 +110,7 @@ class Repository:
         self.level = level
         self.db_path = layout.db_dir(self.root)
         self.hooks = Hooks()
+        self._closed = False
         self._cached: tuple[int, Backend, Backend] | None = None
         self.config = config.read_config(self.root) or {}
         self._backend()
@@ -147,14 +157,22 @@ class Repository:
         return self._backend()
 
     def _backend(self) -> Store:
-        """The one place this Repository's store comes from."""
+        """The one place this Repository's store comes from (StateError once closed)."""
         cached = self._cached
         if cached is not None and cached[0] == os.getpid() and cached[2].is_open:
             return cached[1]  # hot path: no realpath, no registry lock
+        if self._closed:
+            raise StateError(
+                f"repository is closed: {self.root}",
+                name=str(self.root),
+                hint="open the store again with Repository.open(path)",
+            )
         return self._connect()
 
     def _connect(self) -> Store:
         """Open (or share) the process's LMDB environment for this path."""
+        with _open_lock:
+            _open.setdefault(self.db_path, weakref.WeakSet()).add(self)
         shared = open_backend(
             self.db_path,
             readonly=self.readonly,
@@ -165,12 +183,34 @@ class Repository:
         self._cached = (os.getpid(), backend, shared)
         return backend
 
+    def _release(self) -> None:
+        """Let go of the store (close()): the environment is closed if no other open
+        Repository of the process uses the path."""
+        with _open_lock:
+            users = _open.get(self.db_path)
+            if users is not None:
+                users.discard(self)
+                if len(users):
+                    return
+                del _open[self.db_path]
+            close_backend(self.db_path)
+
     @property
     def path(self) -> Path:
         return self.root
 
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
     def close(self) -> None:
-        """Nothing to release per instance: the shared environment stays open for the process."""
+        """Close this handle: later use raises StateError. The process's environment for the
+        path is closed too unless another open Repository uses it. Closing twice does nothing."""
+        if self._closed:
+            return
+        self._closed = True
+        self._cached = None
+        self._release()
 
     def __enter__(self) -> Repository:
         return self

@@ -1,18 +1,26 @@
-"""repository.py: a Repository composed of parts, with hooks attached from outside;
+"""repository.py: a Repository composed of parts, closed for real, with hooks attached from outside;
 and the core (kitaru_store outside remote/ and cli/) never importing the remote layer."""
 
 from __future__ import annotations
 
 import ast
+import gc
 from pathlib import Path
 
 import pytest
 from store_helpers import ROOT, commit_execution, fresh_python
 
-from kitaru_store import ObjectNotFoundError, Repository
+from kitaru_store import ObjectNotFoundError, Repository, StateError
+from kitaru_store.backend import open_backend
 
 CORE = ROOT / "kitaru_store"
 OUTSIDE_CORE = ("remote", "cli")  # the layers that may import the remote layer
+
+
+def _closed(repo: Repository) -> StateError:
+    with pytest.raises(StateError, match="repository is closed") as caught:
+        repo.get_execution("0" * 32)
+    return caught.value
 
 
 def test_parts_and_the_documented_methods_are_one_implementation(repo: Repository) -> None:
@@ -26,6 +34,62 @@ def test_parts_and_the_documented_methods_are_one_implementation(repo: Repositor
     assert repo.pins() == {"keep": oid}
     assert repo.maintenance.fsck().ok and repo.fsck().ok
     assert repo.stats() == repo.maintenance.stats()
+
+
+def test_with_block_closes_the_repository_and_its_environment(store_path: Path) -> None:
+    with Repository.open(store_path) as repo:
+        commit_execution(repo, "flow", {"x": 1})
+        kv = repo.kv
+    assert repo.closed
+    assert not kv.is_open  # type: ignore[attr-defined]  # the LMDB Backend: no other user
+    error = _closed(repo)
+    assert error.name == str(store_path)
+    with pytest.raises(StateError, match="repository is closed"):
+        repo.writer().put_bytes(b"late")
+    memory = repo.memory
+    with pytest.raises(StateError, match="repository is closed"):
+        memory.set(memory.scope("flow", "flow"), "key", 1)
+    repo.close()  # twice: nothing happens
+    again = Repository.open(store_path)  # the store opens again, with what was committed
+    assert again.count_executions() == 1
+
+
+def test_closing_one_of_two_repositories_on_a_path_leaves_the_other_working(store_path: Path) -> None:
+    a = Repository.open(store_path)
+    b = Repository.open(store_path)
+    reader = Repository.open(store_path, readonly=True)
+    exec_id = commit_execution(a, "flow", {"x": 1})
+    a.close()
+    _closed(a)
+    assert b.get_execution(exec_id).flow_name == "flow"  # b and its writes go on
+    oid = b.put_value("after a closed").object_id
+    assert reader.get_value(oid) == "after a closed"
+    b.close()
+    assert reader.get_value(oid) == "after a closed"  # the read-only one is a user too
+    kv = reader.kv
+    reader.close()
+    assert not kv.is_open  # type: ignore[attr-defined]  # the last user closed it
+
+
+def test_a_repository_collected_unclosed_does_not_keep_the_environment_open(store_path: Path) -> None:
+    Repository.open(store_path).put_value("dropped without close()")
+    gc.collect()
+    with Repository.open(store_path) as repo:
+        kv = repo.kv
+    assert not kv.is_open  # type: ignore[attr-defined]
+    fresh = open_backend(str(store_path / "db"))
+    assert fresh is not kv and fresh.is_open
+
+
+def test_closing_an_in_memory_repository_drops_its_data(tmp_path: Path) -> None:
+    mem = Repository.open_memory(tmp_path / "mem")
+    oid = mem.put_value({"k": "v"}).object_id
+    other = Repository.open_memory(tmp_path / "mem")  # its own data, whatever the path
+    assert not other.has_object(oid)
+    mem.close()
+    with pytest.raises(StateError, match="repository is closed"):
+        mem.get_value(oid)
+    assert other.get_value(other.put_value(1).object_id) == 1
 
 
 def test_after_commit_hooks_get_the_changed_executions(repo: Repository) -> None:
