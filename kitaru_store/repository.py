@@ -22,7 +22,8 @@ import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Concatenate, Generic, ParamSpec, Self, TypeVar, overload
+from types import MethodType
+from typing import TYPE_CHECKING, Concatenate, Generic, ParamSpec, Self, TypeVar, cast, overload
 
 from . import config, layout
 from .backend import Backend, close_backend, open_backend
@@ -80,13 +81,8 @@ class _Via(Generic[PartT, P, R]):
     def __get__(self, repo: Repository | None, owner: type[Repository]) -> Self | Callable[P, R]:
         if repo is None:
             return self
-        part, method = self._part(repo), self._method
-
-        def bound(*args: P.args, **kwargs: P.kwargs) -> R:
-            return method(part, *args, **kwargs)
-
-        bound.__doc__ = method.__doc__
-        return bound
+        # The part's method bound to a new part: its name and docstring, at a bound method's cost.
+        return cast("Callable[P, R]", MethodType(self._method, self._part(repo)))
 
 
 # The Repository objects of this process not yet closed, per LMDB path: the environment of a
