@@ -309,7 +309,7 @@ def _cached(
 
     from kitaru_store.errors import ExecutionNotFoundError, ObjectNotFoundError
 
-    hit = run.repo.cache_get(key)
+    hit = run.repo.cache.get(key)
     if hit is None:
         return None
     try:
@@ -322,7 +322,7 @@ def _cached(
             run, name=cp.name, inv=inv, seq=seq, record=record, source_exec=hit.exec_id, status="cached"
         )
     except (ExecutionNotFoundError, ObjectNotFoundError, StopIteration):
-        run.repo.cache_delete(key)  # the cached execution or its objects are gone
+        run.repo.cache.delete(key)  # the cached execution or its objects are gone
         return None
 
 
@@ -422,7 +422,7 @@ def _execute(
         )
         writer.commit()
         if key is not None:
-            repo.cache_put(
+            repo.cache.put(
                 key,
                 CacheRecord(
                     object_id=stored.object_id, exec_id=run.exec_id, invocation_id=inv, created_at=now()

@@ -456,11 +456,13 @@ class KitaruClient:
     def repository(self) -> Repository:
         """The underlying store (opened on first use; a missing store is StoreNotFoundError)."""
         if self._repo is None:
-            from kitaru_store import ReadOnlyStoreError, Repository
+            from kitaru_store import ReadOnlyStoreError
+
+            from .runtime import open_repository
 
             try:
-                self._repo = Repository.open(self._store, create=False)
+                self._repo = open_repository(self._store, create=False)
             except ReadOnlyStoreError:
                 # A store this user may not write: browsing works; input/resume say why not.
-                self._repo = Repository.open(self._store, create=False, readonly=True)
+                self._repo = open_repository(self._store, create=False, readonly=True)
         return self._repo

@@ -154,10 +154,12 @@ def _repo(*, write: bool) -> Repository | None:
     run = context.maybe_current_flow()
     if run is not None:
         return run.repo
-    from kitaru_store import Repository, StoreNotFoundError
+    from kitaru_store import StoreNotFoundError
+
+    from .runtime import open_repository
 
     try:
-        return Repository.open(None, create=write)
+        return open_repository(None, create=write)
     except StoreNotFoundError:
         if write:
             raise

@@ -24,6 +24,8 @@ from .handles import CheckpointOutput, FlowHandle
 from .replay import ReusePlan
 
 if TYPE_CHECKING:
+    import os
+
     from kitaru_store import Repository
     from kitaru_store.manifests import Manifest
 
@@ -38,10 +40,14 @@ class WaitSuspended(BaseException):
         self.name = name
 
 
-def open_repository(store: str | None = None) -> Repository:
-    from kitaru_store import Repository
+def open_repository(
+    store: str | os.PathLike[str] | None = None, *, create: bool = True, readonly: bool = False
+) -> Repository:
+    """The SDK's one way to open a store: with the remote behaviours (write-through, load
+    fallback) attached from outside the store's core (kitaru_store/remote/hooks.py)."""
+    from kitaru_store.remote.hooks import open_repository as open_with_remotes
 
-    return Repository.open(store)
+    return open_with_remotes(store, create=create, readonly=readonly)
 
 
 def _not_nested(flow: Flow[Any, Any]) -> None:

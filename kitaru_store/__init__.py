@@ -63,7 +63,8 @@ if TYPE_CHECKING:
         Failure,
         Manifest,
     )
-    from .repository import Repository, StoredValue, Writer
+    from .repository import Repository
+    from .writer import StoredValue, Writer
 
 __version__ = "0.1.0"
 
@@ -77,8 +78,8 @@ _LAZY = {
     "Failure": "manifests",
     "Manifest": "manifests",
     "Repository": "repository",
-    "StoredValue": "repository",
-    "Writer": "repository",
+    "StoredValue": "writer",
+    "Writer": "writer",
 }
 
 

@@ -39,13 +39,13 @@ class State:
     def repo(self) -> Repository:
         """The located store; a missing store is StoreNotFoundError, never a new empty store."""
         from kitaru_store.errors import ReadOnlyStoreError
-        from kitaru_store.repository import Repository
+        from kitaru_store.remote.hooks import open_repository
 
         try:
-            return Repository.open(self.store, create=False)
+            return open_repository(self.store, create=False)
         except ReadOnlyStoreError:
             # A store this user may not write: the read commands work, the write ones say why not.
-            return Repository.open(self.store, create=False, readonly=True)
+            return open_repository(self.store, create=False, readonly=True)
 
 
 pass_state = click.make_pass_decorator(State, ensure=True)

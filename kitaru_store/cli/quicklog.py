@@ -198,13 +198,13 @@ class _Observer:
         if not os.path.exists(path) or liveness.lock_state(path) is not False:
             return summary
         from kitaru_store.errors import ReadOnlyStoreError
-        from kitaru_store.repository import Repository
+        from kitaru_store.remote.hooks import open_repository
 
-        if self.repo is None:
+        if self.repo is None:  # as the CLI opens it (cli/common.py): a crash is a commit to push
             try:
-                self.repo = Repository.open(self.root, create=False)
+                self.repo = open_repository(self.root, create=False)
             except ReadOnlyStoreError:
-                self.repo = Repository.open(self.root, create=False, readonly=True)
+                self.repo = open_repository(self.root, create=False, readonly=True)
         result: Summary = liveness.observe_summary(self.repo, summary)
         return result
 

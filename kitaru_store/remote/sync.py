@@ -46,7 +46,7 @@ from kitaru_store.errors import (
     UsageError,
 )
 
-from . import inbound, settings
+from . import hooks, inbound, settings
 from .errors import (
     PreconditionFailed,
     RemoteConflictError,
@@ -905,7 +905,7 @@ def clone(
     transport = S3Transport(spec, pool=max(1, jobs) + 2)
     if read_remote_config(transport, name) is None:  # checked before anything is created locally
         raise _missing_remote(transport, name)
-    repo = Repository.open(root)
+    repo = hooks.attach(Repository.open(root))
     settings.add(repo.root, spec)
     remote = Remote(repo, spec, jobs=jobs, transport=transport)
     return repo, remote.pull(progress=progress, raise_on_conflict=False, raise_on_failure=raise_on_failure)

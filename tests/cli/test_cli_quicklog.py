@@ -307,7 +307,7 @@ def test_the_walk_is_iter_executions(many: Repository) -> None:
 def test_summaries_written_before_the_layout_are_listed(many: Repository) -> None:
     """A store written before summary.py's layout holds MessagePack summaries (the older ones
     without a checksum): the fast path lists them as the click command does."""
-    with many.read() as rt:
+    with many.kv.read() as rt:
         stored = list(rt.items(b"exec_time"))
 
     def to_msgpack(wt: Any) -> None:
@@ -428,7 +428,7 @@ def test_damaged_summaries_are_reported_and_the_listing_goes_on(repo: Repository
     with repo.writer() as w:
         made = [w.create_execution("ingest", started_at=T0 + dt.timedelta(minutes=i)) for i in range(60)]
     victims = set(rng.sample(made, 40))
-    with repo.read() as rt:
+    with repo.kv.read() as rt:
         stored = dict(rt.items(b"exec_time"))
 
     def damage(wt: Any) -> None:

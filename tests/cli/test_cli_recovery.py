@@ -99,7 +99,7 @@ def _waiting_run() -> str:
 def snapshot(store: Path) -> dict[str, dict[bytes, bytes]]:
     """Every key and value of every sub-database of the store."""
     repo = Repository.open(store, create=False, readonly=True)
-    with repo.read() as rt:
+    with repo.kv.read() as rt:
         return {name.decode(): dict(rt.items(name)) for name in DATABASES}
 
 

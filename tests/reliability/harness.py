@@ -553,7 +553,7 @@ def store_snapshot(store: Path) -> dict[str, dict[bytes, bytes]]:
 
     repo = Repository.open(store, create=False, readonly=True)
     out: dict[str, dict[bytes, bytes]] = {}
-    with repo.read() as rt:
+    with repo.kv.read() as rt:
         for name in DATABASES:
             out[name.decode()] = dict(rt.items(name))
     return out
@@ -625,7 +625,7 @@ def build_corruption_store(store: Path, seed: int) -> dict[str, Any]:
         data, _ = serialization.serialize(value)
         targets[name] = (repo.resolve_name(handle.exec_id, name).object_id, bytes(data))
     parents: dict[bytes, set[str]] = collections.defaultdict(set)  # record key -> names it serves
-    with repo.read() as rt:
+    with repo.kv.read() as rt:
         for name, (oid, _) in targets.items():
             key = bytes.fromhex(oid)
             parents[key].add(name)
@@ -680,7 +680,7 @@ def corrupt_object_round(
     from kitaru_store import CorruptObjectError, StoreFormatError
 
     key = rng.choice(sorted(setup["parents"]))
-    with repo.read() as rt:
+    with repo.kv.read() as rt:
         raw = rt.get(b"objects", key)
     assert raw is not None
     if rng.random() < 0.2:  # the 3-byte header deserves more than its share of flips
@@ -758,7 +758,7 @@ def corrupt_object_round(
                 figures.violations.append(f"{where}: {name} wrong after the repair")
         except Exception as exc:
             figures.violations.append(f"{where}: {name} still unreadable after the repair: {exc!r}")
-    with repo.read() as rt:
+    with repo.kv.read() as rt:
         if rt.get(b"objects", key) is None:
             figures.violations.append(f"{where}: the record vanished")
 
@@ -770,7 +770,7 @@ def corrupt_manifest_round(repo: Any, setup: dict[str, Any], rng: random.Random,
 
     exec_id = setup["exec_id"]
     key = bytes.fromhex(exec_id)
-    with repo.read() as rt:
+    with repo.kv.read() as rt:
         raw = rt.get(b"manifests", key)
     assert raw is not None
     original = repo.get_execution(exec_id)
@@ -807,14 +807,14 @@ def corrupt_manifest_round(repo: Any, setup: dict[str, Any], rng: random.Random,
         else:
             figures.violations.append(f"{where}: refused to load, fsck did not list it: {report.problems}")
         if rng.random() < 0.25:  # gc never sweeps on a root set it could not read
-            with repo.read() as rt:
+            with repo.kv.read() as rt:
                 before = rt.count(b"objects")
             try:
                 repo.gc(grace=0)
                 figures.violations.append(f"{where}: gc ran on an unreadable manifest")
             except CorruptManifestError:
                 pass
-            with repo.read() as rt:
+            with repo.kv.read() as rt:
                 if rt.count(b"objects") != before:
                     figures.violations.append(f"{where}: gc deleted objects")
     else:

@@ -47,7 +47,7 @@ def _put_record(repo: Repository, key: bytes, raw: bytes) -> None:
 
 
 def _record(repo: Repository, key: bytes) -> bytes:
-    with repo.read() as rt:
+    with repo.kv.read() as rt:
         raw = rt.get(b"objects", key)
     assert raw is not None
     return raw
@@ -92,7 +92,7 @@ def test_every_single_bit_flip_of_a_record_is_refused_or_harmless(repo: Reposito
         data = b"".join(rng.choices(words, k=250_000))[: objects.CHUNK_THRESHOLD + 4096]
     oid = repo.put_bytes(data)
     key = bytes.fromhex(oid)
-    with repo.read() as rt:
+    with repo.kv.read() as rt:
         records = dict(rt.items(b"objects"))
     target = key
     if shape == "zstd-chunk":
@@ -157,7 +157,7 @@ def test_every_single_bit_flip_of_a_manifest_is_refused(repo: Repository) -> Non
     handle = manifest_flow.run()
     exec_id = handle.exec_id
     key = bytes.fromhex(exec_id)
-    with repo.read() as rt:
+    with repo.kv.read() as rt:
         raw = rt.get(b"manifests", key)
     assert raw is not None
     for at, damaged in _every_flip(raw):
@@ -293,7 +293,7 @@ def test_a_flip_in_a_manifests_checksum_pair_is_refused_and_listed(
     it must not then pass as one written before checksums, unverified."""
     exec_id = saving.run("x", 1).exec_id
     key = bytes.fromhex(exec_id)
-    with repo.read() as rt:
+    with repo.kv.read() as rt:
         stored = rt.get(b"manifests", key)
     assert stored is not None and stored[-43:-32] == mf.CHECKSUM_TAIL
     pair_at = len(stored) - 43

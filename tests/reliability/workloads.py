@@ -411,7 +411,7 @@ def mode_hold(args: argparse.Namespace, repo: Repository, journal: Journal, phas
         report = repo.gc(grace=0, compact=True)
         raise SystemExit(f"compaction did not start: {report.compact_error}")
     elif args.what == "reader":
-        with repo.read() as rt:
+        with repo.kv.read() as rt:
             rt.count(b"objects")
             hold()
     elif args.what == "writer":

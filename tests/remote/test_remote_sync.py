@@ -18,6 +18,7 @@ from kitaru_store.remote import (
     RemoteError,
     RemoteNotFoundError,
     RemotePullError,
+    hooks,
     settings,
 )
 from kitaru_store.remote.errors import RemoteAuthError
@@ -541,12 +542,15 @@ def test_load_fallback_fetches_missing_objects(
     big = a.resolve_name(exec_id, "big").object_id
     small = a.resolve_name(exec_id, "small").object_id
 
-    b = stores("b")
+    b = hooks.attach(stores("b"))
     add_remote(b, url, s3_endpoint)  # without the opt-in: no fallback
     with pytest.raises(ObjectNotFoundError):
         b.get_value(small)
     monkeypatch.setenv("KITARU_REMOTE", "origin")  # the opt-in, for this process
-    b2 = Repository.open(b.root)
+    assert Repository.open(b.root).hooks.missing_object == []  # the core attaches nothing itself
+    with pytest.raises(ObjectNotFoundError):
+        Repository.open(b.root).get_value(small)
+    b2 = hooks.open_repository(b.root)
     assert b2.get_value(small) == {"k": "v"}
     assert b2.get_value(big) == _big(9)
     assert b2.has_object(big) and b2.fsck().ok  # stored locally, chunks and all
@@ -556,15 +560,16 @@ def test_load_fallback_fetches_missing_objects(
     c = stores("c")
     settings.add(c.root, settings.make_spec("origin", url, endpoint_url=s3_endpoint, fallback=True))
     with pytest.raises(ObjectNotFoundError):
-        c.get_value(small)  # KITARU_REMOTE=off wins over remotes.json
+        hooks.open_repository(c.root).get_value(small)  # KITARU_REMOTE=off wins over remotes.json
     monkeypatch.delenv("KITARU_REMOTE")
-    assert Repository.open(c.root).get_value(small) == {"k": "v"}  # remotes.json's fallback flag
+    assert hooks.open_repository(c.root).get_value(small) == {"k": "v"}  # remotes.json's fallback flag
 
 
 def test_without_remotes_nothing_is_attached(stores: Stores) -> None:
-    a = stores("a")
+    a = hooks.attach(stores("a"))
     make_execution(a, _values(1))
-    assert a._sdk_remotes() is None
+    attached = hooks.attachment(a)
+    assert attached is not None and attached.remotes() is None
     assert not (a.root / settings.REMOTES_FILE).exists()
 
 

@@ -28,7 +28,7 @@ def of_bytes(n: int) -> str:
 
 def snapshot(store: Path) -> dict[bytes, list[tuple[bytes, bytes]]]:
     repo = Repository.open(store)
-    with repo.read() as rt:
+    with repo.kv.read() as rt:
         dbs = (b"manifests", b"exec_time", b"exec_flow", b"refs", b"memory")
         return {db: list(rt.items(db)) for db in dbs}
 

@@ -89,13 +89,13 @@ def snapshot(repo: Repository) -> dict[bytes, dict[bytes, bytes]]:
     """Every key and value of every sub-database."""
     from kitaru_store.layout import DATABASES
 
-    with repo.read() as rt:
+    with repo.kv.read() as rt:
         return {db: dict(rt.items(db)) for db in DATABASES}
 
 
 def record(repo: Repository, object_id: str) -> bytes:
     """The stored record of an object, as bytes."""
-    with repo.read() as rt:
+    with repo.kv.read() as rt:
         raw = rt.get(b"objects", bytes.fromhex(object_id))
     assert raw is not None, object_id
     return raw
@@ -115,7 +115,7 @@ def delete_record(repo: Repository, object_id: str) -> None:
 
 
 def all_records(repo: Repository) -> dict[bytes, bytes]:
-    with repo.read() as rt:
+    with repo.kv.read() as rt:
         return dict(rt.items(b"objects"))
 
 

@@ -78,7 +78,7 @@ def test_gc(mem: Repository) -> None:
     kept = commit_execution(mem, "flow", {"kept": "value"})
     garbage = mem.put_value("garbage").object_id
     chunked = mem.put_value(np.ones(400_000)).object_id  # an unreachable value and its chunks
-    with mem.read() as rt:
+    with mem.kv.read() as rt:
         stored = rt.count(layout.OBJECTS)
     age_everything(mem)
     dry = mem.gc(grace=0, dry_run=True)
@@ -96,7 +96,7 @@ def test_fsck(mem: Repository) -> None:
     assert mem.fsck().ok
     a = bytes.fromhex(mem.resolve_name(exec_id, "a").object_id)
     b = bytes.fromhex(mem.resolve_name(exec_id, "b").object_id)
-    with mem.read() as rt:
+    with mem.kv.read() as rt:
         record = bytearray(rt.get(layout.OBJECTS, b) or b"")
     record[-1] ^= 1
 
@@ -116,7 +116,7 @@ def test_stats(mem: Repository) -> None:
     commit_execution(mem, "flow", {"c": np.zeros(300_000)})  # chunked
     st = mem.stats()
     assert (st.executions, st.entries, st.chunked_values) == (2, 3, 1)
-    with mem.read() as rt:
+    with mem.kv.read() as rt:
         assert st.objects == rt.count(layout.OBJECTS)
     assert st.dedup_ratio > 1 and st.file_bytes == 0
 

@@ -118,7 +118,7 @@ def test_a_queued_chunked_value_loses_only_the_chunks_no_other_value_lists(
     edited = base[: 2 << 20] + os.urandom(1 << 20)  # the same leading chunks, a new tail
     mem.set(NS, "b", edited)
     assert v.object_id is not None
-    with repo.read() as rt:
+    with repo.kv.read() as rt:
         chunks = objects.chunk_keys(rt.get(b"objects", bytes.fromhex(v.object_id)), b"")
     redact_and_die(monkeypatch, mem, "a")
     report = repo.gc()

@@ -12,7 +12,7 @@ import pytest
 from store_helpers import T0, commit_execution, make_entry, output_entry, record
 
 from kitaru_store import CheckpointRecord, Repository, StoreLockedError, layout, objects
-from kitaru_store import repository as repository_module
+from kitaru_store import writer as writer_module
 from kitaru_store.gc import DEFAULT_GRACE, INFLIGHT_MAX_AGE, stale_inflight
 from kitaru_store.locks import FileLock
 
@@ -162,7 +162,7 @@ def test_chunks_of_a_live_chunked_value_survive(repo: Repository) -> None:
     with repo.writer() as w:
         exec_id = w.create_execution("flow")
         sv = w.put_bytes(live)
-        w.add_entry(exec_id, make_entry(repository_module.StoredValue(sv, len(live), "bytes"), "big"))
+        w.add_entry(exec_id, make_entry(writer_module.StoredValue(sv, len(live), "bytes"), "big"))
     dead_id = repo.put_bytes(dead)
     live_chunks = repo.object_info(sv).chunks
     dead_chunks = repo.object_info(dead_id).chunks
@@ -183,7 +183,7 @@ def test_chunks_shared_with_a_dead_value_survive(repo: Repository) -> None:
     with repo.writer() as w:
         exec_id = w.create_execution("flow")
         live_id = w.put_bytes(live)
-        w.add_entry(exec_id, make_entry(repository_module.StoredValue(live_id, len(live), "bytes"), "v"))
+        w.add_entry(exec_id, make_entry(writer_module.StoredValue(live_id, len(live), "bytes"), "v"))
     dead_id = repo.put_bytes(dead)
     age_everything(repo)
     report = repo.gc(grace=0)
@@ -231,7 +231,7 @@ def test_delete_execution_removes_its_artifact_index(repo: Repository) -> None:
 
 
 def test_flushed_writer_objects_are_kept_while_in_flight(repo: Repository, monkeypatch) -> None:
-    monkeypatch.setattr(repository_module, "FLUSH_BYTES", 10_000)
+    monkeypatch.setattr(writer_module, "FLUSH_BYTES", 10_000)
     w = repo.writer()
     exec_id = w.create_execution("flow")
     values = [w.put_value(os.urandom(6000).hex()) for _ in range(4)]  # 12 KB each: flushed early
@@ -241,7 +241,7 @@ def test_flushed_writer_objects_are_kept_while_in_flight(repo: Repository, monke
     for i, sv in enumerate(values):
         w.add_entry(exec_id, make_entry(sv, f"v{i}"))
     w.commit()
-    with repo.read() as rt:
+    with repo.kv.read() as rt:
         assert not [k for k, _ in rt.items(b"refs") if k.startswith(b"inflight/")]
     assert repo.gc(grace=0).objects_removed == 0  # now the manifest keeps them
     assert [repo.get_value(e.object_id) for e in repo.get_execution(exec_id).entries] == [
@@ -250,7 +250,7 @@ def test_flushed_writer_objects_are_kept_while_in_flight(repo: Repository, monke
 
 
 def test_aborted_writer_leaves_flushed_objects_to_gc(repo: Repository, monkeypatch) -> None:
-    monkeypatch.setattr(repository_module, "FLUSH_BYTES", 10_000)
+    monkeypatch.setattr(writer_module, "FLUSH_BYTES", 10_000)
     with pytest.raises(RuntimeError), repo.writer() as w:
         exec_id = w.create_execution("flow")
         sv = w.put_value(os.urandom(6000).hex())
@@ -335,7 +335,7 @@ def test_chunks_before_and_after_their_index_in_key_order(repo: Repository, monk
         exec_id = w.create_execution("flow")
         live = [w.put_bytes(v) for v in values[:2]]
         for i, (oid, v) in enumerate(zip(live, values, strict=False)):
-            w.add_entry(exec_id, make_entry(repository_module.StoredValue(oid, len(v), "bytes"), f"v{i}"))
+            w.add_entry(exec_id, make_entry(writer_module.StoredValue(oid, len(v), "bytes"), f"v{i}"))
     dead = repo.put_bytes(values[2])
     chunks = {oid: objects.chunk_keys(record(repo, oid), bytes.fromhex(oid)) for oid in (*live, dead)}
     live_chunks = {c for oid in live for c in chunks[oid]}
@@ -393,7 +393,7 @@ def inflight_name(start_ns: int) -> bytes:
 
 
 def refs(repo: Repository) -> dict[bytes, bytes]:
-    with repo.read() as rt:
+    with repo.kv.read() as rt:
         return dict(rt.items(b"refs"))
 
 

@@ -307,7 +307,7 @@ def test_damaged_chunk_index_sizes_are_corruption_and_fsck_goes_on(repo: Reposit
     damaged = codec.encode(msgspec.msgpack.encode(_index_variants(index)[damage]), kind=codec.KIND_INDEX)
     repo._backend().update(lambda wt: wt.put(b"objects", bytes.fromhex(oid), damaged))
     for mapped in (False, True):
-        with pytest.raises(CorruptObjectError) as info, repo.read() as rt:
+        with pytest.raises(CorruptObjectError) as info, repo.kv.read() as rt:
             objects.read(rt, bytes.fromhex(oid), mapped=mapped)
         assert info.value.object_id == oid
         assert "chunk" in info.value.message

@@ -36,9 +36,9 @@ def test_lazy_getattr_imports_from_another_package_and_caches_on_the_module() ->
 
 def test_repository_loads_the_object_engine_only_when_a_value_is_read() -> None:
     code = (
-        "import sys\nfrom kitaru_store import repository\n"
+        "import sys\nfrom kitaru_store import repository, repo_objects\n"
         "before = 'kitaru_store.codec' in sys.modules\n"
-        "repository.codec.HEADER_SIZE\n"
-        "print(before, type(repository.codec).__name__)"
+        "repo_objects.codec.HEADER_SIZE\n"
+        "print(before, type(repo_objects.codec).__name__)"
     )
     assert fresh_python(code) == ["False", "module"]

@@ -195,7 +195,7 @@ def damage_summaries(repo: Repository, n: int, *, seed: int, legacy: bool = Fals
             w.create_execution(FLOWS[i % 2], started_at=T0 + dt.timedelta(minutes=i), status="completed")
             for i in range(2 * n)
         ]
-    with repo.read() as rt:
+    with repo.kv.read() as rt:
         stored = dict(rt.items(b"exec_time"))
     if legacy:
         stored = {k: mf.encode(mf.decode_summary(v)) for k, v in stored.items()}
@@ -261,7 +261,7 @@ def test_a_summary_under_another_key_is_damaged(repo: Repository) -> None:
     with repo.writer() as w:
         a = w.create_execution("ingest", started_at=T0)
         b = w.create_execution("ingest", started_at=T0 + dt.timedelta(minutes=1))
-    with repo.read() as rt:
+    with repo.kv.read() as rt:
         (_, va), (kb, _) = sorted(rt.items(b"exec_time"))
     repo._backend().update(lambda wt: wt.put(b"exec_time", kb, va))  # b's row holds a's summary
     rows = {s.exec_id: s for s in repo.iter_executions()}

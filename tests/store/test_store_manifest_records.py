@@ -31,7 +31,7 @@ def _flow(repo: Repository, checkpoints: int) -> str:
 
 
 def _state(repo: Repository) -> dict[tuple[bytes, bytes], bytes]:
-    with repo.read() as rt:
+    with repo.kv.read() as rt:
         return {(db, k): v for db in INDEXED for k, v in rt.items(db)}
 
 
@@ -77,14 +77,14 @@ def test_parts_keep_the_order_of_the_whole_manifest(repo: Repository) -> None:
 
 
 def _part_keys(repo: Repository, exec_id: str, family: bytes) -> list[bytes]:
-    with repo.read() as rt:
+    with repo.kv.read() as rt:
         return [k for k, _ in rt.items(ms.PARTS, *ms.family_range(layout.uuid_key(exec_id), family))]
 
 
 def test_a_damaged_part_record_is_a_corrupt_manifest_and_fsck_names_each(repo: Repository) -> None:
     exec_id = _flow(repo, 4)
     keys = _part_keys(repo, exec_id, ms.CHECKPOINT)
-    with repo.read() as rt:
+    with repo.kv.read() as rt:
         records = [bytearray(rt.get(ms.PARTS, k) or b"") for k in keys[1:3]]
     for key, record in zip(keys[1:3], records, strict=True):
         record[len(record) // 2] ^= 0x01
@@ -129,7 +129,7 @@ def test_deleting_an_execution_deletes_every_record(repo: Repository) -> None:
     repo.delete_execution(exec_id)
     with pytest.raises(ExecutionNotFoundError):
         repo.get_execution(exec_id)
-    with repo.read() as rt:
+    with repo.kv.read() as rt:
         assert [k for k, _ in rt.items(ms.PARTS, *ms.exec_range(layout.uuid_key(exec_id)))] == []
         assert rt.count(ms.PARTS) == 2 * (2 + 2)  # the other's records and identity keys
     assert len(repo.get_execution(keep).entries) == 2

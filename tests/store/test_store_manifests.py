@@ -347,7 +347,7 @@ def test_referenced_ids_covers_entries_checkpoints_and_result(repo: Repository) 
 
 def test_summaries_do_not_decode_manifests(repo: Repository) -> None:
     exec_id = repo.create_execution("flow", started_at=T0)
-    with repo.read() as rt:
+    with repo.kv.read() as rt:
         (tkey, raw), *_ = list(rt.items(b"exec_time"))
     assert tkey == layout.time_key(T0) + bytes.fromhex(exec_id)
     summary = mf.decode_summary(raw)
@@ -357,7 +357,7 @@ def test_summaries_do_not_decode_manifests(repo: Repository) -> None:
 def test_checked_tag_is_the_stored_checksum_only_when_it_verifies(repo: Repository) -> None:
     with repo.writer() as w:
         exec_id = w.create_execution("tagged", started_at=T0)
-    with repo.read() as rt:
+    with repo.kv.read() as rt:
         stored = rt.get(b"manifests", uuid.UUID(exec_id).bytes)
     assert stored is not None
     assert mf.checked_tag(stored) == stored[-32:] == blake3(stored[:-32]).digest()
@@ -373,7 +373,7 @@ def test_cached_manifest_is_refused_once_damaged(repo: Repository) -> None:
         w.add_entry(exec_id, make_entry(w.put_value("one"), "first"))
     assert repo.get_execution(exec_id).flow_name == "cached"  # decoded and cached
     key = uuid.UUID(exec_id).bytes
-    with repo.read() as rt:
+    with repo.kv.read() as rt:
         damaged = bytearray(rt.get(b"manifests", key) or b"")
     damaged[len(damaged) // 2] ^= 0x01
     repo._backend().update(lambda wt: wt.put(b"manifests", key, bytes(damaged)))
@@ -495,7 +495,7 @@ def test_add_then_replace_in_one_writer_leaves_one_entry(repo: Repository) -> No
         saved.artifact_id,
     }
     assert repo.get_value(repo.get_artifact(replacing.artifact_id)[1].object_id) == "replacing"
-    with repo.read() as rt:
+    with repo.kv.read() as rt:
         assert rt.get(b"artifacts", bytes.fromhex(first.artifact_id)) is None
         assert rt.get(b"artifacts", bytes.fromhex(also_first.artifact_id)) is None
     assert repo.fsck().ok
@@ -561,7 +561,7 @@ def test_update_execution_only_changes_scalar_fields(repo: Repository, changes: 
 
 
 def raw_manifest(repo: Repository, exec_id: str) -> bytes:
-    with repo.read() as rt:
+    with repo.kv.read() as rt:
         raw = rt.get(b"manifests", bytes.fromhex(exec_id))
     assert raw is not None
     return raw

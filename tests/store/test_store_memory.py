@@ -48,7 +48,7 @@ def mem(repo: Repository) -> MemoryStore:
 
 
 def object_count(repo: Repository) -> int:
-    with repo.read() as rt:
+    with repo.kv.read() as rt:
         return int(rt.count(b"objects"))
 
 
@@ -344,7 +344,7 @@ def test_a_failing_commit_hook_commits_nothing(repo: Repository) -> None:
 def test_records_from_a_newer_format_are_refused(repo: Repository, mem: MemoryStore) -> None:
     v = mem.set(NS, "k", 1)
     raw = record_key(NS, "k", 1)
-    with repo.read() as rt:
+    with repo.kv.read() as rt:
         stored = decode_record(rt.get(layout.MEMORY, raw))
     newer = msgspec.msgpack.encode({**msgspec.to_builtins(stored), "format_version": 2, "new_field": [1]})
     repo._backend().update(lambda wt: wt.put(layout.MEMORY, raw, newer))
@@ -409,7 +409,7 @@ def test_fsck_reports_missing_objects_and_bad_records(repo: Repository, mem: Mem
 
 def test_fsck_reports_a_record_under_the_wrong_version(repo: Repository, mem: MemoryStore) -> None:
     mem.set(NS, "k", 1)
-    with repo.read() as rt:
+    with repo.kv.read() as rt:
         raw = rt.get(layout.MEMORY, record_key(NS, "k", 1))
     repo._backend().update(lambda wt: wt.put(layout.MEMORY, record_key(NS, "k", 5), raw))
     assert [p.detail for p in repo.fsck().problems] == [
@@ -538,7 +538,7 @@ def test_redaction_of_a_chunked_value_erases_its_chunks(repo: Repository, mem: M
     big = os.urandom(3 << 20)  # chunked: an index record and its chunks
     v = mem.set(NS, "big", big)
     assert v.object_id is not None
-    with repo.read() as rt:
+    with repo.kv.read() as rt:
         chunks = objects.chunk_keys(rt.get(b"objects", bytes.fromhex(v.object_id)), b"")
     assert len(chunks) > 2
     n = object_count(repo)

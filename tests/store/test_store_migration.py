@@ -37,7 +37,7 @@ def old_store(tmp_path: Path) -> Path:
 
 
 def _stored(repo: Repository) -> dict[str, bytes]:
-    with repo.read() as rt:
+    with repo.kv.read() as rt:
         return {k.hex(): v for k, v in rt.items(ms.MANIFESTS)}
 
 

@@ -109,7 +109,7 @@ def test_gc_deletes_a_values_index_before_its_chunks(
 
     def between_batches(phase: str, done: int, total: int) -> None:
         if phase == "sweep":
-            with repo.read() as rt:
+            with repo.kv.read() as rt:
                 states.append(
                     (rt.has(b"objects", bytes.fromhex(oid)), sum(rt.has(b"objects", c) for c in chunks))
                 )
@@ -124,12 +124,12 @@ def test_gc_deletes_a_values_index_before_its_chunks(
 def test_keeping_an_incomplete_value_fails_and_commits_nothing(repo: Repository, how: str) -> None:
     data, oid, chunks = chunked_value(repo)
     repo._backend().update(lambda wt: wt.delete(b"objects", chunks[1]))
-    with repo.read() as rt:
+    with repo.kv.read() as rt:
         before = {db: dict(rt.items(db)) for db in (b"refs", b"manifests", b"touch")}
     with pytest.raises(IncompleteObjectError) as info:
         KEEPS[how](repo, oid, 0)
     assert info.value.object_id == oid and chunks[1].hex() in info.value.message
-    with repo.read() as rt:
+    with repo.kv.read() as rt:
         assert before == {db: dict(rt.items(db)) for db in (b"refs", b"manifests", b"touch")}
     assert repo.put_bytes(data) == oid  # a save of the same bytes stores the missing chunk
     KEEPS[how](repo, oid, 1)
@@ -196,5 +196,5 @@ def test_set_ref_refuses_the_stores_own_ref_names(repo: Repository, name: bytes)
     oid = repo.put_bytes(b"kept by a ref")
     with pytest.raises(UsageError, match="reserved"):
         repo.set_ref(name, [bytes.fromhex(oid)])
-    with repo.read() as rt:
+    with repo.kv.read() as rt:
         assert rt.get(layout.REFS, name) is None

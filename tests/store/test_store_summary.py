@@ -161,7 +161,7 @@ def test_messagepack_summaries_are_read_and_rewritten_at_the_next_write(repo: Re
     with repo.writer() as w:
         sealed_id = w.create_execution("a", started_at=T0, status="completed")
         bare_id = w.create_execution("b", started_at=T0 + dt.timedelta(seconds=1), replay_of=sealed_id)
-    with repo.read() as rt:
+    with repo.kv.read() as rt:
         stored = dict(rt.items(b"exec_time"))
     old = {k: mf.encode(mf.decode_summary(v)) for k, v in stored.items()}
     sealed_key, bare_key = sorted(old)
@@ -174,12 +174,12 @@ def test_messagepack_summaries_are_read_and_rewritten_at_the_next_write(repo: Re
     expected = [mf.decode_summary(stored[bare_key]), mf.decode_summary(stored[sealed_key])]
     assert list(repo.iter_executions()) == expected
     for key in (sealed_key, bare_key):
-        with repo.read() as rt:
+        with repo.kv.read() as rt:
             raw = rt.get(b"exec_time", key)
         assert raw is not None and summary.is_msgpack(raw)
         assert _fields(summary.decode(raw, summary.PlainSummary)) == _fields(mf.decode_summary(raw))
     repo.update_execution(bare_id, status="completed")
-    with repo.read() as rt:
+    with repo.kv.read() as rt:
         rewritten, untouched = rt.get(b"exec_time", bare_key), rt.get(b"exec_time", sealed_key)
     assert rewritten is not None and rewritten[0] == summary.LAYOUT
     assert untouched == checksum.seal(old[sealed_key])
