@@ -100,7 +100,9 @@ class Objects:
             chunks = objects.chunk_keys(record, key)
             stored = len(record) + sum(len(rt.get_view(layout.OBJECTS, c) or b"") for c in chunks)
             codec_name = codec.stored_codec_name(record)
-        size = len(self.get_bytes(key.hex())) if not chunks else _index_size(record, key)
+            # A view is valid only inside its read transaction: the index is read here.
+            index_size = _index_size(record, key) if chunks else None
+        size = index_size if index_size is not None else len(self.get_bytes(key.hex()))
         return ObjectInfo(
             key.hex(),
             size,
