@@ -226,15 +226,9 @@ def part_position(key: bytes) -> int:
     return int.from_bytes(key[-POSITION_BYTES:], "big")
 
 
-def parse_part_key(key: bytes) -> tuple[bytes, bytes, bool, int] | None:
-    """(exec key, family, whether a group key, position) of a key of PARTS; None if malformed."""
-    if len(key) not in (PART_KEY_BYTES, GROUP_KEY_BYTES):
-        return None
-    family = key[UUID_BYTES : UUID_BYTES + 1]
-    group = len(key) == GROUP_KEY_BYTES
-    if (family.upper() if group else family) not in PART_FAMILIES or (group and family.isupper()):
-        return None
-    return key[:UUID_BYTES], family.upper(), group, part_position(key)
+def part_exec_key(key: bytes) -> bytes:
+    """The execution key a key of PARTS begins with."""
+    return key[:UUID_BYTES]
 
 
 # --- ref names -------------------------------------------------------------------------------

@@ -353,33 +353,56 @@ def from_view(
     return assemble(rt, exec_key, stored)[0] if parts else as_manifest(stored)
 
 
-def checked(rt: ReadTxn, exec_key: bytes, view: memoryview, exec_id: str) -> tuple[Manifest, list[str]]:
-    """The manifest (as from_view reads it) and what is wrong with its keys in ``parts`` that
-    no reader looks at: group keys naming no record or a record without that group, records
-    missing from the group index, and (format 1) part keys of any kind (fsck)."""
+# What fsck reports of the keys in ``parts`` that no reader looks at (kinds as fsck names them).
+ORPHAN = "orphan-part"  # nothing reads it: a group key naming no record, keys of no head
+INDEX = "index-mismatch"  # a lookup would miss a part, or read a record in vain
+_NO_CRASH = "no crash leaves one (every commit is one transaction): written or edited outside kitaru"
+
+
+def checked(
+    rt: ReadTxn, exec_key: bytes, view: memoryview, exec_id: str
+) -> tuple[Manifest, list[tuple[str, str]]]:
+    """The manifest (as from_view reads it) and what is wrong with the keys in ``parts`` that
+    no reader looks at, as (kind, detail): group keys naming no record or a record without that
+    group, records missing from the group index, and part keys of a format-1 execution."""
     stored = decode_stored(view, exec_key, exec_id)
     if isinstance(stored, Manifest):
         n = sum(1 for _ in rt.items(PARTS, *exec_range(exec_key)))
-        return stored, [f"has {n} part keys, but a format-1 manifest"] if n else []
+        return stored, [(ORPHAN, f"{n} part keys of a format-1 manifest: {_NO_CRASH}")] if n else []
     m, where = assemble(rt, exec_key, stored)
-    problems: list[str] = []
+    problems: list[tuple[str, str]] = []
     for family, parts in ((ENTRY, m.entries), (CHECKPOINT, m.checkpoints), (WAIT, m.waits)):
         want: set[bytes] = set()
         i = 0
         for pos, n in where[family]:
-            want.update(
-                layout.part_group_key(group_prefix(exec_key, family, g), pos)
-                for g in _groups(family, parts[i : i + n])
-            )
+            groups = _groups(family, parts[i : i + n])
+            want.update(layout.part_group_key(group_prefix(exec_key, family, g), pos) for g in groups)
             i += n
         have = {bytes(k) for k, _ in rt.items(PARTS, *family_range(exec_key, family.lower()))}
+        stored_at = {pos for pos, _ in where[family]}
         for k in sorted(have - want):
             pos = key_position(k)
-            named = "no record" if all(p != pos for p, _ in where[family]) else "a record not of its group"
-            problems.append(f"has a group key of {_PLURAL[family]} naming {named} ({_WHAT[family]} {pos})")
+            if pos in stored_at:
+                problems.append(
+                    (INDEX, f"a group key names {_WHAT[family]} {pos}, which holds no part of its group")
+                )
+            else:
+                problems.append(
+                    (ORPHAN, f"a group key names {_WHAT[family]} {pos}, which is not stored: {_NO_CRASH}")
+                )
         for k in sorted(want - have):
-            problems.append(f"has a {_WHAT[family]} {key_position(k)} missing from the group index")
+            problems.append((INDEX, f"{_WHAT[family]} {key_position(k)} is missing from the group index"))
     return m, problems
+
+
+def orphans(rt: ReadTxn, exec_key: bytes) -> list[tuple[str, str]]:
+    """The keys of ``parts`` under ``exec_key`` while it has no head, as checked reports them."""
+    if rt.has(MANIFESTS, exec_key):
+        return []
+    n = sum(1 for _ in rt.items(PARTS, *exec_range(exec_key)))
+    return (
+        [(ORPHAN, f"{n} part records and group keys of an execution with no head: {_NO_CRASH}")] if n else []
+    )
 
 
 def damaged_parts(rt: ReadTxn, exec_key: bytes, exec_id: str) -> list[str]:
@@ -551,7 +574,7 @@ class Staged:
     # -- changes
 
     def create(self, m: Manifest) -> None:
-        self._adopt(_head_of(m))
+        self._adopt(head_of(m))
 
     def update(self, **changes: Any) -> None:
         self.head = msgspec.structs.replace(self.current(), **changes)
@@ -682,7 +705,7 @@ class Staged:
     def _convert(self, m: Manifest) -> None:
         """Adopt a format-1 manifest: its parts become one record per family (its artifact index
         stays as it is)."""
-        self._adopt(_head_of(m))
+        self._adopt(head_of(m))
         for family, parts in ((ENTRY, m.entries), (CHECKPOINT, m.checkpoints), (WAIT, m.waits)):
             for part in parts:
                 self._append(family, part)
@@ -755,7 +778,7 @@ class Staged:
         self._adopt(head)
 
 
-def _head_of(m: Manifest) -> Head:
+def head_of(m: Manifest) -> Head:
     """The head of ``m`` without its parts (which are appended to it one by one)."""
     return Head(
         exec_id=m.exec_id,
@@ -810,13 +833,6 @@ def delete(wt: WriteTxn, exec_key: bytes, exec_id: str, check: Callable[[Manifes
     wt.delete(layout.EXEC_FLOW, layout.flow_key(m.flow_name, tkey))
     for e in m.entries:
         wt.delete(layout.ARTIFACTS, layout.uuid_key(e.artifact_id))
-
-
-def orphans(rt: ReadTxn, exec_key: bytes) -> int:
-    """How many keys of ``parts`` name ``exec_key`` while it has no head (0 if it has one)."""
-    if rt.has(MANIFESTS, exec_key):
-        return 0
-    return sum(1 for _ in rt.items(PARTS, *exec_range(exec_key)))
 
 
 # --- migration ----------------------------------------------------------------------------------
