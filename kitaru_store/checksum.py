@@ -5,25 +5,34 @@ A checksummed record is a map with one more pair appended: the key ``"checksum"`
 extra pair, every field, and the key with its ``bin8`` header). Readers that do not know the
 pair ignore it as an unknown field. Imports no msgspec, and blake3 only once it hashes: the
 fast path of ``log`` uses it, and the CLI imports that path before it knows the command.
+
+A record may be bound to the key it is stored under (``key=``): the digest then covers the key
+followed by the record's bytes, so that the record copied under another key (another position,
+another execution) no longer verifies. A manifest head is sealed so (manifest_store.py).
 """
 
 from __future__ import annotations
 
 
-def _digest(data: bytes | bytearray | memoryview) -> bytes:
+def _digest(data: bytes | bytearray | memoryview, key: bytes = b"") -> bytes:
     from .hashing import digest  # here, not at import time (see above)
 
-    return digest(data, threaded=False)
+    return digest(key + data if key else data, threaded=False)
+
+
+def keyed_digest(key: bytes, data: bytes | bytearray | memoryview) -> bytes:
+    """BLAKE3-256 of ``key`` followed by ``data``: a record bound to the key it is stored under."""
+    return _digest(data, key)
 
 
 TAIL = b"\xa8checksum\xc4\x20"  # fixstr(8) "checksum", then bin8 of 32 bytes
 SIZE = len(TAIL) + 32  # what the pair adds to a record
 
 
-def seal(body: bytes) -> bytes:
-    """``body`` (a MessagePack map) with the checksum pair appended."""
+def seal(body: bytes, key: bytes = b"") -> bytes:
+    """``body`` (a MessagePack map) with the checksum pair appended (bound to ``key``, if given)."""
     out = _one_more_pair(body) + TAIL
-    return out + _digest(out)
+    return out + _digest(out, key)
 
 
 def _one_more_pair(body: bytes) -> bytes:
@@ -47,8 +56,9 @@ def present(data: bytes | memoryview) -> bool:
     return len(view) > SIZE and view[-SIZE:-32] == TAIL
 
 
-def checked_tag(data: bytes | memoryview) -> bytes | None:
-    """The checksum of a record if it verifies, else None (damaged, or written without one).
+def checked_tag(data: bytes | memoryview, key: bytes = b"") -> bytes | None:
+    """The checksum of a record if it verifies (sealed with ``key``), else None (damaged, sealed
+    under another key, or written without one).
 
     Equal tags mean equal bytes: a reader that decoded (and verified) a record earlier knows
     from this one hash whether its copy is still the stored one, without decoding again.
@@ -57,19 +67,4 @@ def checked_tag(data: bytes | memoryview) -> bytes | None:
     if not present(view):
         return None
     tag = bytes(view[-32:])
-    return tag if _digest(view[:-32]) == tag else None
-
-
-def first_damaged(records: list[bytes]) -> int | None:
-    """The index of the first of ``records`` whose checksum pair is missing or does not match
-    (checked_tag of each, in one loop: a manifest's part records are verified thousands at a time)."""
-    from .hashing import digest
-
-    for i, record in enumerate(records):
-        if (
-            len(record) <= SIZE
-            or record[-SIZE:-32] != TAIL
-            or digest(record[:-32], threaded=False) != record[-32:]
-        ):
-            return i
-    return None
+    return tag if _digest(view[:-32], key) == tag else None

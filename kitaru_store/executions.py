@@ -92,7 +92,7 @@ class Executions:
             view = rt.get_view(layout.MANIFESTS, key)
             if view is None:
                 raise ExecutionNotFoundError(exec_id)
-            tag = mf.checked_tag(view)
+            tag = ms.stored_tag(view, key)
             if hit is not None and tag is not None and tag == hit[1]:
                 manifest, index = hit[2], hit[3]
             else:

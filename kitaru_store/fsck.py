@@ -38,7 +38,8 @@ if TYPE_CHECKING:
     from .repository import Repository
 
 Progress = Callable[[str, int, int], None]
-Subject = tuple[str, bytes]  # (kind: "object", "manifest", db name of an index, "ref", "memory"; key)
+Subject = tuple[str, bytes]  # (kind: "object", "manifest", db name of an index, "ref", "memory",
+# "parts" (the keys of one execution key in PARTS); key)
 
 OBJECT_BATCH = 256  # objects re-hashed per read transaction (and subjects re-checked)
 MANIFEST_BATCH = 2048  # manifests checked per read transaction (as kv.Store.scan reads them)
@@ -48,7 +49,7 @@ WALK_BATCH = 16_384  # keys read per read transaction while picking a sample or 
 @dataclass(frozen=True)
 class Problem:
     kind: str  # corrupt-object, newer-format, missing-object, bad-manifest, index-mismatch,
-    # missing-touch, bad-memory-record, bad-summary
+    # orphan-part, missing-touch, bad-memory-record, bad-summary
     detail: str
     object_id: str | None = None
     exec_id: str | None = None
@@ -128,6 +129,7 @@ def check(
     report.manifests_total = n_manifests
     if fraction >= 1:
         _check_manifests(kv, report, suspects, progress, n_manifests)
+        _check_orphan_parts(kv, suspects)
     else:
         _check_sample(kv, report, suspects, progress, fraction, rng)
     for kind, db in (("ref", layout.REFS), ("memory", layout.MEMORY), ("summary", layout.EXEC_TIME)):
@@ -260,13 +262,21 @@ class _Found:
     unreadable: set[bytes] = field(default_factory=set)  # undecodable manifests: not held against
 
 
-def _decode(rt: ReadTxn, key: bytes, raw: memoryview) -> mf.Manifest | Problem:
+def _decode(
+    rt: ReadTxn, key: bytes, raw: memoryview, suspects: _Suspects | None = None
+) -> mf.Manifest | Problem:
     """The manifest (its head ``raw`` and its part records), or the bad-manifest problem that
-    keeps it from being checked."""
+    keeps it from being checked; with ``suspects``, the problems of its keys in PARTS that no
+    reader looks at go there too."""
     try:
-        return ms.from_view(rt, key, raw, key.hex())
+        if suspects is None:
+            return ms.from_view(rt, key, raw, key.hex())
+        m, found = ms.checked(rt, key, raw, key.hex())
     except (msgspec.DecodeError, KitaruError) as exc:
         return _unreadable(key, exc)
+    for kind, detail in found:
+        suspects.add(("manifest", key), Problem(kind, detail, exec_id=key.hex()))
+    return m
 
 
 def _unreadable(key: bytes, exc: Exception) -> Problem:
@@ -365,7 +375,7 @@ def _check_manifest_batch(
     per database in key order; the problems are listed manifest by manifest, as found."""
     checked: list[_Decoded | Problem] = []
     for key, raw in batch:
-        m = _decode(rt, key, raw)
+        m = _decode(rt, key, raw, suspects)
         d = m if isinstance(m, Problem) else _ids_of(key, m)
         if isinstance(d, Problem):
             found.unreadable.add(key)
@@ -525,6 +535,24 @@ def _check_indexes_exactly(kv: Store, suspects: _Suspects) -> None:
             suspects.add(("artifacts", akey), _index_problem(layout.ARTIFACTS, akey))
 
 
+def _check_orphan_parts(kv: Store, suspects: _Suspects) -> None:
+    """Every execution key in PARTS must have a head: the keys of one without are orphans."""
+    for keys in kv.key_batches(layout.PARTS, batch=WALK_BATCH):
+        exec_keys = list(dict.fromkeys(layout.part_exec_key(k) for k in keys))
+        with kv.read() as rt:
+            headed = rt.present(layout.MANIFESTS, exec_keys)
+        for exec_key in exec_keys:
+            if exec_key not in headed:
+                problem = Problem(ms.ORPHAN, "part keys of an execution with no head", exec_id=exec_key.hex())
+                suspects.add(("parts", exec_key), problem)
+        del keys
+
+
+def _orphan_problems(rt: ReadTxn, _kind: str, exec_key: bytes) -> list[Problem]:
+    """The keys in PARTS of an execution key with no head, in this snapshot."""
+    return [Problem(kind, detail, exec_id=exec_key.hex()) for kind, detail in ms.orphans(rt, exec_key)]
+
+
 # The index a suspect kind names (the kinds are the index names, as fsck reports them).
 _INDEX_DB = {"exec_time": layout.EXEC_TIME, "exec_flow": layout.EXEC_FLOW, "artifacts": layout.ARTIFACTS}
 
@@ -661,6 +689,7 @@ _RECHECK: dict[str, Callable[[ReadTxn, str, bytes], list[Problem]]] = {
     "ref": _ref_problems,
     "memory": _memory_problems,
     "summary": _summary_problems,
+    "parts": _orphan_problems,
 }
 
 

@@ -182,12 +182,14 @@ def flow_exec_key(key: bytes) -> bytes:
 # --- manifest part keys (format 2, manifest_store.py) ----------------------------------------
 #
 # A record: exec key (16) + family (1: E entry, C checkpoint, W wait) + position (8, big-endian).
-# An identity key: exec key + family in lower case + BLAKE2b-128 of the identity + position -> b"".
+# A group key: exec key + family in lower case + BLAKE2b-128 of the group + position -> b"".
 
 PART_ENTRY, PART_CHECKPOINT, PART_WAIT = b"E", b"C", b"W"
 PART_FAMILIES = (PART_ENTRY, PART_CHECKPOINT, PART_WAIT)
 POSITION_BYTES = 8
 PART_KEY_BYTES = UUID_BYTES + 1 + POSITION_BYTES
+GROUP_DIGEST_BYTES = 16
+GROUP_KEY_BYTES = UUID_BYTES + 1 + GROUP_DIGEST_BYTES + POSITION_BYTES
 
 
 def part_key(exec_key: bytes, family: bytes, pos: int) -> bytes:
@@ -195,29 +197,38 @@ def part_key(exec_key: bytes, family: bytes, pos: int) -> bytes:
 
 
 def part_family_range(exec_key: bytes, family: bytes) -> tuple[bytes, bytes]:
-    """The key range of one family's records (or identity keys) of one execution."""
+    """The key range of one family's records (or, family in lower case, group keys) of one execution."""
     return exec_key + family, exec_key + bytes((family[0] + 1,))
 
 
 def part_exec_range(exec_key: bytes) -> tuple[bytes, bytes]:
-    """Every key of one execution in PARTS (records and identity keys)."""
+    """Every key of one execution in PARTS (records and group keys)."""
     return exec_key, exec_key + b"\xff"
 
 
-def part_identity_prefix(exec_key: bytes, family: bytes, identity: bytes) -> bytes:
+def part_group_prefix(exec_key: bytes, family: bytes, group: bytes) -> bytes:
     import hashlib  # not at import time: the fast path of `log` never builds one
 
-    return exec_key + family.lower() + hashlib.blake2b(identity, digest_size=16).digest()
+    return exec_key + family.lower() + hashlib.blake2b(group, digest_size=GROUP_DIGEST_BYTES).digest()
 
 
-def part_identity_range(prefix: bytes) -> tuple[bytes, bytes]:
-    """The identity keys under ``prefix`` (part_identity_prefix): one per position."""
+def part_group_key(prefix: bytes, pos: int) -> bytes:
+    return prefix + pos.to_bytes(POSITION_BYTES, "big")
+
+
+def part_group_range(prefix: bytes) -> tuple[bytes, bytes]:
+    """The group keys under ``prefix`` (part_group_prefix): one per record position."""
     return prefix, prefix + b"\xff" * (POSITION_BYTES + 1)
 
 
 def part_position(key: bytes) -> int:
-    """The position at the end of a part record or identity key."""
+    """The position at the end of a part record or group key."""
     return int.from_bytes(key[-POSITION_BYTES:], "big")
+
+
+def part_exec_key(key: bytes) -> bytes:
+    """The execution key a key of PARTS begins with."""
+    return key[:UUID_BYTES]
 
 
 # --- ref names -------------------------------------------------------------------------------

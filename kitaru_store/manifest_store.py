@@ -1,37 +1,42 @@
-"""How an execution's manifest is stored (format 2): a small head plus one record per part.
+"""How an execution's manifest is stored (format 2): a small head plus part records.
 
 The value of an execution's key in the ``manifests`` sub-database is its **head**: the scalar
-fields of its Manifest (status, times, failure, metadata, owner, ...) and the counters below. Each
-entry, checkpoint record and wait is a **part record** of its own in the ``parts`` sub-database,
-under ``exec key (16) + family (1) + position (8, big-endian)``. Every head and part record is a
-MessagePack map sealed with its own checksum (checksum.py). A commit therefore writes the head,
-the parts it adds or changes, and the index keys: nothing that grows with the flow.
+fields of its Manifest (status, times, failure, metadata, owner, ...) and the counters below, a
+MessagePack map sealed with a checksum pair bound to the execution's key (checksum.py). The
+entries, checkpoint records and waits are **part records** in the ``parts`` sub-database: the parts
+of one family that one commit adds are one record, under ``exec key (16) + family (1) + position
+(8, big-endian)``, a MessagePack array (array32 header) followed by the BLAKE3-256 of key + array.
+So a commit writes the head, one record per family it adds to (and the records it changes), and
+the index keys: nothing that grows with the flow, and one hash and one put however many parts.
+A record copied under another key (another position, another execution) does not verify.
 
-Order. A Manifest's tuples list the parts in position order. Positions come from counters in
-the head (``next_entry`` ...) and are never reused, so an appended part sorts last:
+Order. A Manifest's tuples list the parts in record-position order, and in order within a
+record. Positions come from counters in the head (``next_entry`` ...) and are never reused:
 
-* ``add_entry`` appends; ``replace_entry`` deletes the earlier entries of the same (name, kind,
+* ``add_entry`` appends; ``replace_entry`` removes the earlier entries of the same (name, kind,
   invocation) and appends the new one (as the whole-manifest rewrite did);
-* ``set_checkpoint`` overwrites the record of its invocation id at its position (in place), or
+* ``set_checkpoint`` overwrites the part of its invocation id where it is (in place), or
   appends; ``set_wait`` does the same by wait name.
 
-Finding "the record of this invocation" without reading the others takes an identity index in
-the same sub-database: ``exec key + family letter (lower case) + BLAKE2b-128 of the identity +
-position -> b""``. A lookup scans that short prefix and reads the records it names, which are
-compared with the identity in full (a digest collision costs a read, never a wrong match).
+Finding "the part of this identity" without reading the others takes a group index in the same
+sub-database: ``exec key + family letter (lower case) + BLAKE2b-128 of the group + position ->
+b""`` for each group a record holds. A part's group is its invocation id (an entry of none: its
+whole identity; a wait: its name): a checkpoint's saves make one group key per commit. A lookup
+scans that short prefix and reads the records it names, whose parts are compared with the
+identity in full (a digest collision costs a read, never a wrong match).
 
 Format 1 stored the whole Manifest as the value of the execution's key. Such values still read
 (``load``); a write converts the execution in its committing transaction, and ``migrate``
 converts every one. Bounds: the head records the encoded size of its parts, and a commit that
 would take an execution past manifests.MAX_MANIFEST_SIZE (the cap a remote's manifest is read
-with) is refused with ManifestTooLargeError, so that its whole-manifest form always fits.
+with) is refused with ManifestTooLargeError, so that its whole form always fits.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -55,12 +60,15 @@ MANIFESTS = layout.MANIFESTS
 PARTS = layout.PARTS
 ENTRY, CHECKPOINT, WAIT = layout.PART_ENTRY, layout.PART_CHECKPOINT, layout.PART_WAIT
 FAMILIES = layout.PART_FAMILIES
-_POS = layout.POSITION_BYTES
 part_key = layout.part_key
 family_range = layout.part_family_range
 exec_range = layout.part_exec_range
-identity_prefix = layout.part_identity_prefix
+group_prefix = layout.part_group_prefix
 key_position = layout.part_position
+
+DIGEST = 32  # the BLAKE3-256 that ends a part record
+_ARRAY32 = b"\xdd"  # a record's array header: 0xdd, then the number of parts (4 bytes, big-endian)
+_HEADER = 5
 
 
 # --- records ------------------------------------------------------------------------------------
@@ -85,13 +93,13 @@ class Head(msgspec.Struct, frozen=True, kw_only=True):
     input_object_id: str | None = None
     owner: mf.Owner | None = None
     cancel_request: mf.CancelRequest | None = None
-    n_entries: int
+    n_entries: int  # parts of each family
     n_checkpoints: int
     n_waits: int
-    next_entry: int  # the position the next appended entry takes (positions are never reused)
+    next_entry: int  # the position the next record of entries takes (positions are never reused)
     next_checkpoint: int
     next_wait: int
-    size: int  # the encoded size of the part records, checksum pairs left out
+    size: int  # the encoded size of the part records, digests left out
     rev: int  # random, new at every commit: equal heads (checksums) mean an unchanged execution
 
 
@@ -100,25 +108,17 @@ _NOT_SCALAR = ("format_version", "exec_id", "entries", "checkpoints", "waits")
 SCALARS = tuple(f for f in Manifest.__struct_fields__ if f not in _NOT_SCALAR)
 _COUNT = {ENTRY: "n_entries", CHECKPOINT: "n_checkpoints", WAIT: "n_waits"}
 _NEXT = {ENTRY: "next_entry", CHECKPOINT: "next_checkpoint", WAIT: "next_wait"}
-_WHAT = {ENTRY: "entry", CHECKPOINT: "checkpoint record", WAIT: "wait record"}
+_WHAT = {ENTRY: "entry record", CHECKPOINT: "checkpoint record", WAIT: "wait record"}
 _PLURAL = {ENTRY: "entries", CHECKPOINT: "checkpoint records", WAIT: "wait records"}
-
-_Part = Entry | CheckpointRecord | WaitRecord
 
 
 class _Version(msgspec.Struct):
     format_version: int = 0
 
 
+_encoder = msgspec.msgpack.Encoder()
 _version_decoder = msgspec.msgpack.Decoder(_Version)
 _head_decoder = msgspec.msgpack.Decoder(Head)
-_part_decoders: dict[bytes, msgspec.msgpack.Decoder[Any]] = {
-    ENTRY: msgspec.msgpack.Decoder(Entry),
-    CHECKPOINT: msgspec.msgpack.Decoder(CheckpointRecord),
-    WAIT: msgspec.msgpack.Decoder(WaitRecord),
-}
-
-
 _array_decoders: dict[bytes, msgspec.msgpack.Decoder[Any]] = {
     ENTRY: msgspec.msgpack.Decoder(list[Entry]),
     CHECKPOINT: msgspec.msgpack.Decoder(list[CheckpointRecord]),
@@ -126,12 +126,32 @@ _array_decoders: dict[bytes, msgspec.msgpack.Decoder[Any]] = {
 }
 
 
-def identity(family: bytes, part: Any) -> bytes:
+def identity(family: bytes, part: Any) -> Any:
     """What makes a part the one a later write replaces (see the module docstring)."""
     if family == ENTRY:
-        return mf.encode_identity((part.name, part.kind, part.invocation_id))
+        return (part.name, part.kind, part.invocation_id)
     name: str = part.invocation_id if family == CHECKPOINT else part.name
-    return name.encode()
+    return name
+
+
+def group(family: bytes, ident: Any) -> bytes:
+    """The group an identity is indexed under: an entry's invocation id (none: its identity)."""
+    if family != ENTRY:
+        return str(ident).encode()
+    inv = ident[2]
+    return b"i" + inv.encode() if inv is not None else b"t" + mf.encode_identity(ident)
+
+
+def _groups(family: bytes, parts: Iterable[Any]) -> set[bytes]:
+    """The groups of ``parts`` (one for all the entries of one invocation)."""
+    if family != ENTRY:
+        return {group(family, identity(family, p)) for p in parts}
+    parts = list(parts)
+    invs = {p.invocation_id for p in parts}
+    out = {b"i" + inv.encode() for inv in invs if inv is not None}
+    if None in invs:
+        out.update(group(ENTRY, identity(ENTRY, p)) for p in parts if p.invocation_id is None)
+    return out
 
 
 def _trees(family: bytes, part: Any) -> Iterator[Any]:
@@ -141,16 +161,41 @@ def _trees(family: bytes, part: Any) -> Iterator[Any]:
         yield part.metadata
 
 
-def seal(obj: msgspec.Struct, trees: Iterator[Any], exec_id: str) -> bytes:
-    """A head or part record as stored: its map, checked to nest at most nesting.MAX_DEPTH
-    levels (NestingTooDeepError) so that any reader can decode it, plus the checksum pair."""
-    for tree in trees:
-        nesting.require_within(tree, f"metadata of execution {exec_id}", exec_id=exec_id)
+def _encode(obj: Any) -> bytes:
     try:
-        body = mf.encode(obj)
+        return _encoder.encode(obj)
     except RecursionError:
-        body = nesting.on_fresh_stack(lambda: mf.encode(obj))
-    return checksum.seal(body)
+        return nesting.on_fresh_stack(lambda: _encoder.encode(obj))
+
+
+def seal_head(head: Head, exec_key: bytes) -> bytes:
+    """A head as stored: its map, checked to nest at most nesting.MAX_DEPTH levels
+    (NestingTooDeepError) so that any reader can decode it, plus the checksum pair bound to
+    ``exec_key``."""
+    nesting.require_within(head.metadata, f"metadata of execution {head.exec_id}", exec_id=head.exec_id)
+    return checksum.seal(_encode(head), exec_key)
+
+
+def seal_record(key: bytes, parts: list[Any]) -> bytes:
+    """A part record as stored under ``key``: array32 of ``parts``, then BLAKE3(key + array)."""
+    body = _encode(parts)
+    n = len(parts)
+    skip = 1 if n < 16 else 3 if n < 0x10000 else 5
+    out = bytearray(_ARRAY32)
+    out += n.to_bytes(4, "big")
+    out += memoryview(body)[skip:]
+    out += checksum.keyed_digest(key, out)
+    return bytes(out)
+
+
+def record_checks(key: bytes, value: bytes | memoryview) -> bool:
+    """Whether a part record verifies under ``key``."""
+    view = memoryview(value)
+    return (
+        len(view) >= _HEADER + DIGEST
+        and view[0] == _ARRAY32[0]
+        and checksum.keyed_digest(key, view[:-DIGEST]) == view[-DIGEST:]
+    )
 
 
 def _version(view: bytes | memoryview) -> int:
@@ -158,19 +203,41 @@ def _version(view: bytes | memoryview) -> int:
     return nesting.on_fresh_stack(lambda: _version_decoder.decode(view)).format_version
 
 
-def decode_stored(view: bytes | memoryview, exec_id: str) -> Head | Manifest:
-    """An execution's stored value: a Head (format 2), or the whole Manifest of format 1."""
-    tag = checksum.checked_tag(view)
-    if tag is None:  # damaged, or a format-1 manifest written before checksums
-        return mf.decode_manifest(view, exec_id=exec_id)
+def _probe(view: bytes | memoryview) -> int | None:
     try:
-        version = _version(view)
-    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as exc:
-        raise mf.corrupt(exec_id, f"cannot be decoded: {exc}") from None
+        return _version(view)
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
+        return None
+
+
+def stored_tag(view: bytes | memoryview, exec_key: bytes) -> bytes | None:
+    """The checksum of an execution's stored value if it verifies (a head bound to ``exec_key``,
+    or a format-1 manifest), else None: equal tags mean the same stored value."""
+    return checksum.checked_tag(view, exec_key) or checksum.checked_tag(view)
+
+
+def decode_stored(view: bytes | memoryview, exec_key: bytes, exec_id: str) -> Head | Manifest:
+    """An execution's stored value: a Head (format 2), or the whole Manifest of format 1."""
+    if checksum.checked_tag(view, exec_key) is None:
+        # Format 1 (its checksum covers the value alone), a manifest from before checksums, or damage.
+        version = _probe(view)
+        if checksum.checked_tag(view) is not None:
+            if version is not None and version > mf.MANIFEST_FORMAT:
+                raise mf.newer_format(version, exec_id)
+            if version is not None and version > mf.LAST_WHOLE_FORMAT:
+                raise mf.corrupt(exec_id, "has a head sealed without its key")
+        elif version is not None and mf.LAST_WHOLE_FORMAT < version <= mf.MANIFEST_FORMAT:
+            raise mf.corrupt(
+                exec_id, "has a damaged head: its checksum does not match (or it is another execution's)"
+            )
+        return mf.decode_manifest(view, exec_id=exec_id)
+    version = _probe(view)
+    if version is None:
+        raise mf.corrupt(exec_id, "has a head that cannot be decoded")
     if version > mf.MANIFEST_FORMAT:
         raise mf.newer_format(version, exec_id)
     if version <= mf.LAST_WHOLE_FORMAT:
-        return mf.decode_manifest(view, exec_id=exec_id, checked=True)
+        raise mf.corrupt(exec_id, f"has a format-{version} manifest sealed as a head")
     try:
         head = nesting.on_fresh_stack(lambda: _head_decoder.decode(view))
     except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as exc:
@@ -180,18 +247,16 @@ def decode_stored(view: bytes | memoryview, exec_id: str) -> Head | Manifest:
     return head
 
 
-def decode_part(view: bytes | memoryview, family: bytes, pos: int, exec_id: str) -> Any:
-    what = f"{_WHAT[family]} {pos}"
-    if checksum.checked_tag(view) is None:
+def decode_record(key: bytes, view: bytes | memoryview, family: bytes, exec_id: str) -> list[Any]:
+    """The parts of one record, verified under its key."""
+    what = f"{_WHAT[family]} {key_position(key)}"
+    if not record_checks(key, view):
         raise mf.corrupt(exec_id, f"has a damaged {what}: its checksum does not match")
     try:
-        return nesting.on_fresh_stack(lambda: _part_decoders[family].decode(view))
+        parts: list[Any] = nesting.on_fresh_stack(lambda: _array_decoders[family].decode(view[:-DIGEST]))
     except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as exc:
         raise mf.corrupt(exec_id, f"has a {what} that cannot be decoded: {exc}") from None
-
-
-def _stored_size(record: bytes | memoryview) -> int:
-    return len(record) - checksum.SIZE
+    return parts
 
 
 # --- reading ------------------------------------------------------------------------------------
@@ -214,52 +279,60 @@ def head_only(m: Manifest) -> Manifest:
     return msgspec.structs.replace(m, entries=(), checkpoints=(), waits=())
 
 
-def read_parts(rt: ReadTxn, exec_key: bytes, family: bytes, exec_id: str) -> tuple[list[int], list[Any]]:
-    """One family's part records of an execution, in order, with their positions.
+# Where a family's parts are stored: (record position, number of parts), in order.
+Layout = list[tuple[int, int]]
 
-    Each record's checksum is verified on its own; the records are then decoded in one call, as
-    the elements of one MessagePack array (their maps concatenated after an array header: the
-    checksum pair is an unknown field there, and ignored). Should that fail, each record is
-    decoded on its own, to name the one that does not decode.
+
+def read_parts(
+    rt: ReadTxn, exec_key: bytes, family: bytes, exec_id: str, next_pos: int
+) -> tuple[Layout, list[Any]]:
+    """One family's parts of an execution, in order, with the layout of their records.
+
+    Each record is verified under its key; the records are then decoded in one call, as one
+    MessagePack array (their elements concatenated after one array header). Should that fail,
+    each record is decoded on its own, to name the one that does not decode.
     """
     keys: list[bytes] = []
     records: list[bytes] = []
     for key, value in rt.items(PARTS, *family_range(exec_key, family)):
         keys.append(key)
         records.append(value)
-    size = len(exec_key) + 1 + _POS
-    if any(len(k) != size for k in keys):
-        bad_key = next(k for k in keys if len(k) != size)
-        raise mf.corrupt(exec_id, f"has a {_WHAT[family]} under a malformed key {bad_key.hex()}")
-    positions = [int.from_bytes(k[-_POS:], "big") for k in keys]
-    bad = checksum.first_damaged(records)
-    if bad is not None:
-        raise mf.corrupt(
-            exec_id, f"has a damaged {_WHAT[family]} {positions[bad]}: its checksum does not match"
-        )
-    array = b"\xdd" + len(records).to_bytes(4, "big") + b"".join(records)
+    what = _WHAT[family]
+    for key, record in zip(keys, records, strict=True):
+        if len(key) != layout.PART_KEY_BYTES:
+            raise mf.corrupt(exec_id, f"has a {what} under a malformed key {key.hex()}")
+        pos = key_position(key)
+        if pos >= next_pos:
+            raise mf.corrupt(exec_id, f"has a {what} {pos} beyond its head's counter ({next_pos})")
+        if not record_checks(key, record):
+            raise mf.corrupt(exec_id, f"has a damaged {what} {pos}: its checksum does not match")
+    counts = [int.from_bytes(r[1:_HEADER], "big") for r in records]
+    where = [(key_position(k), n) for k, n in zip(keys, counts, strict=True)]
+    array = _ARRAY32 + sum(counts).to_bytes(4, "big") + b"".join(r[_HEADER:-DIGEST] for r in records)
     try:
-        return positions, nesting.on_fresh_stack(lambda: _array_decoders[family].decode(array))
-    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
-        for pos, record in zip(positions, records, strict=True):
-            decode_part(record, family, pos, exec_id)  # raises for the record that does not decode
-        raise
+        return where, nesting.on_fresh_stack(lambda: _array_decoders[family].decode(array))
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError, OverflowError):
+        for key, record in zip(keys, records, strict=True):
+            decode_record(key, record, family, exec_id)  # raises for the record that does not decode
+        raise mf.corrupt(exec_id, f"has {_PLURAL[family]} that cannot be decoded together") from None
 
 
-def assemble(rt: ReadTxn, exec_key: bytes, head: Head) -> tuple[Manifest, dict[bytes, list[int]]]:
-    """The whole Manifest of a format-2 execution, and the positions of its parts; every record
-    read in ``rt`` (one snapshot), checked against the head's counts."""
+def assemble(rt: ReadTxn, exec_key: bytes, head: Head) -> tuple[Manifest, dict[bytes, Layout]]:
+    """The whole Manifest of a format-2 execution, and the layout of its records; every record
+    read in ``rt`` (one snapshot), checked against the head's counters."""
     parts: dict[bytes, list[Any]] = {}
-    positions: dict[bytes, list[int]] = {}
+    where: dict[bytes, Layout] = {}
     for family in FAMILIES:
-        positions[family], parts[family] = read_parts(rt, exec_key, family, head.exec_id)
+        where[family], parts[family] = read_parts(
+            rt, exec_key, family, head.exec_id, getattr(head, _NEXT[family])
+        )
         want = getattr(head, _COUNT[family])
         if len(parts[family]) != want:
             raise mf.corrupt(
                 head.exec_id,
                 f"has {len(parts[family])} stored {_PLURAL[family]} where its head counts {want}",
             )
-    return as_manifest(head, parts), positions
+    return as_manifest(head, parts), where
 
 
 def load(rt: ReadTxn, exec_key: bytes, exec_id: str, *, parts: bool = True) -> Manifest:
@@ -274,17 +347,69 @@ def load(rt: ReadTxn, exec_key: bytes, exec_id: str, *, parts: bool = True) -> M
 def from_view(
     rt: ReadTxn, exec_key: bytes, view: memoryview, exec_id: str, *, parts: bool = True
 ) -> Manifest:
-    stored = decode_stored(view, exec_id)
+    stored = decode_stored(view, exec_key, exec_id)
     if isinstance(stored, Manifest):
         return stored if parts else head_only(stored)
     return assemble(rt, exec_key, stored)[0] if parts else as_manifest(stored)
+
+
+# What fsck reports of the keys in ``parts`` that no reader looks at (kinds as fsck names them).
+ORPHAN = "orphan-part"  # nothing reads it: a group key naming no record, keys of no head
+INDEX = "index-mismatch"  # a lookup would miss a part, or read a record in vain
+_NO_CRASH = "no crash leaves one (every commit is one transaction): written or edited outside kitaru"
+
+
+def checked(
+    rt: ReadTxn, exec_key: bytes, view: memoryview, exec_id: str
+) -> tuple[Manifest, list[tuple[str, str]]]:
+    """The manifest (as from_view reads it) and what is wrong with the keys in ``parts`` that
+    no reader looks at, as (kind, detail): group keys naming no record or a record without that
+    group, records missing from the group index, and part keys of a format-1 execution."""
+    stored = decode_stored(view, exec_key, exec_id)
+    if isinstance(stored, Manifest):
+        n = sum(1 for _ in rt.items(PARTS, *exec_range(exec_key)))
+        return stored, [(ORPHAN, f"{n} part keys of a format-1 manifest: {_NO_CRASH}")] if n else []
+    m, where = assemble(rt, exec_key, stored)
+    problems: list[tuple[str, str]] = []
+    for family, parts in ((ENTRY, m.entries), (CHECKPOINT, m.checkpoints), (WAIT, m.waits)):
+        want: set[bytes] = set()
+        i = 0
+        for pos, n in where[family]:
+            groups = _groups(family, parts[i : i + n])
+            want.update(layout.part_group_key(group_prefix(exec_key, family, g), pos) for g in groups)
+            i += n
+        have = {bytes(k) for k, _ in rt.items(PARTS, *family_range(exec_key, family.lower()))}
+        stored_at = {pos for pos, _ in where[family]}
+        for k in sorted(have - want):
+            pos = key_position(k)
+            if pos in stored_at:
+                problems.append(
+                    (INDEX, f"a group key names {_WHAT[family]} {pos}, which holds no part of its group")
+                )
+            else:
+                problems.append(
+                    (ORPHAN, f"a group key names {_WHAT[family]} {pos}, which is not stored: {_NO_CRASH}")
+                )
+        for k in sorted(want - have):
+            problems.append((INDEX, f"{_WHAT[family]} {key_position(k)} is missing from the group index"))
+    return m, problems
+
+
+def orphans(rt: ReadTxn, exec_key: bytes) -> list[tuple[str, str]]:
+    """The keys of ``parts`` under ``exec_key`` while it has no head, as checked reports them."""
+    if rt.has(MANIFESTS, exec_key):
+        return []
+    n = sum(1 for _ in rt.items(PARTS, *exec_range(exec_key)))
+    return (
+        [(ORPHAN, f"{n} part records and group keys of an execution with no head: {_NO_CRASH}")] if n else []
+    )
 
 
 def damaged_parts(rt: ReadTxn, exec_key: bytes, exec_id: str) -> list[str]:
     """What is wrong with each damaged part record of a format-2 execution (fsck reports each)."""
     view = rt.get_view(MANIFESTS, exec_key)
     try:
-        head = decode_stored(view, exec_id) if view is not None else None
+        head = decode_stored(view, exec_key, exec_id) if view is not None else None
     except KitaruError:
         return []
     if not isinstance(head, Head):
@@ -294,7 +419,7 @@ def damaged_parts(rt: ReadTxn, exec_key: bytes, exec_id: str) -> list[str]:
         lo, hi = family_range(exec_key, family)
         for key, value in rt.items(PARTS, lo, hi):
             try:
-                decode_part(value, family, key_position(key), exec_id)
+                decode_record(key, value, family, exec_id)
             except KitaruError as exc:
                 found.append(exc.message)
     return found
@@ -325,11 +450,24 @@ def new_rev() -> int:
 
 
 @dataclass
-class Staged:
-    """One execution inside a write transaction: its head in memory, its parts written through
-    to the transaction as each change is applied (the transaction reads its own writes).
+class _Record:
+    """A stored record read by a Staged: its parts (None where removed), as a change leaves them."""
 
-    ``finish`` writes the head, the summary and the index keys. A format-1 execution is
+    parts: list[Any]
+    groups: set[bytes]  # as stored
+    size: int  # as stored, digest left out
+    dirty: bool = False
+
+
+# Where a part is: (record position, index in it), or (None, index) for one this commit adds.
+Loc = tuple[int | None, int]
+
+
+@dataclass
+class Staged:
+    """One execution inside a write transaction: its head and its changed parts in memory until
+    ``finish``, which writes one record per family for the parts this commit adds, the stored
+    records it changed, the head, the summary and the index keys. A format-1 execution is
     converted to head and parts first, in the same transaction.
     """
 
@@ -338,19 +476,24 @@ class Staged:
     key: bytes = b""
     head: Head | None = None
     before: tuple[dt.datetime, str] | None = None  # started_at and flow name as stored (indexes)
-    _positions: dict[bytes, list[int]] = field(default_factory=dict)
     # The head's counters as this transaction changes them (``head`` holds the scalars): kept
     # apart, so that adding a part does not copy the head.
     _counts: dict[bytes, int] = field(default_factory=dict)
     _next: dict[bytes, int] = field(default_factory=dict)
     _size: int = 0
+    _new: dict[bytes, list[Any]] = field(default_factory=dict)  # parts this commit adds (None: removed)
+    _new_index: dict[bytes, dict[Any, list[int]]] = field(default_factory=dict)  # built on a lookup
+    _records: dict[tuple[bytes, int], _Record] = field(default_factory=dict)
+    _tables: dict[tuple[bytes, bytes], dict[Any, list[Loc]]] = field(default_factory=dict)
+    _where: dict[bytes, Layout] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.key = layout.uuid_key(self.exec_id)
+        self._new = {f: [] for f in FAMILIES}
         view = self.wt.get_view(MANIFESTS, self.key)
         if view is None:
             return
-        stored = decode_stored(view, self.exec_id)
+        stored = decode_stored(view, self.key, self.exec_id)
         self.before = (stored.started_at, stored.flow_name)
         if isinstance(stored, Manifest):
             self._convert(stored)
@@ -383,76 +526,125 @@ class Staged:
         """The whole manifest as it is now (reads every part: for the rare changes only)."""
         if self.head is None:
             return None
-        m, self._positions = assemble(self.wt, self.key, self._synced())
+        self._flush()
+        m, self._where = assemble(self.wt, self.key, self._synced())
         return m
 
-    def _find(self, family: bytes, ident: bytes) -> list[tuple[int, Any]]:
-        """The positions and records of the parts of ``family`` whose identity is ``ident``."""
-        lo = identity_prefix(self.key, family, ident)
-        out = []
-        for k, _ in list(self.wt.items(PARTS, *layout.part_identity_range(lo))):
-            pos = key_position(k)
+    def _record(self, family: bytes, pos: int) -> _Record:
+        rec = self._records.get((family, pos))
+        if rec is None:
             view = self.wt.get_view(PARTS, part_key(self.key, family, pos))
             if view is None:
                 raise mf.corrupt(self.exec_id, f"indexes a missing {_WHAT[family]} {pos}")
-            part = decode_part(view, family, pos, self.exec_id)
-            if identity(family, part) == ident:
-                out.append((pos, part))
-        return out
+            parts = decode_record(part_key(self.key, family, pos), view, family, self.exec_id)
+            rec = _Record(parts, _groups(family, parts), len(view) - DIGEST)
+            self._records[(family, pos)] = rec
+        return rec
+
+    def _table(self, family: bytes, grp: bytes) -> dict[Any, list[Loc]]:
+        """The stored parts of one group, by identity (read once per commit)."""
+        table = self._tables.get((family, grp))
+        if table is None:
+            table = self._tables[(family, grp)] = {}
+            if self._next[family]:  # else no record is stored: nothing to scan
+                prefix = group_prefix(self.key, family, grp)
+                for k, _ in list(self.wt.items(PARTS, *layout.part_group_range(prefix))):
+                    pos = key_position(k)
+                    for i, part in enumerate(self._record(family, pos).parts):
+                        if part is None:
+                            continue
+                        ident = identity(family, part)
+                        if group(family, ident) == grp:
+                            table.setdefault(ident, []).append((pos, i))
+        return table
+
+    def _find(self, family: bytes, ident: Any) -> list[Loc]:
+        """Where the parts of ``family`` whose identity is ``ident`` are."""
+        found = list(self._table(family, group(family, ident)).get(ident, ()))
+        if self._new[family]:
+            index = self._new_index.get(family)
+            if index is None:
+                index = self._new_index[family] = {}
+                for i, part in enumerate(self._new[family]):
+                    if part is not None:
+                        index.setdefault(identity(family, part), []).append(i)
+            found += [(None, i) for i in index.get(ident, ())]
+        return found
 
     # -- changes
 
     def create(self, m: Manifest) -> None:
-        self._adopt(_head_of(m))
+        self._adopt(head_of(m))
 
     def update(self, **changes: Any) -> None:
         self.head = msgspec.structs.replace(self.current(), **changes)
 
-    def _identity_key(self, family: bytes, part: Any, pos: int) -> bytes:
-        return identity_prefix(self.key, family, identity(family, part)) + pos.to_bytes(_POS, "big")
-
     def _append(self, family: bytes, part: Any) -> None:
-        pos = self._next[family]
-        record = seal(part, _trees(family, part), self.exec_id)
-        self.wt.put(PARTS, part_key(self.key, family, pos), record)
-        self.wt.put(PARTS, self._identity_key(family, part, pos), b"")
-        self._next[family] = pos + 1
+        for tree in _trees(family, part):
+            nesting.require_within(tree, f"metadata of execution {self.exec_id}", exec_id=self.exec_id)
+        new = self._new[family]
+        index = self._new_index.get(family)
+        if index is not None:
+            index.setdefault(identity(family, part), []).append(len(new))
+        new.append(part)
         self._counts[family] += 1
-        self._size += _stored_size(record)
 
-    def _remove(self, family: bytes, pos: int, part: Any) -> None:
-        pk = part_key(self.key, family, pos)
-        old = self.wt.get_view(PARTS, pk)
-        self.wt.delete(PARTS, pk)
-        self.wt.delete(PARTS, self._identity_key(family, part, pos))
+    def _parts_at(self, family: bytes, loc: Loc) -> list[Any]:
+        pos, _ = loc
+        if pos is None:
+            return self._new[family]
+        rec = self._record(family, pos)
+        rec.dirty = True
+        return rec.parts
+
+    def _remove(self, family: bytes, loc: Loc) -> Any:
+        pos, i = loc
+        parts = self._parts_at(family, loc)
+        part = parts[i]
+        parts[i] = None
+        ident = identity(family, part)
+        if pos is None:
+            index = self._new_index.get(family)
+            if index is not None:
+                index[ident].remove(i)
+        else:
+            table = self._tables.get((family, group(family, ident)))
+            if table is not None:
+                table[ident].remove(loc)
         self._counts[family] -= 1
-        self._size -= _stored_size(old) if old is not None else 0
+        return part
 
-    def _overwrite(self, family: bytes, pos: int, part: Any) -> None:
-        """Replace the part at ``pos`` by one of the same identity (in place)."""
-        pk = part_key(self.key, family, pos)
-        old = self.wt.get_view(PARTS, pk)
-        record = seal(part, _trees(family, part), self.exec_id)
-        self.wt.put(PARTS, pk, record)
-        self._size += _stored_size(record) - (_stored_size(old) if old is not None else 0)
+    def _overwrite(self, family: bytes, loc: Loc, part: Any) -> None:
+        """Replace the part at ``loc`` by one of the same identity (in place)."""
+        for tree in _trees(family, part):
+            nesting.require_within(tree, f"metadata of execution {self.exec_id}", exec_id=self.exec_id)
+        self._parts_at(family, loc)[loc[1]] = part
 
     def add_entries(self, batch: dict[object, Entry]) -> None:
         """Apply a writer's batch of entries: each keyed by a (name, kind, invocation) triple
         replaces the stored entries of that triple; then all are appended, in batch order."""
         self.current()
         removed: set[str] = set()
-        stored = self._counts[ENTRY] > 0  # else there is nothing to replace: no lookups
-        for k in batch:
-            if stored and isinstance(k, tuple):
-                for pos, old in self._find(ENTRY, mf.encode_identity(k)):
-                    self._remove(ENTRY, pos, old)
-                    removed.add(old.artifact_id)
+        if self._next[ENTRY] or self._new[ENTRY]:  # else there is nothing to replace: no lookups
+            for k in batch:
+                if isinstance(k, tuple):
+                    for loc in self._find(ENTRY, k):
+                        removed.add(self._remove(ENTRY, loc).artifact_id)
+        new = self._new[ENTRY]
+        index = self._new_index.get(ENTRY)
         for entry in batch.values():
-            self._append(ENTRY, entry)
+            if entry.metadata:
+                nesting.require_within(
+                    entry.metadata, f"metadata of execution {self.exec_id}", exec_id=self.exec_id
+                )
+            if index is not None:
+                index.setdefault(identity(ENTRY, entry), []).append(len(new))
+            new.append(entry)
             if entry.artifact_id in removed:
                 removed.discard(entry.artifact_id)  # indexed to this execution already
             else:
                 self._index_artifact(entry.artifact_id)
+        self._counts[ENTRY] += len(batch)
         for artifact_id in removed:
             self.wt.delete(layout.ARTIFACTS, layout.uuid_key(artifact_id))
 
@@ -462,7 +654,7 @@ class Staged:
         for record in records:
             found = self._find(family, identity(family, record))
             if found:
-                self._overwrite(family, found[0][0], record)
+                self._overwrite(family, found[0], record)
             else:
                 self._append(family, record)
 
@@ -473,7 +665,7 @@ class Staged:
         if old is None:
             self.create(new)
             old = head_only(new)
-            self._positions = {f: [] for f in FAMILIES}
+            self._where = {f: [] for f in FAMILIES}
         else:
             self.update(**{f: getattr(new, f) for f in SCALARS})
         for family, olds, news in (
@@ -486,8 +678,12 @@ class Staged:
                 if a is not b and a != b:
                     break
                 same += 1
-            for pos, part in zip(self._positions[family][same:], olds[same:], strict=True):
-                self._remove(family, pos, part)
+            i = 0
+            for pos, n in self._where[family]:
+                for j in range(n):
+                    if i >= same:
+                        self._remove(family, (pos, j))
+                    i += 1
             for part in news[same:]:
                 self._append(family, part)
         before = {e.artifact_id for e in old.entries}
@@ -507,17 +703,58 @@ class Staged:
                 raise artifact_taken(self.exec_id, artifact_id, owner.hex())
 
     def _convert(self, m: Manifest) -> None:
-        """Adopt a format-1 manifest: write its parts (its artifact index stays as it is)."""
-        self._adopt(_head_of(m))
+        """Adopt a format-1 manifest: its parts become one record per family (its artifact index
+        stays as it is)."""
+        self._adopt(head_of(m))
         for family, parts in ((ENTRY, m.entries), (CHECKPOINT, m.checkpoints), (WAIT, m.waits)):
             for part in parts:
                 self._append(family, part)
 
+    def _put_groups(self, family: bytes, groups: Iterable[bytes], pos: int, *, delete: bool = False) -> None:
+        for g in groups:
+            gkey = layout.part_group_key(group_prefix(self.key, family, g), pos)
+            if delete:
+                self.wt.delete(PARTS, gkey)
+            else:
+                self.wt.put(PARTS, gkey, b"")
+
+    def _flush(self) -> None:
+        """Write the changed records and one new record per family, and forget what was read."""
+        for (family, pos), rec in self._records.items():
+            if not rec.dirty:
+                continue
+            pkey = part_key(self.key, family, pos)
+            parts = [p for p in rec.parts if p is not None]
+            if parts:
+                value = seal_record(pkey, parts)
+                self.wt.put(PARTS, pkey, value)
+                self._size += len(value) - DIGEST - rec.size
+            else:
+                self.wt.delete(PARTS, pkey)
+                self._size -= rec.size
+            self._put_groups(family, rec.groups - _groups(family, parts), pos, delete=True)
+        for family in FAMILIES:
+            parts = [p for p in self._new[family] if p is not None]
+            if not parts:
+                continue
+            pos = self._next[family]
+            pkey = part_key(self.key, family, pos)
+            value = seal_record(pkey, parts)
+            self.wt.put(PARTS, pkey, value)
+            self._size += len(value) - DIGEST
+            self._put_groups(family, _groups(family, parts), pos)
+            self._next[family] = pos + 1
+        self._new = {f: [] for f in FAMILIES}
+        self._new_index.clear()
+        self._records.clear()
+        self._tables.clear()
+
     def finish(self) -> None:
-        """Write the head, the summary and the index keys (the time and flow index move with a
-        changed start time or flow name)."""
+        """Write the parts, the head, the summary and the index keys (the time and flow index
+        move with a changed start time or flow name)."""
+        self._flush()
         head = msgspec.structs.replace(self._synced(), rev=new_rev(), format_version=mf.MANIFEST_FORMAT)
-        encoded = seal(head, iter((head.metadata,)), self.exec_id)
+        encoded = seal_head(head, self.key)
         total = head.size + len(encoded)
         if total > mf.MAX_MANIFEST_SIZE:
             raise ManifestTooLargeError(
@@ -541,7 +778,7 @@ class Staged:
         self._adopt(head)
 
 
-def _head_of(m: Manifest) -> Head:
+def head_of(m: Manifest) -> Head:
     """The head of ``m`` without its parts (which are appended to it one by one)."""
     return Head(
         exec_id=m.exec_id,
@@ -583,7 +820,7 @@ def artifact_taken(exec_id: str, artifact_id: str, owner: str) -> IdCollisionErr
 
 
 def delete(wt: WriteTxn, exec_key: bytes, exec_id: str, check: Callable[[Manifest], None] | None) -> None:
-    """Delete an execution: its head, every part and identity key, and its index keys."""
+    """Delete an execution: its head, every part record and group key, and its index keys."""
     m = load(wt, exec_key, exec_id)
     if check is not None:
         check(m)
@@ -608,14 +845,15 @@ class MigrationReport:
     damaged: list[tuple[str, str]] = field(default_factory=list)  # (execution id, what is wrong)
 
 
-def is_whole(view: bytes | memoryview) -> bool:
-    """Whether a stored value is a format-1 whole manifest (damaged ones count: to be tried)."""
+def is_whole(view: bytes | memoryview, exec_key: bytes) -> bool:
+    """Whether the stored value of ``exec_key`` is a format-1 whole manifest (damaged ones
+    count: to be tried)."""
+    if checksum.checked_tag(view, exec_key) is not None:
+        return False
     if checksum.checked_tag(view) is None:
         return True
-    try:
-        return _version(view) <= mf.LAST_WHOLE_FORMAT
-    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
-        return True
+    version = _probe(view)
+    return version is None or version <= mf.LAST_WHOLE_FORMAT
 
 
 def migrate(kv: Store) -> MigrationReport:
@@ -623,17 +861,16 @@ def migrate(kv: Store) -> MigrationReport:
     damaged one is left as it is and reported. Running it again converts nothing."""
     report = MigrationReport()
     for key, value in kv.scan(MANIFESTS):
-        if not is_whole(value):
+        if not is_whole(value, key):
             report.current += 1
             continue
         exec_id = key.hex()
 
         def txn(wt: WriteTxn, exec_id: str = exec_id) -> bool:
             view = wt.get_view(MANIFESTS, layout.uuid_key(exec_id))
-            if view is None or not is_whole(view):
+            if view is None or not is_whole(view, layout.uuid_key(exec_id)):
                 return False  # deleted or converted by another writer meanwhile
-            staged = Staged(wt, exec_id)
-            staged.finish()
+            Staged(wt, exec_id).finish()
             return True
 
         try:

@@ -1,5 +1,7 @@
 """Fuzzing the store's record decoders: the record frame (codec.py), the chunk index (objects.py),
-the manifest (manifests.py, with its checksum), the execution summary (summary.py's layout and
+the manifest (manifests.py, with its checksum), the head and part records of format 2
+(manifest_store.py, checked under their keys, and resealed so that the decoders behind the
+checksum see the mutations too), the execution summary (summary.py's layout and
 the MessagePack summaries written before it, as manifests.py and the fast path of `log` read them)
 and memory records and their keys (memory.py).
 
@@ -20,6 +22,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from kitaru_store import checksum, codec, layout, listing, objects, summary
+from kitaru_store import manifest_store as ms
 from kitaru_store import manifests as mf
 from kitaru_store import memory as mem
 
@@ -200,6 +203,74 @@ def test_chunk_index(data: bytes) -> None:
 @given(inputs([mf.encode_manifest(_manifest()), mf.encode(_manifest())]))
 def test_manifest(data: bytes) -> None:
     _all([lambda d: mf.decode_manifest(d, exec_id=EXEC), mf.checked_tag], data)
+
+
+EXEC_KEY = bytes.fromhex(EXEC)
+
+
+def _heads() -> list[bytes]:
+    m = _manifest()
+    head = ms.head_of(m)
+    full = msgspec.structs.replace(head, n_entries=1, n_checkpoints=1, n_waits=1, next_entry=1, size=900)
+    return [ms.seal_head(h, EXEC_KEY) for h in (head, full)] + [mf.encode(full)]
+
+
+def _part_records() -> list[tuple[bytes, bytes]]:
+    m = _manifest()
+    out = []
+    for family, parts in ((ms.ENTRY, m.entries), (ms.CHECKPOINT, m.checkpoints), (ms.WAIT, m.waits)):
+        key = layout.part_key(EXEC_KEY, family, 0)
+        out += [(key, ms.seal_record(key, list(parts))), (key, ms.seal_record(key, list(parts) * 20))]
+    return out
+
+
+class _Parts:
+    """A read transaction over one execution's part records (what read_parts reads)."""
+
+    def __init__(self, records: dict[bytes, bytes]) -> None:
+        self.records = records
+
+    def items(self, db: bytes, lo: bytes, hi: bytes) -> list[tuple[bytes, bytes]]:
+        return sorted((k, v) for k, v in self.records.items() if lo <= k < hi)
+
+
+def _resealed_head(data: bytes) -> bytes:
+    try:
+        return checksum.seal(data, EXEC_KEY)
+    except (ValueError, IndexError):  # not a map: sealed as it is
+        return data + checksum.TAIL + checksum.keyed_digest(EXEC_KEY, data + checksum.TAIL)
+
+
+@FUZZ
+@given(inputs(_heads()))
+def test_manifest_head(data: bytes) -> None:
+    for stored in (data, _resealed_head(data)):
+        _all(
+            [
+                lambda d: ms.decode_stored(d, EXEC_KEY, EXEC),
+                lambda d: ms.stored_tag(d, EXEC_KEY),
+                lambda d: ms.is_whole(d, EXEC_KEY),
+            ],
+            stored,
+        )
+
+
+@FUZZ
+@given(inputs([v for _, v in _part_records()]), st.sampled_from(_part_records()))
+def test_part_record(data: bytes, sample: tuple[bytes, bytes]) -> None:
+    key, valid = sample
+    family = key[16:17]
+    after = layout.part_key(EXEC_KEY, family, 1)
+    resealed = data[:-32] + checksum.keyed_digest(after, data[:-32])  # what the checksum guards, fuzzed
+    for stored in (data, resealed):
+        _all(
+            [
+                lambda d: ms.decode_record(after, d, family, EXEC),
+                # After a valid record, as one execution's family: decoded in one call.
+                lambda d: ms.read_parts(_Parts({key: valid, after: d}), EXEC_KEY, family, EXEC, 2),
+            ],
+            stored,
+        )
 
 
 @FUZZ

@@ -21,6 +21,7 @@ from kitaru_store import (
     Repository,
     StoreFormatError,
     codec,
+    layout,
     objects,
 )
 from kitaru_store import manifests as mf
@@ -265,7 +266,14 @@ def test_fsck_lists_malformed_ids_instead_of_crashing(repo: Repository) -> None:
     entry = msgspec.structs.replace(manifest.entries[0], object_id="z" * 64)
     # A format-1 manifest written before checksums (none to fail first)
     damaged = mf.encode(msgspec.structs.replace(manifest, entries=(entry,), format_version=1))
-    repo._backend().update(lambda wt: wt.put(b"manifests", bytes.fromhex(exec_id), damaged))
+    key = bytes.fromhex(exec_id)
+
+    def as_format1(wt: Any) -> None:  # a format-1 execution has no part records
+        for k in [k for k, _ in wt.items(layout.PARTS, *layout.part_exec_range(key))]:
+            wt.delete(layout.PARTS, k)
+        wt.put(b"manifests", key, damaged)
+
+    repo._backend().update(as_format1)
     problems = repo.fsck().problems
     assert [(p.kind, p.exec_id) for p in problems] == [("bad-manifest", exec_id)], problems
     assert "malformed ids" in problems[0].detail

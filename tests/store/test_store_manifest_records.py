@@ -145,3 +145,128 @@ def test_load_by_name_serves_a_cached_manifest_only_while_its_head_is_unchanged(
         w.add_entry(exec_id, make_entry(w.put_value("new"), "late"))
     assert repo.resolve_name(exec_id, "late").object_id == other.resolve_name(exec_id, "late").object_id
     assert repo.get_execution(exec_id) == other.get_execution(exec_id) != first
+
+
+def test_the_parts_a_commit_adds_are_one_record_per_family_with_one_group_key(repo: Repository) -> None:
+    exec_id = repo.create_execution("flow", started_at=T0)
+    with repo.writer() as w:
+        for n in range(300):
+            w.replace_entry(exec_id, make_entry(w.put_value(n), f"v{n}", invocation_id="step_0"))
+        w.set_checkpoint(exec_id, _checkpoint(0))
+    ekey = layout.uuid_key(exec_id)
+    with repo.kv.read() as rt:
+        assert [k for k, _ in rt.items(ms.PARTS, *ms.exec_range(ekey))] == [
+            layout.part_key(ekey, ms.CHECKPOINT, 0),
+            layout.part_key(ekey, ms.ENTRY, 0),
+            layout.part_group_key(ms.group_prefix(ekey, ms.CHECKPOINT, b"step_0"), 0),
+            layout.part_group_key(ms.group_prefix(ekey, ms.ENTRY, b"istep_0"), 0),
+        ]
+    # A retry of the invocation replaces some of its saves: the record is rewritten without them.
+    with repo.writer() as w:
+        for n in (5, 7):
+            w.replace_entry(exec_id, make_entry(w.put_value(-n), f"v{n}", invocation_id="step_0"))
+    m = repo.get_execution(exec_id)
+    names = [e.name for e in m.entries]
+    assert len(names) == 300 and names[-2:] == ["v5", "v7"] and names.count("v5") == 1
+    assert repo.resolve_name(exec_id, "v5").object_id == m.entries[-2].object_id
+    assert repo.fsck().problems == []
+
+
+def test_entries_of_no_invocation_are_replaced_by_their_identity(repo: Repository) -> None:
+    exec_id = repo.create_execution("flow", started_at=T0)
+    for n in range(3):
+        with repo.writer() as w:
+            w.replace_entry(exec_id, make_entry(w.put_value(n), "same"))
+            w.replace_entry(exec_id, make_entry(w.put_value(n), f"other{n}"))
+    assert [e.name for e in repo.get_execution(exec_id).entries] == ["other0", "other1", "same", "other2"]
+    assert repo.fsck().problems == []
+
+
+def _put(repo: Repository, db: bytes, key: bytes, value: bytes | None) -> None:
+    if value is None:
+        repo._backend().update(lambda wt: wt.delete(db, key))
+    else:
+        repo._backend().update(lambda wt: wt.put(db, key, value))
+
+
+def _get(repo: Repository, db: bytes, key: bytes) -> bytes:
+    with repo.kv.read() as rt:
+        value = rt.get(db, key)
+    assert value is not None
+    return value
+
+
+def test_a_record_swapped_with_another_does_not_verify(repo: Repository) -> None:
+    exec_id = _flow(repo, 3)
+    ekey = layout.uuid_key(exec_id)
+    first, second = (layout.part_key(ekey, ms.CHECKPOINT, n) for n in (0, 1))
+    a, b = _get(repo, ms.PARTS, first), _get(repo, ms.PARTS, second)
+    _put(repo, ms.PARTS, first, b)
+    _put(repo, ms.PARTS, second, a)
+    with pytest.raises(CorruptManifestError, match="damaged checkpoint record 0") as info:
+        repo.get_execution(exec_id)
+    assert info.value.exec_id == exec_id
+    problems = repo.fsck().problems
+    assert [(p.kind, p.exec_id) for p in problems] == [("bad-manifest", exec_id)] * 2
+    assert "checkpoint record 0" in problems[0].detail and "checkpoint record 1" in problems[1].detail
+
+
+def test_a_record_or_head_copied_to_another_execution_does_not_verify(repo: Repository) -> None:
+    source, target = _flow(repo, 2), _flow(repo, 2)
+    skey, tkey = layout.uuid_key(source), layout.uuid_key(target)
+    _put(
+        repo,
+        ms.PARTS,
+        layout.part_key(tkey, ms.ENTRY, 1),
+        _get(repo, ms.PARTS, layout.part_key(skey, ms.ENTRY, 1)),
+    )
+    with pytest.raises(CorruptManifestError, match="damaged entry record 1") as info:
+        repo.get_execution(target)
+    assert info.value.exec_id == target
+    assert [(p.kind, p.exec_id) for p in repo.fsck().problems] == [("bad-manifest", target)]
+
+    other = _flow(repo, 1)
+    _put(repo, ms.MANIFESTS, layout.uuid_key(other), _get(repo, ms.MANIFESTS, skey))
+    with pytest.raises(CorruptManifestError, match="damaged head") as info:
+        repo.get_execution_head(other)
+    assert info.value.exec_id == other
+    assert ("bad-manifest", other) in [(p.kind, p.exec_id) for p in repo.fsck().problems]
+
+
+def test_fsck_finds_the_part_keys_no_reader_looks_at(repo: Repository) -> None:
+    gone, kept = _flow(repo, 2), _flow(repo, 3)
+    gkey, kkey = layout.uuid_key(gone), layout.uuid_key(kept)
+    _put(repo, ms.MANIFESTS, gkey, None)  # parts whose head is gone
+    group = ms.group_prefix(kkey, ms.CHECKPOINT, b"step_1")
+    _put(repo, ms.PARTS, layout.part_group_key(group, 1), None)  # a record missing from the index
+    _put(repo, ms.PARTS, layout.part_group_key(group, 9), b"")  # a group key naming no record
+    _put(repo, ms.PARTS, layout.part_group_key(group, 2), b"")  # ... naming a record of another group
+    problems = repo.fsck().problems
+    found = sorted(
+        (p.kind, p.exec_id, p.detail.split(":")[0])
+        for p in problems
+        if p.kind != "index-mismatch" or p.exec_id == kept
+    )
+    assert found == sorted(
+        [
+            (
+                "index-mismatch",
+                kept,
+                "a group key names checkpoint record 2, which holds no part of its group",
+            ),
+            ("index-mismatch", kept, "checkpoint record 1 is missing from the group index"),
+            ("orphan-part", gone, "8 part records and group keys of an execution with no head"),
+            ("orphan-part", kept, "a group key names checkpoint record 9, which is not stored"),
+        ]
+    )
+    assert all("every commit is one transaction" in p.detail for p in problems if p.kind == "orphan-part")
+
+
+def test_a_record_beyond_its_heads_counter_is_a_corrupt_manifest(repo: Repository) -> None:
+    exec_id = _flow(repo, 2)
+    ekey = layout.uuid_key(exec_id)
+    key = layout.part_key(ekey, ms.WAIT, 5)
+    _put(repo, ms.PARTS, key, ms.seal_record(key, [mf.WaitRecord(name="w", status="pending", created_at=T0)]))
+    with pytest.raises(CorruptManifestError, match=r"wait record 5 beyond its head's counter \(0\)"):
+        repo.get_execution(exec_id)
+    assert [(p.kind, p.exec_id) for p in repo.fsck().problems] == [("bad-manifest", exec_id)]

@@ -360,10 +360,12 @@ def test_checked_tag_is_the_stored_checksum_only_when_it_verifies(repo: Reposito
     with repo.kv.read() as rt:
         stored = rt.get(b"manifests", uuid.UUID(exec_id).bytes)
     assert stored is not None
-    assert mf.checked_tag(stored) == stored[-32:] == blake3(stored[:-32]).digest()
+    key = uuid.UUID(exec_id).bytes  # a head's checksum covers its execution's key, then its bytes
+    assert mf.checked_tag(stored, key) == stored[-32:] == blake3(key + stored[:-32]).digest()
+    assert mf.checked_tag(stored) is None and mf.checked_tag(stored, bytes(16)) is None
     damaged = bytearray(stored)
     damaged[5] ^= 0x10
-    assert mf.checked_tag(bytes(damaged)) is None
+    assert mf.checked_tag(bytes(damaged), key) is None
     assert mf.checked_tag(msgspec.msgpack.encode({"format_version": 1})) is None  # no checksum pair
 
 
@@ -610,7 +612,7 @@ def test_manifest_with_unknown_fields_still_decodes(repo: Repository) -> None:
     del fields["checksum"]
     fields["added_by_a_newer_minor_version"] = {"x": [1, 2]}
     # As a newer writer stores it: sealed (a manifest without a checksum has no unknown field).
-    newer = checksum.seal(msgspec.msgpack.encode(fields))
+    newer = checksum.seal(msgspec.msgpack.encode(fields), bytes.fromhex(exec_id))
     repo._backend().update(lambda wt: wt.put(b"manifests", bytes.fromhex(exec_id), newer))
     assert repo.get_execution(exec_id).entries[0].name == "a"
     # A checksum pair that no longer ends the manifest (a field added after it, unsealed): damage,

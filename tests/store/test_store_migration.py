@@ -59,7 +59,7 @@ def _reads_as_expected(repo: Repository) -> None:
 def test_a_format1_store_reads_migrates_and_takes_writes(old_store: Path) -> None:
     repo = Repository.open(old_store)
     before = _stored(repo)
-    assert all(ms.is_whole(v) for v in before.values())
+    assert all(ms.is_whole(v, bytes.fromhex(k)) for k, v in before.items())
     _reads_as_expected(repo)
     assert _stored(repo) == before  # reading converts nothing
     assert repo.resolve_name("0f" * 16, "notes").name == "notes"
@@ -67,7 +67,7 @@ def test_a_format1_store_reads_migrates_and_takes_writes(old_store: Path) -> Non
     result = CliRunner().invoke(cli, ["--store", str(old_store), "migrate"])
     assert result.exit_code == 0, result.output
     assert "converted 3 executions to manifest format 2; 0 had it already" in result.stdout
-    assert not any(ms.is_whole(v) for v in _stored(repo).values())
+    assert not any(ms.is_whole(v, bytes.fromhex(k)) for k, v in _stored(repo).items())
     _reads_as_expected(repo)
     again = CliRunner().invoke(cli, ["--store", str(old_store), "migrate", "--json"])
     assert again.exit_code == 0 and json.loads(again.stdout) == {"converted": [], "current": 3, "damaged": []}
@@ -97,7 +97,7 @@ def test_a_write_converts_a_format1_execution_in_its_commit(old_store: Path) -> 
     with repo.writer() as w:
         w.add_entry(b, make_entry(w.put_value(7), "more"))
     stored = _stored(repo)
-    assert not ms.is_whole(stored[b]) and ms.is_whole(stored["0f" * 16])
+    assert not ms.is_whole(stored[b], bytes.fromhex(b)) and ms.is_whole(stored["0f" * 16], b"\x0f" * 16)
     got = repo.get_execution(b, observe=False)
     want = EXPECTED[b]
     assert [e.name for e in got.entries] == [e["name"] for e in want["entries"]] + ["more"]
