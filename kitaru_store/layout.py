@@ -114,6 +114,22 @@ def uuid_key(hex_id: str) -> bytes:
     return key
 
 
+def hex_prefix_range(hex_prefix: str) -> tuple[bytes, bytes | None]:
+    """The byte-key range [lo, hi) that holds every key whose hex form starts with ``hex_prefix``."""
+    if len(hex_prefix) % 2:
+        lo = bytes.fromhex(hex_prefix + "0")
+        hi_int = int(hex_prefix, 16) + 1
+        width = len(hex_prefix)
+        if hi_int >= 16**width:
+            return lo, None
+        return lo, bytes.fromhex(format(hi_int, f"0{width}x") + "0")
+    lo = bytes.fromhex(hex_prefix)
+    hi_int = int.from_bytes(lo, "big") + 1 if lo else 1
+    if hi_int >= 256 ** len(lo):
+        return lo, None
+    return lo, hi_int.to_bytes(len(lo), "big")
+
+
 def split_object_keys(raw: bytes | memoryview) -> list[bytes]:
     """A REFS value cut into its 32-byte object keys (a shorter tail is kept as it is)."""
     raw = bytes(raw)

@@ -17,7 +17,7 @@ def resolve_prefix(kv: Store, db: bytes, prefix: str, full: int, what: str) -> s
 
     None: the not-found error of what ``db`` holds; several: AmbiguousIdError naming them."""
     hexp = ids.normalize_hex(prefix, what=what, full_length=full)
-    lo, hi = ids.prefix_range(hexp)
+    lo, hi = layout.hex_prefix_range(hexp)
     found: list[str] = []
     with kv.read() as rt:
         for key, _ in rt.items(db, lo, hi):

@@ -17,7 +17,7 @@ from kitaru_store import (
     Repository,
     StoreFormatError,
     codec,
-    ids,
+    layout,
     objects,
 )
 from kitaru_store.serialization import serialize
@@ -109,8 +109,8 @@ def test_ambiguous_prefix(repo: Repository) -> None:
 
 
 @pytest.mark.parametrize("prefix", ["abc", "abcd", "fff", "ffff", "0000", "00", "7"])
-def test_prefix_range_brackets_exactly_the_prefix(prefix: str) -> None:
-    lo, hi = ids.prefix_range(prefix)
+def test_hex_prefix_range_brackets_exactly_the_prefix(prefix: str) -> None:
+    lo, hi = layout.hex_prefix_range(prefix)
     rng = random.Random(prefix)
     keys = [bytes(rng.randrange(256) for _ in range(4)) for _ in range(3000)]
     keys += [bytes.fromhex((prefix + "0" * 8)[:8]), bytes.fromhex((prefix + "f" * 8)[:8])]
