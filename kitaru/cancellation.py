@@ -105,10 +105,11 @@ _critical_codes: set[Any] = set()
 
 def _in_store_write(frame: FrameType | None) -> bool:
     """Whether the interrupted code is inside a write transaction of the store."""
-    if not _critical_codes:
+    if not _critical_codes:  # both KV implementations (kitaru_store/kv.py)
         from kitaru_store.backend import Backend
+        from kitaru_store.kv_memory import MemoryKV
 
-        _critical_codes.add(Backend.update.__code__)
+        _critical_codes.update((Backend.update.__code__, MemoryKV.update.__code__))
     while frame is not None:
         if frame.f_code in _critical_codes:
             return True
