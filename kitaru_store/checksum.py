@@ -13,11 +13,20 @@ another execution) no longer verifies. A manifest head is sealed so (manifest_st
 
 from __future__ import annotations
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see kitaru_store/__init__.py)
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+_keyed: Callable[[bytes, bytes | bytearray | memoryview], bytes] | None = None  # hashing.keyed_digest
+
 
 def _digest(data: bytes | bytearray | memoryview, key: bytes = b"") -> bytes:
-    from .hashing import digest  # here, not at import time (see above)
+    global _keyed
+    if _keyed is None:
+        from .hashing import keyed_digest  # here, once, not at import time (see above)
 
-    return digest(key + data if key else data, threaded=False)
+        _keyed = keyed_digest
+    return _keyed(key, data)
 
 
 def keyed_digest(key: bytes, data: bytes | bytearray | memoryview) -> bytes:

@@ -43,6 +43,7 @@ Subject = tuple[str, bytes]  # (kind: "object", "manifest", db name of an index,
 
 OBJECT_BATCH = 256  # objects re-hashed per read transaction (and subjects re-checked)
 MANIFEST_BATCH = 2048  # manifests checked per read transaction (as kv.Store.scan reads them)
+JOINED_BATCH = 256  # manifests read with their parts per read transaction (fewer objects alive at once)
 WALK_BATCH = 16_384  # keys read per read transaction while picking a sample or counting
 
 
@@ -129,7 +130,6 @@ def check(
     report.manifests_total = n_manifests
     if fraction >= 1:
         _check_manifests(kv, report, suspects, progress, n_manifests)
-        _check_orphan_parts(kv, suspects)
     else:
         _check_sample(kv, report, suspects, progress, fraction, rng)
     for kind, db in (("ref", layout.REFS), ("memory", layout.MEMORY), ("summary", layout.EXEC_TIME)):
@@ -263,15 +263,19 @@ class _Found:
 
 
 def _decode(
-    rt: ReadTxn, key: bytes, raw: memoryview, suspects: _Suspects | None = None
+    rt: ReadTxn,
+    key: bytes,
+    raw: memoryview,
+    suspects: _Suspects | None = None,
+    keys: ms.PartKeys | None = None,
 ) -> mf.Manifest | Problem:
     """The manifest (its head ``raw`` and its part records), or the bad-manifest problem that
     keeps it from being checked; with ``suspects``, the problems of its keys in PARTS that no
-    reader looks at go there too."""
+    reader looks at go there too. ``keys``: its keys in PARTS, read in ``rt`` (else read here)."""
     try:
         if suspects is None:
             return ms.from_view(rt, key, raw, key.hex())
-        m, found = ms.checked(rt, key, raw, key.hex())
+        m, found = ms.checked(rt, key, raw, key.hex(), keys)
     except (msgspec.DecodeError, KitaruError) as exc:
         return _unreadable(key, exc)
     for kind, detail in found:
@@ -365,17 +369,18 @@ def _ids_of(key: bytes, m: mf.Manifest) -> _Decoded | Problem:
 
 def _check_manifest_batch(
     rt: ReadTxn,
-    batch: list[tuple[bytes, memoryview]],
+    batch: Sequence[tuple[bytes, memoryview, ms.PartKeys | None]],
     report: FsckReport,
     found: _Found,
     suspects: _Suspects,
 ) -> None:
     """Check manifests against the objects and the indexes, in one read transaction (opened
     with buffers=True: no looked-up value is copied). The lookups of the whole batch are made
-    per database in key order; the problems are listed manifest by manifest, as found."""
+    per database in key order; the problems are listed manifest by manifest, as found. Each
+    manifest comes with its keys in PARTS read in ``rt`` (ms.joined), or None: read here."""
     checked: list[_Decoded | Problem] = []
-    for key, raw in batch:
-        m = _decode(rt, key, raw, suspects)
+    for key, raw, keys in batch:
+        m = _decode(rt, key, raw, suspects, keys)
         d = m if isinstance(m, Problem) else _ids_of(key, m)
         if isinstance(d, Problem):
             found.unreadable.add(key)
@@ -387,7 +392,7 @@ def _check_manifest_batch(
     stored = rt.present(layout.OBJECTS, chain(d.object_keys for d in decoded))
     stored |= rt.present(layout.OBJECTS, (o[1] for d in decoded for o in d.others))
     owners = rt.get_many(layout.ARTIFACTS, chain(d.artifact_keys for d in decoded))
-    for (key, _), d in zip(batch, checked, strict=True):
+    for (key, _, _), d in zip(batch, checked, strict=True):
         subject = ("manifest", key)
         if isinstance(d, Problem):
             for p in _record_problems(rt, key, d) if d.kind == "bad-manifest" else [d]:
@@ -457,7 +462,9 @@ def _check_manifest_keys(
     done = 0
     for chunk in _chunks(keys, MANIFEST_BATCH):
         with kv.read(buffers=True) as rt:
-            batch = [(key, raw) for key in chunk if (raw := rt.get_view(layout.MANIFESTS, key)) is not None]
+            batch = [
+                (key, raw, None) for key in chunk if (raw := rt.get_view(layout.MANIFESTS, key)) is not None
+            ]
             _check_manifest_batch(rt, batch, report, found, suspects)  # (one deleted since listed: skipped)
         done += len(chunk)
         if progress:
@@ -471,17 +478,30 @@ def _manifest_problems(rt: ReadTxn, _kind: str, key: bytes) -> list[Problem]:
     if raw is None:
         return []
     suspects = _Suspects()
-    _check_manifest_batch(rt, [(key, raw)], FsckReport(), _Found(), suspects)
+    _check_manifest_batch(rt, [(key, raw, None)], FsckReport(), _Found(), suspects)
     return [p for found in suspects.by_subject.values() for p in found]
 
 
 def _check_manifests(
     kv: Store, report: FsckReport, suspects: _Suspects, progress: Progress | None, total: int
 ) -> None:
-    """Every manifest; then the indexes, which must name nothing the manifests do not account for."""
-    found = _check_manifest_keys(
-        kv, _all_keys(kv, layout.MANIFESTS, MANIFEST_BATCH), report, suspects, progress, total
-    )
+    """Every manifest, with its part records, and the part keys of no manifest (orphans): one
+    ordered pass over MANIFESTS and PARTS (ms.joined); then the indexes, which must name nothing
+    the manifests do not account for."""
+    found = _Found()
+    done = 0
+    for rt, batch in ms.joined(kv, batch=JOINED_BATCH):
+        heads: list[tuple[bytes, memoryview, ms.PartKeys | None]] = []
+        for exec_key, head, keys in batch:
+            if head is not None:
+                heads.append((exec_key, head, keys))
+            else:
+                problem = Problem(ms.ORPHAN, "part keys of an execution with no head", exec_id=exec_key.hex())
+                suspects.add(("parts", exec_key), problem)
+        _check_manifest_batch(rt, heads, report, found, suspects)
+        done += len(heads)
+        if progress and heads:
+            progress("manifests", done, max(total, done))
     # The manifests found their own index keys and counted them (distinct keys, each in one
     # index only once): an index holding exactly that many keys, leaving out those that belong to
     # unreadable manifests, names nothing else. Only when a count differs (damage, or executions
@@ -533,19 +553,6 @@ def _check_indexes_exactly(kv: Store, suspects: _Suspects) -> None:
     for akey, exec_key in kv.scan(layout.ARTIFACTS):
         if akey not in artifact_ids and exec_key not in unreadable:
             suspects.add(("artifacts", akey), _index_problem(layout.ARTIFACTS, akey))
-
-
-def _check_orphan_parts(kv: Store, suspects: _Suspects) -> None:
-    """Every execution key in PARTS must have a head: the keys of one without are orphans."""
-    for keys in kv.key_batches(layout.PARTS, batch=WALK_BATCH):
-        exec_keys = list(dict.fromkeys(layout.part_exec_key(k) for k in keys))
-        with kv.read() as rt:
-            headed = rt.present(layout.MANIFESTS, exec_keys)
-        for exec_key in exec_keys:
-            if exec_key not in headed:
-                problem = Problem(ms.ORPHAN, "part keys of an execution with no head", exec_id=exec_key.hex())
-                suspects.add(("parts", exec_key), problem)
-        del keys
 
 
 def _orphan_problems(rt: ReadTxn, _kind: str, exec_key: bytes) -> list[Problem]:

@@ -26,6 +26,13 @@ def digest(data: Buffer, *, threaded: bool = True) -> bytes:
     return blake3(data).digest()
 
 
+def keyed_digest(key: bytes, data: Buffer) -> bytes:
+    """BLAKE3-256 of ``key`` followed by ``data`` (no copy of either), on the calling thread."""
+    hasher = blake3(key)
+    hasher.update(data)
+    return hasher.digest()
+
+
 def hexdigest(data: Buffer) -> str:
     return digest(data).hex()
 

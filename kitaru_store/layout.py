@@ -223,9 +223,24 @@ def part_exec_range(exec_key: bytes) -> tuple[bytes, bytes]:
 
 
 def part_group_prefix(exec_key: bytes, family: bytes, group: bytes) -> bytes:
-    import hashlib  # not at import time: the fast path of `log` never builds one
+    return exec_key + _group_tail(family, group)
 
-    return exec_key + family.lower() + hashlib.blake2b(group, digest_size=GROUP_DIGEST_BYTES).digest()
+
+_group_tails: dict[tuple[bytes, bytes], bytes] = {}  # the last ones built (fsck builds one per record)
+
+
+def _group_tail(family: bytes, group: bytes) -> bytes:
+    """The family letter (lower case) and the BLAKE2b-128 of the group: what follows the exec key."""
+    tail = _group_tails.get((family, group))
+    if tail is None:
+        import hashlib  # not at import time: the fast path of `log` never builds one
+
+        tail = family.lower() + hashlib.blake2b(group, digest_size=GROUP_DIGEST_BYTES).digest()
+        if len(group) <= 256:  # a short group (an invocation id, a wait name): kept
+            if len(_group_tails) >= 4096:
+                _group_tails.clear()
+            _group_tails[(family, group)] = tail
+    return tail
 
 
 def part_group_key(prefix: bytes, pos: int) -> bytes:

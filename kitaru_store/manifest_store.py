@@ -35,6 +35,7 @@ with) is refused with ManifestTooLargeError, so that its whole form always fits.
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import os
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -42,7 +43,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from . import checksum, layout, nesting
+from . import checksum, ids, layout, nesting
 from . import manifests as mf
 from .errors import (
     ExecutionNotFoundError,
@@ -286,19 +287,39 @@ Layout = list[tuple[int, int]]
 def read_parts(
     rt: ReadTxn, exec_key: bytes, family: bytes, exec_id: str, next_pos: int
 ) -> tuple[Layout, list[Any]]:
-    """One family's parts of an execution, in order, with the layout of their records.
+    """One family's parts of an execution, in order, with the layout of their records."""
+    return parts_of(list(rt.items(PARTS, *family_range(exec_key, family))), family, exec_id, next_pos)
+
+
+Row = tuple[bytes, bytes | memoryview]
+
+
+Decoders = dict[bytes, "msgspec.msgpack.Decoder[Any]"]
+
+
+def parts_of(
+    rows: list[Row], family: bytes, exec_id: str, next_pos: int, decoders: Decoders | None = None
+) -> tuple[Layout, list[Any]]:
+    """One family's parts from its records ``rows`` (key, value) in key order, with their layout.
 
     Each record is verified under its key; the records are then decoded in one call, as one
     MessagePack array (their elements concatenated after one array header). Should that fail,
-    each record is decoded on its own, to name the one that does not decode.
+    each record is decoded on its own, to name the one that does not decode. ``decoders``: a
+    decoder per family other than the full one (gc's, which reads the roots only).
     """
-    keys: list[bytes] = []
-    records: list[bytes] = []
-    for key, value in rt.items(PARTS, *family_range(exec_key, family)):
-        keys.append(key)
-        records.append(value)
+    if not rows:
+        return [], []
+    decode = (decoders or _array_decoders)[family].decode
+    if len(rows) == 1:  # the usual case, taken fast: anything amiss takes the path below
+        key, record = rows[0]
+        pos = key_position(key)
+        if len(key) == layout.PART_KEY_BYTES and pos < next_pos and record_checks(key, record):
+            try:
+                return [(pos, int.from_bytes(record[1:_HEADER], "big"))], decode(record[:-DIGEST])
+            except (msgspec.DecodeError, UnicodeDecodeError, RecursionError, OverflowError):
+                pass
     what = _WHAT[family]
-    for key, record in zip(keys, records, strict=True):
+    for key, record in rows:
         if len(key) != layout.PART_KEY_BYTES:
             raise mf.corrupt(exec_id, f"has a {what} under a malformed key {key.hex()}")
         pos = key_position(key)
@@ -306,33 +327,87 @@ def read_parts(
             raise mf.corrupt(exec_id, f"has a {what} {pos} beyond its head's counter ({next_pos})")
         if not record_checks(key, record):
             raise mf.corrupt(exec_id, f"has a damaged {what} {pos}: its checksum does not match")
-    counts = [int.from_bytes(r[1:_HEADER], "big") for r in records]
-    where = [(key_position(k), n) for k, n in zip(keys, counts, strict=True)]
-    array = _ARRAY32 + sum(counts).to_bytes(4, "big") + b"".join(r[_HEADER:-DIGEST] for r in records)
+    counts = [int.from_bytes(r[1:_HEADER], "big") for _, r in rows]
+    where = [(key_position(k), n) for (k, _), n in zip(rows, counts, strict=True)]
+    array = _ARRAY32 + sum(counts).to_bytes(4, "big") + b"".join([r[_HEADER:-DIGEST] for _, r in rows])
     try:
-        return where, nesting.on_fresh_stack(lambda: _array_decoders[family].decode(array))
+        return where, nesting.on_fresh_stack(lambda: decode(array))
     except (msgspec.DecodeError, UnicodeDecodeError, RecursionError, OverflowError):
-        for key, record in zip(keys, records, strict=True):
+        for key, record in rows:
             decode_record(key, record, family, exec_id)  # raises for the record that does not decode
         raise mf.corrupt(exec_id, f"has {_PLURAL[family]} that cannot be decoded together") from None
 
 
-def assemble(rt: ReadTxn, exec_key: bytes, head: Head) -> tuple[Manifest, dict[bytes, Layout]]:
+class PartKeys:
+    """One execution key's keys in PARTS, as one ordered pass reads them: its records by family,
+    its group keys by family (upper case), and how many keys there are in all (keys of no family
+    included). ``rows`` and ``group_keys`` give a family's, in key order."""
+
+    __slots__ = ("groups", "n", "records")
+
+    def __init__(self) -> None:
+        self.records: dict[bytes, list[Row]] = {}
+        self.groups: dict[bytes, list[bytes]] = {}
+        self.n = 0
+
+    def add(self, key: bytes, value: bytes | memoryview) -> None:
+        self.n += 1
+        letter = key[ids.UUID_BYTES : ids.UUID_BYTES + 1]
+        if letter in _RECORD_LETTERS:
+            self.records.setdefault(letter, []).append((key, value))
+        elif letter in _GROUP_LETTERS:
+            self.groups.setdefault(letter.upper(), []).append(key)
+
+    def rows(self, family: bytes) -> list[Row]:
+        return self.records.get(family, [])
+
+    def group_keys(self, family: bytes) -> list[bytes]:
+        return self.groups.get(family, [])
+
+
+_RECORD_LETTERS = frozenset(FAMILIES)
+_GROUP_LETTERS = frozenset(f.lower() for f in FAMILIES)
+
+
+def part_keys(rt: ReadTxn, exec_key: bytes) -> PartKeys:
+    """Every key of ``exec_key`` in PARTS, read by one range scan."""
+    found = PartKeys()
+    for key, value in rt.view_items(PARTS, *exec_range(exec_key)):
+        found.add(key, value)
+    return found
+
+
+def assemble(
+    rt: ReadTxn, exec_key: bytes, head: Head, keys: PartKeys | None = None
+) -> tuple[Manifest, dict[bytes, Layout]]:
     """The whole Manifest of a format-2 execution, and the layout of its records; every record
-    read in ``rt`` (one snapshot), checked against the head's counters."""
+    read in ``rt`` (one snapshot; or taken from ``keys``, read in one), checked against the
+    head's counters."""
+    if keys is None:
+        keys = PartKeys()
+        for family in FAMILIES:
+            keys.records[family] = list(rt.items(PARTS, *family_range(exec_key, family)))
+    parts, where = checked_parts(head, keys)
+    return as_manifest(head, parts), where
+
+
+def checked_parts(
+    head: Head, keys: PartKeys, decoders: Decoders | None = None
+) -> tuple[dict[bytes, list[Any]], dict[bytes, Layout]]:
+    """The parts of the records in ``keys`` by family, and their layout, checked against the
+    head's counters (``decoders``: as in ``parts_of``)."""
     parts: dict[bytes, list[Any]] = {}
     where: dict[bytes, Layout] = {}
     for family in FAMILIES:
-        where[family], parts[family] = read_parts(
-            rt, exec_key, family, head.exec_id, getattr(head, _NEXT[family])
-        )
+        next_pos = getattr(head, _NEXT[family])
+        where[family], parts[family] = parts_of(keys.rows(family), family, head.exec_id, next_pos, decoders)
         want = getattr(head, _COUNT[family])
         if len(parts[family]) != want:
             raise mf.corrupt(
                 head.exec_id,
                 f"has {len(parts[family])} stored {_PLURAL[family]} where its head counts {want}",
             )
-    return as_manifest(head, parts), where
+    return parts, where
 
 
 def load(rt: ReadTxn, exec_key: bytes, exec_id: str, *, parts: bool = True) -> Manifest:
@@ -360,16 +435,27 @@ _NO_CRASH = "no crash leaves one (every commit is one transaction): written or e
 
 
 def checked(
-    rt: ReadTxn, exec_key: bytes, view: memoryview, exec_id: str
+    rt: ReadTxn, exec_key: bytes, view: memoryview, exec_id: str, keys: PartKeys | None = None
 ) -> tuple[Manifest, list[tuple[str, str]]]:
     """The manifest (as from_view reads it) and what is wrong with the keys in ``parts`` that
     no reader looks at, as (kind, detail): group keys naming no record or a record without that
-    group, records missing from the group index, and part keys of a format-1 execution."""
+    group, records missing from the group index, and part keys of a format-1 execution.
+    ``keys``: the execution's keys in PARTS, read in the snapshot of ``rt`` (else read here)."""
+    if keys is None:
+        keys = part_keys(rt, exec_key)
     stored = decode_stored(view, exec_key, exec_id)
     if isinstance(stored, Manifest):
-        n = sum(1 for _ in rt.items(PARTS, *exec_range(exec_key)))
+        n = keys.n
         return stored, [(ORPHAN, f"{n} part keys of a format-1 manifest: {_NO_CRASH}")] if n else []
-    m, where = assemble(rt, exec_key, stored)
+    m, where = assemble(rt, exec_key, stored, keys)
+    return m, group_problems(exec_key, m, where, keys)
+
+
+def group_problems(
+    exec_key: bytes, m: Manifest, where: dict[bytes, Layout], keys: PartKeys
+) -> list[tuple[str, str]]:
+    """What ``checked`` reports of the group keys of a format-2 execution (its manifest ``m``,
+    its records' layout ``where`` and its keys in PARTS)."""
     problems: list[tuple[str, str]] = []
     for family, parts in ((ENTRY, m.entries), (CHECKPOINT, m.checkpoints), (WAIT, m.waits)):
         want: set[bytes] = set()
@@ -378,7 +464,9 @@ def checked(
             groups = _groups(family, parts[i : i + n])
             want.update(layout.part_group_key(group_prefix(exec_key, family, g), pos) for g in groups)
             i += n
-        have = {bytes(k) for k, _ in rt.items(PARTS, *family_range(exec_key, family.lower()))}
+        have = set(keys.group_keys(family))
+        if have == want:
+            continue
         stored_at = {pos for pos, _ in where[family]}
         for k in sorted(have - want):
             pos = key_position(k)
@@ -392,7 +480,7 @@ def checked(
                 )
         for k in sorted(want - have):
             problems.append((INDEX, f"{_WHAT[family]} {key_position(k)} is missing from the group index"))
-    return m, problems
+    return problems
 
 
 def orphans(rt: ReadTxn, exec_key: bytes) -> list[tuple[str, str]]:
@@ -440,6 +528,77 @@ def walk(kv: Store, *, batch: int = 256) -> Iterator[tuple[bytes, Manifest | Kit
                 except KitaruError as exc:
                     found.append((key, exc))
         yield from found
+
+
+def salvage(keys: PartKeys, decoders: Decoders | None = None) -> dict[bytes, list[Any]]:
+    """The parts of every record in ``keys`` that decodes, checksum or not (gc's roots of part
+    records with no head: conservative, each record on its own, the others passed over)."""
+    out: dict[bytes, list[Any]] = {}
+    for family in FAMILIES:
+        rows = keys.rows(family)
+        decoder = (decoders or _array_decoders)[family]
+        got: list[Any] = []
+        out[family] = got
+        for _, record in rows:
+            try:
+                got += _decode_with(decoder, record[:-DIGEST])
+            except (msgspec.DecodeError, UnicodeDecodeError, RecursionError, OverflowError):
+                continue
+    return out
+
+
+def _decode_with(decoder: msgspec.msgpack.Decoder[Any], data: bytes | memoryview) -> list[Any]:
+    parts: list[Any] = nesting.on_fresh_stack(lambda: decoder.decode(data))
+    return parts
+
+
+# One execution as ``joined`` reads it: its key, its head (None: part keys of no head), its keys in PARTS.
+Joined = tuple[bytes, memoryview | None, PartKeys]
+
+
+def joined(kv: Store, *, batch: int = 256) -> Iterator[tuple[ReadTxn, list[Joined]]]:
+    """Every execution key of MANIFESTS or PARTS, in key order, with its head and its keys in
+    PARTS: one ordered pass over each database, merged (both are in execution-key order).
+
+    Each batch (``batch`` heads, and every key of PARTS from where the batch before stopped up
+    to the last of them) is read in one short read transaction, which stays open until the next
+    batch is asked for (its views are valid until then; write nothing meanwhile): an execution's
+    head and parts are always seen in one snapshot. A head under a key that is not an execution
+    key gets the keys of its own range, read apart. Part keys of no head come with
+    None: each execution key in the batch's range of PARTS whose head it does not hold.
+    """
+    from .kv import prefix_stop
+
+    m_at: bytes | None = b""
+    p_at: bytes | None = b""
+    while m_at is not None:
+        with kv.read(buffers=True) as rt:
+            heads = list(itertools.islice(rt.view_items(MANIFESTS, m_at), batch))
+            if len(heads) < batch:
+                m_at = p_hi = None  # the last batch: the rest of PARTS too
+            else:
+                last = heads[-1][0]
+                m_at = last + b"\x00"
+                p_hi = prefix_stop(last[: ids.UUID_BYTES])
+            found: dict[bytes, PartKeys] = {}
+            if p_at is not None:
+                for key, value in rt.view_items(PARTS, p_at, p_hi):
+                    ek = key[: ids.UUID_BYTES]
+                    keys = found.get(ek)
+                    if keys is None:
+                        keys = found[ek] = PartKeys()
+                    keys.add(key, value)
+            p_at = p_hi
+            out: list[Joined] = []
+            for key, view in heads:
+                if len(key) != ids.UUID_BYTES:  # written outside kitaru
+                    out.append((key, view, part_keys(rt, key)))
+                    continue
+                keys = found.pop(key, None)
+                out.append((key, view, keys if keys is not None else PartKeys()))
+            out.extend((ek, None, keys) for ek, keys in found.items())
+            out.sort(key=lambda j: j[0])
+            yield rt, out
 
 
 # --- writing ------------------------------------------------------------------------------------

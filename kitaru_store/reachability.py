@@ -18,7 +18,7 @@ transaction: the object and every chunk it needs must be stored then, or the wri
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -48,16 +48,68 @@ ENTRY, CHECKPOINT_OUTPUT, RESULT, INPUTS, WAIT_VALUE = (
 def manifest_roots(m: mf.Manifest) -> list[tuple[str, str, str]]:
     """(object id, kind, label) for every object ``m`` keeps alive. Lineage (``inputs``),
     ``reused_from``, ``replay_of`` and metadata are not roots (design.md 7.4)."""
-    out = [(e.object_id, ENTRY, e.name) for e in m.entries]
+    return _roots(m.entries, m.checkpoints, m.waits, m.result_object_id, m.input_object_id)
+
+
+def _roots(
+    entries: Iterable[mf.Entry | _EntryRoot],
+    checkpoints: Iterable[mf.CheckpointRecord | _CheckpointRoot],
+    waits: Iterable[mf.WaitRecord | _WaitRoot],
+    result: str | None = None,
+    inputs: str | None = None,
+) -> list[tuple[str, str, str]]:
+    out = [(e.object_id, ENTRY, e.name) for e in entries]
     out += [
-        (c.output_object_id, CHECKPOINT_OUTPUT, c.invocation_id) for c in m.checkpoints if c.output_object_id
+        (c.output_object_id, CHECKPOINT_OUTPUT, c.invocation_id) for c in checkpoints if c.output_object_id
     ]
-    if m.result_object_id:
-        out.append((m.result_object_id, RESULT, ""))
-    if m.input_object_id:
-        out.append((m.input_object_id, INPUTS, ""))
-    out += [(w.value_object_id, WAIT_VALUE, w.name) for w in m.waits if w.value_object_id]
+    if result:
+        out.append((result, RESULT, ""))
+    if inputs:
+        out.append((inputs, INPUTS, ""))
+    out += [(w.value_object_id, WAIT_VALUE, w.name) for w in waits if w.value_object_id]
     return out
+
+
+class _EntryRoot(msgspec.Struct):
+    """What ``_roots`` reads of an entry (the rest of a record is not decoded by gc's mark)."""
+
+    object_id: str
+    name: str
+
+
+class _CheckpointRoot(msgspec.Struct):
+    invocation_id: str
+    output_object_id: str | None = None
+
+
+class _WaitRoot(msgspec.Struct):
+    name: str
+    value_object_id: str | None = None
+
+
+_ROOT_DECODERS: ms.Decoders = {
+    ms.ENTRY: msgspec.msgpack.Decoder(list[_EntryRoot]),
+    ms.CHECKPOINT: msgspec.msgpack.Decoder(list[_CheckpointRoot]),
+    ms.WAIT: msgspec.msgpack.Decoder(list[_WaitRoot]),
+}
+
+
+def execution_roots(rt: ReadTxn, exec_key: bytes, head: memoryview | None, keys: ms.PartKeys) -> list[str]:
+    """The object ids one execution of ``ms.joined`` keeps alive: its manifest's roots, its
+    head and records decoded once (the records only as far as their roots), checked as
+    ``ms.load`` checks them (checksums, positions, counts: KitaruError if they do not hold);
+    for part records with no head, the roots of every record that decodes (conservative)."""
+    if head is None:
+        parts = ms.salvage(keys, _ROOT_DECODERS)
+        return [r[0] for r in _roots(parts[ms.ENTRY], parts[ms.CHECKPOINT], parts[ms.WAIT])]
+    stored = ms.decode_stored(head, exec_key, exec_key.hex())
+    if isinstance(stored, mf.Manifest):
+        return [r[0] for r in manifest_roots(stored)]
+    parts, _ = ms.checked_parts(stored, keys, _ROOT_DECODERS)
+    roots = _roots(
+        parts[ms.ENTRY], parts[ms.CHECKPOINT], parts[ms.WAIT], stored.result_object_id, stored.input_object_id
+    )
+    return [r[0] for r in roots]
 
 
 def describe_manifest_root(kind: str, label: str) -> str:
@@ -126,12 +178,15 @@ def root_keys(kv: Store, progress: Any = None, total: int = 0) -> set[bytes]:
     from .memory import CorruptMemoryRecordError, describe_version
 
     live: set[bytes] = set()
-    for n, (_, manifest) in enumerate(ms.walk(kv), 1):
-        if isinstance(manifest, KitaruError):
-            raise manifest
-        live.update(_object_keys([r[0] for r in manifest_roots(manifest)]))
-        if progress and n % 1000 == 0:
-            progress("mark", n, total)
+    n = 0
+    for rt, batch in ms.joined(kv):
+        found: list[str] = []
+        for exec_key, head, keys in batch:
+            found += execution_roots(rt, exec_key, head, keys)
+            n += head is not None
+            if progress and n % 1000 == 0 and head is not None:
+                progress("mark", n, total)
+        live.update(_object_keys(found))
     stale_before = inflight_stale_before()
     for name, raw in kv.scan(layout.REFS):
         live.update(ref_roots(name, raw, stale_before))

@@ -8,7 +8,7 @@ import msgspec
 import pytest
 from store_helpers import make_entry
 
-from kitaru_store import Repository, layout
+from kitaru_store import Repository, layout, reachability
 from kitaru_store import manifest_store as ms
 from kitaru_store import manifests as mf
 from kitaru_store.errors import CorruptManifestError, ExecutionNotFoundError, ManifestTooLargeError
@@ -270,3 +270,77 @@ def test_a_record_beyond_its_heads_counter_is_a_corrupt_manifest(repo: Repositor
     with pytest.raises(CorruptManifestError, match=r"wait record 5 beyond its head's counter \(0\)"):
         repo.get_execution(exec_id)
     assert [(p.kind, p.exec_id) for p in repo.fsck().problems] == [("bad-manifest", exec_id)]
+
+
+def _rich_flow(repo: Repository, n: int) -> tuple[str, dict[str, str]]:
+    """An execution naming a value of its own by each kind of root; its id and {kind: object id}."""
+    with repo.writer() as w:
+        exec_id = w.create_execution("rich", started_at=T0)
+        values = {k: w.put_value(f"{k}-{n}") for k in ("entry", "output", "wait", "result", "inputs")}
+        roots = {k: v.object_id for k, v in values.items()}
+        w.add_entry(exec_id, make_entry(values["entry"], "output", invocation_id="s"))
+        w.set_checkpoint(exec_id, msgspec.structs.replace(_checkpoint(0), output_object_id=roots["output"]))
+        wait = mf.WaitRecord(name="w", status="answered", created_at=T0, value_object_id=roots["wait"])
+        w.set_wait(exec_id, wait)
+        w.update_execution(exec_id, result_object_id=roots["result"], input_object_id=roots["inputs"])
+    return exec_id, roots
+
+
+@pytest.mark.parametrize("batch", [1, 2, 3, 256])
+def test_one_ordered_pass_gives_each_execution_its_own_part_keys(repo: Repository, batch: int) -> None:
+    """ms.joined merges MANIFESTS and PARTS batch by batch: whatever the batch boundaries, each
+    execution comes with exactly the keys of its own range, and the part keys of a head that is
+    gone come once, with no head (before, between and after the others)."""
+    exec_ids = sorted(_rich_flow(repo, n)[0] for n in range(6))
+    gone = {exec_ids[0], exec_ids[3], exec_ids[5]}
+    for exec_id in gone:
+        _put(repo, ms.MANIFESTS, layout.uuid_key(exec_id), None)
+    with repo.kv.read() as rt:
+        want = {e: [k for k, _ in rt.items(ms.PARTS, *ms.exec_range(layout.uuid_key(e)))] for e in exec_ids}
+    assert all(len(keys) == 6 for keys in want.values())  # three records, three group keys
+    seen: list[tuple[str, bool, list[bytes]]] = []
+    for _, rows in ms.joined(repo.kv, batch=batch):
+        for key, head, keys in rows:
+            got = [k for f in ms.FAMILIES for k, _ in keys.rows(f)]
+            got += [k for f in ms.FAMILIES for k in keys.group_keys(f)]
+            assert keys.n == len(got)
+            seen.append((key.hex(), head is not None, sorted(got)))
+    assert seen == [(e, e not in gone, want[e]) for e in exec_ids]
+
+
+def test_gc_marks_every_kind_of_root_and_keeps_the_roots_of_headless_records(repo: Repository) -> None:
+    """gc's mark reads each record once, as far as its roots: it finds every root that
+    manifest_roots names. Part records whose head is gone (written outside kitaru) still keep
+    their objects (conservative); what only the head named goes; fsck reports the records."""
+    made = [_rich_flow(repo, n) for n in range(3)]
+    named = {layout.object_key(oid) for _, roots in made for oid in roots.values()}
+    with repo.kv.read() as rt:
+        listed = {
+            layout.object_key(oid)
+            for e, _ in made
+            for oid, _, _ in reachability.manifest_roots(ms.load(rt, layout.uuid_key(e), e))
+        }
+    assert reachability.root_keys(repo.kv) == listed == named
+    exec_id, roots = made[1]
+    _put(repo, ms.MANIFESTS, layout.uuid_key(exec_id), None)
+    head_only = {layout.object_key(roots["result"]), layout.object_key(roots["inputs"])}
+    assert reachability.root_keys(repo.kv) == named - head_only
+    assert repo.gc(grace=0).objects_removed == 2
+    assert all(repo.has_object(oid) for oid in (roots["entry"], roots["output"], roots["wait"]))
+    problems = repo.fsck().problems  # the records, and the index keys the head left behind
+    assert [p.exec_id for p in problems if p.kind == "orphan-part"] == [exec_id]
+    assert {p.kind for p in problems} == {"orphan-part", "index-mismatch"}
+
+
+def test_gc_stops_at_a_damaged_part_record(repo: Repository) -> None:
+    """A record that does not verify may name a root gc cannot read: gc raises, removes nothing."""
+    exec_id, roots = _rich_flow(repo, 0)
+    garbage = repo.put_value("garbage").object_id
+    key = _part_keys(repo, exec_id, ms.ENTRY)[0]
+    record = bytearray(_get(repo, ms.PARTS, key))
+    record[-40] ^= 0x01
+    _put(repo, ms.PARTS, key, bytes(record))
+    with pytest.raises(CorruptManifestError, match="damaged entry record 0") as info:
+        repo.gc(grace=0)
+    assert info.value.exec_id == exec_id
+    assert repo.has_object(garbage) and repo.has_object(roots["entry"])
