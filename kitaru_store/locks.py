@@ -7,7 +7,7 @@ import fcntl
 import os
 import time
 
-from .errors import StoreLockedError
+from .errors import StoreError, StoreLockedError
 
 
 class FileLock:
@@ -22,7 +22,7 @@ class FileLock:
         return self._fd is not None
 
     def acquire(self, *, exclusive: bool, timeout: float = 0.0, what: str = "this operation") -> None:
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        fd = _open(self.path)
         mode = (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | fcntl.LOCK_NB
         deadline = time.monotonic() + timeout
         while True:
@@ -32,7 +32,7 @@ class FileLock:
                     # Deleted or replaced between our open and our flock: a lock on that file
                     # excludes nobody. Lock the file that is there now.
                     os.close(fd)
-                    fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+                    fd = _open(self.path)
                     continue
                 break
             except BlockingIOError:
@@ -85,3 +85,23 @@ def file_id(path: str) -> tuple[int, int] | None:
 def _same_file(fd: int, path: str) -> bool:
     st = os.fstat(fd)
     return file_id(path) == (st.st_dev, st.st_ino)
+
+
+def _open(path: str) -> int:
+    """The lock file at ``path``, created if missing, with its directory: lock files hold no
+    data (a store copied without its ``locks`` directory, or one whose directory was removed,
+    gets a new one). A directory that cannot be made is a StoreError that says which; other
+    failures (a read-only filesystem, no permission) are the caller's to judge (backend.py
+    opens such a store read-only)."""
+    try:
+        return os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    except (FileNotFoundError, NotADirectoryError):
+        pass
+    try:
+        os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+        return os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError as exc:
+        raise StoreError(
+            f"cannot create the lock file {path}: {exc.strerror or exc}",
+            hint="check that the store's directory exists and is writable by you",
+        ) from None

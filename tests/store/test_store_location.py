@@ -151,6 +151,35 @@ def test_store_created_on_first_open_for_writing(store_path: Path) -> None:
     assert again.get_value(oid) == {"a": 1}
 
 
+def test_a_store_copied_without_its_locks_directory_opens_and_gets_a_new_one(
+    tmp_path: Path, opened: list[Path]
+) -> None:
+    """Lock files hold no data: a store copied without ``locks/`` (or whose ``locks/`` was
+    removed) opens, for reading and writing, with a new one."""
+    root = tmp_path / "store"
+    opened.append(root)
+    repo = Repository.open(root)
+    oid = repo.put_value({"kept": True}).object_id
+    repo.close()
+    close_backend(str(root / layout.DB_DIR))
+    for f in (root / layout.LOCK_DIR).iterdir():
+        f.unlink()
+    (root / layout.LOCK_DIR).rmdir()
+    again = Repository.open(root)
+    assert again.get_value(oid) == {"kept": True}
+    assert again.put_value("more").object_id
+    assert (root / layout.LOCK_DIR / layout.STORE_LOCK).is_file()
+
+
+def test_a_lock_directory_that_cannot_be_made_is_a_typed_error(tmp_path: Path) -> None:
+    """Where the lock file's directory cannot be created, the error says which file, typed."""
+    blocker = tmp_path / "locks"
+    blocker.write_text("a file where the locks directory would be")
+    lock = locks.FileLock(str(blocker / "sub" / "store.lock"))
+    with pytest.raises(KitaruError, match="cannot create the lock file"):
+        lock.acquire(exclusive=False)
+
+
 @pytest.mark.parametrize("kwargs", [{"create": False}, {"readonly": True}], ids=["create=False", "readonly"])
 def test_missing_store_is_not_created_and_says_where_it_looked(
     store_path: Path, kwargs: dict[str, bool]
