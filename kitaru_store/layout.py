@@ -262,6 +262,11 @@ def part_exec_key(key: bytes) -> bytes:
     return key[:UUID_BYTES]
 
 
+def part_family(key: bytes) -> bytes:
+    """The family letter of a key of PARTS (upper case: a record; lower case: a group key)."""
+    return key[UUID_BYTES : UUID_BYTES + 1]
+
+
 # --- ref names -------------------------------------------------------------------------------
 
 PIN_PREFIX = b"pin/"

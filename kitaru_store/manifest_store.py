@@ -352,7 +352,7 @@ class PartKeys:
 
     def add(self, key: bytes, value: bytes | memoryview) -> None:
         self.n += 1
-        letter = key[ids.UUID_BYTES : ids.UUID_BYTES + 1]
+        letter = layout.part_family(key)
         if letter in _RECORD_LETTERS:
             self.records.setdefault(letter, []).append((key, value))
         elif letter in _GROUP_LETTERS:
@@ -579,11 +579,11 @@ def joined(kv: Store, *, batch: int = 256) -> Iterator[tuple[ReadTxn, list[Joine
             else:
                 last = heads[-1][0]
                 m_at = last + b"\x00"
-                p_hi = prefix_stop(last[: ids.UUID_BYTES])
+                p_hi = prefix_stop(layout.part_exec_key(last))
             found: dict[bytes, PartKeys] = {}
             if p_at is not None:
                 for key, value in rt.view_items(PARTS, p_at, p_hi):
-                    ek = key[: ids.UUID_BYTES]
+                    ek = layout.part_exec_key(key)
                     keys = found.get(ek)
                     if keys is None:
                         keys = found[ek] = PartKeys()
