@@ -105,6 +105,7 @@ class Repository:
         self.readonly = readonly
         self.level = level
         self.db_path = layout.db_dir(self.root)
+        self._real_db_path: str | None = None  # db_path resolved, once connected (_connect)
         self.hooks = Hooks()
         self._closed = False
         self._cached: tuple[int, Backend, Backend] | None = None
@@ -167,8 +168,11 @@ class Repository:
 
     def _connect(self) -> Store:
         """Open (or share) the process's LMDB environment for this path."""
+        # One environment per real path (backend.open_backend): a store opened under two
+        # spellings (a symlink, /tmp and /private/tmp) is one set of users.
+        self._real_db_path = os.path.realpath(self.db_path)
         with _open_lock:
-            _open.setdefault(self.db_path, weakref.WeakSet()).add(self)
+            _open.setdefault(self._real_db_path, weakref.WeakSet()).add(self)
         shared = open_backend(
             self.db_path,
             readonly=self.readonly,
@@ -182,14 +186,15 @@ class Repository:
     def _release(self) -> None:
         """Let go of the store (close()): the environment is closed if no other open
         Repository of the process uses the path."""
+        real = self._real_db_path or os.path.realpath(self.db_path)
         with _open_lock:
-            users = _open.get(self.db_path)
+            users = _open.get(real)
             if users is not None:
                 users.discard(self)
                 if len(users):
                     return
-                del _open[self.db_path]
-            close_backend(self.db_path)
+                del _open[real]
+            close_backend(real)
 
     @property
     def path(self) -> Path:

@@ -71,6 +71,27 @@ def test_closing_one_of_two_repositories_on_a_path_leaves_the_other_working(stor
     assert not kv.is_open  # type: ignore[attr-defined]  # the last user closed it
 
 
+def test_a_store_opened_under_two_spellings_is_one_set_of_users(tmp_path: Path) -> None:
+    """The process shares one environment per real path: closing a Repository opened through a
+    symlink must not close it under one opened by the real path, even mid-read (a view into
+    an unmapped file would crash the process: run in a child to see it)."""
+    script = f"""
+import os
+from kitaru_store import Repository, layout
+real, link = {str(tmp_path / "store")!r}, {str(tmp_path / "link")!r}
+a = Repository.open(real)
+os.symlink(real, link)
+b = Repository.open(link)
+w = b.writer(); eid = w.create_execution("f"); w.commit()
+with a.kv.read(buffers=True) as rt:
+    view = rt.get_view(layout.MANIFESTS, layout.uuid_key(eid))
+    b.close()
+    print("read", len(bytes(view)) > 0)
+print("still", a.get_execution(eid).flow_name)
+"""
+    assert fresh_python(script) == ["read", "True", "still", "f"]
+
+
 def test_a_repository_collected_unclosed_does_not_keep_the_environment_open(store_path: Path) -> None:
     Repository.open(store_path).put_value("dropped without close()")
     gc.collect()
