@@ -227,7 +227,9 @@ def holders(rt: ReadTxn, okey: bytes, *, skip_memory: bytes | None = None) -> li
         for name, raw in rt.items(layout.REFS)
         if okey in ref_roots(name, raw, stale_before)
     )
+    heads: set[bytes] = set()
     for k, raw in rt.items(layout.MANIFESTS):
+        heads.add(k)
         exec_id = k.hex()
         try:
             m = ms.from_view(rt, k, memoryview(raw), exec_id)
@@ -239,6 +241,18 @@ def holders(rt: ReadTxn, okey: bytes, *, skip_memory: bytes | None = None) -> li
             for oid, kind, label in manifest_roots(m)
             if oid == object_id
         )
+    # Part records whose head is gone still hold their roots, as in gc's mark (root_keys).
+    headless: dict[bytes, ms.PartKeys] = {}
+    for key, view in rt.view_items(layout.PARTS):
+        exec_key = layout.part_exec_key(key)
+        if exec_key not in heads:
+            headless.setdefault(exec_key, ms.PartKeys()).add(key, view)
+    for exec_key, keys in headless.items():
+        parts = ms.salvage(keys, _ROOT_DECODERS)
+        if any(r[0] == object_id for r in _roots(parts[ms.ENTRY], parts[ms.CHECKPOINT], parts[ms.WAIT])):
+            found.append(
+                f"a part record of execution {exec_key.hex()} with no head (run `kitaru-store fsck`)"
+            )
     return found
 
 

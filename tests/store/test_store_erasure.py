@@ -110,6 +110,20 @@ def test_a_queued_value_another_execution_holds_is_kept_and_kept_by_says_why(
     assert repo.fsck().ok
 
 
+def test_a_part_record_whose_head_is_gone_still_keeps_its_value(
+    repo: Repository, mem: MemoryStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """gc's mark counts the roots of part records with no head (conservative); the eraser must
+    too, or a redaction could erase what gc itself would keep."""
+    exec_id = commit_execution(repo, "f", {"answer": "held by an orphan record"})
+    repo.kv.update(lambda wt: wt.delete(layout.MANIFESTS, layout.uuid_key(exec_id)))
+    v = mem.set(NS, "k", "held by an orphan record")
+    r = mem.redact(NS, "k", 1, reason="erasure request")
+    assert v.object_id is not None and repo.has_object(v.object_id)
+    assert r.bytes_erased is False
+    assert r.kept_by == (f"a part record of execution {exec_id} with no head (run `kitaru-store fsck`)",)
+
+
 def test_a_queued_chunked_value_loses_only_the_chunks_no_other_value_lists(
     repo: Repository, mem: MemoryStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
