@@ -420,12 +420,20 @@ def load(rt: ReadTxn, exec_key: bytes, exec_id: str, *, parts: bool = True) -> M
 
 
 def from_view(
-    rt: ReadTxn, exec_key: bytes, view: memoryview, exec_id: str, *, parts: bool = True
+    rt: ReadTxn,
+    exec_key: bytes,
+    view: memoryview,
+    exec_id: str,
+    *,
+    parts: bool = True,
+    keys: PartKeys | None = None,
 ) -> Manifest:
+    """The manifest whose stored value is ``view``; ``keys``: its keys in PARTS, read already
+    in ``rt`` (joined), else read here."""
     stored = decode_stored(view, exec_key, exec_id)
     if isinstance(stored, Manifest):
         return stored if parts else head_only(stored)
-    return assemble(rt, exec_key, stored)[0] if parts else as_manifest(stored)
+    return assemble(rt, exec_key, stored, keys)[0] if parts else as_manifest(stored)
 
 
 # What fsck reports of the keys in ``parts`` that no reader looks at (kinds as fsck names them).
@@ -514,19 +522,18 @@ def damaged_parts(rt: ReadTxn, exec_key: bytes, exec_id: str) -> list[str]:
 
 
 def walk(kv: Store, *, batch: int = 256) -> Iterator[tuple[bytes, Manifest | KitaruError]]:
-    """Every execution's manifest (or the error that keeps it from being read), in key order;
-    each batch of executions read in one short read transaction (one deleted since it was
-    listed is left out)."""
-    for chunk in kv.key_batches(MANIFESTS, batch=batch):
+    """Every execution's manifest (or the error that keeps it from being read), in key order,
+    from the ordered pass over heads and parts (``joined``: a batch of executions per short
+    read transaction, each assembled from the keys that pass read, not read again)."""
+    for rt, rows in joined(kv, batch=batch):
         found: list[tuple[bytes, Manifest | KitaruError]] = []
-        with kv.read(buffers=True) as rt:
-            for key in chunk:
-                try:
-                    found.append((key, load(rt, key, key.hex())))
-                except ExecutionNotFoundError:
-                    continue
-                except KitaruError as exc:
-                    found.append((key, exc))
+        for key, head, keys in rows:
+            if head is None:
+                continue  # part keys of no head: fsck's to report, gc's to keep
+            try:
+                found.append((key, from_view(rt, key, head, key.hex(), keys=keys)))
+            except KitaruError as exc:
+                found.append((key, exc))
         yield from found
 
 
